@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what Weir needs on a Debian machine and builds it. Idempotent: a second
+# run installs nothing and rebuilds only what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+mapfile -t pkgs < <(sed -e 's/#.*//' -e '/^\s*$/d' scripts/debian-packages.txt)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	step "installing Debian packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+	step "installing npm packages"
+	npm ci --no-audit --no-fund
+fi
+
+step "building eBPF objects"
+make -s -C native/bpf
+step "building the addon"
+npx cmake-js compile -d native/addon -O build/addon --log-level error >/dev/null
+step "compiling TypeScript"
+npx tsc -p tsconfig.json
