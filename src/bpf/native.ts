@@ -1,0 +1,173 @@
+// The only module that loads the native addon (build/addon/Release/weir_native.node).
+// It declares the binding's contract; everything else uses the typed classes in
+// this folder, never the binding directly.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Error thrown by every native call that fails. */
+export interface NativeError extends Error {
+	/** errno name, e.g. 'EPERM', 'ENOENT', 'EINVAL'. */
+	code: string;
+	/** positive errno value. */
+	errno: number;
+	/** the failing operation, e.g. 'bpf_object__load', 'bpf_link_create'. */
+	op: string;
+	/** verifier log and libbpf messages for load failures ('' otherwise). */
+	log: string;
+}
+
+export type TcDirection = 'ingress' | 'egress';
+
+export interface TestRunOptions {
+	/** packet bytes, starting at the Ethernet header. */
+	data: Buffer;
+	/** repeat count (>= 1). */
+	repeat?: number;
+	/** optional __sk_buff context (struct __sk_buff bytes) in. */
+	ctx?: Buffer;
+	/** size of the data_out buffer (default data.length + 256). */
+	dataOutSize?: number;
+}
+
+export interface TestRunResult {
+	retval: number;
+	/** average ns per run as reported by the kernel. */
+	duration: number;
+	dataOut: Buffer;
+	ctxOut: Buffer | null;
+}
+
+export interface NativeObjectOptions {
+	/** directory in bpffs where maps with LIBBPF_PIN_BY_NAME are pinned and reused. */
+	pinRoot?: string;
+	/** values for `const volatile` globals, by variable name; each Buffer must be exactly the variable's size. */
+	rodata?: Record<string, Buffer>;
+	/** verifier log level for load (default 0: log only on failure, then retried with 1). */
+	logLevel?: number;
+}
+
+export interface NativeMapInfo {
+	name: string;
+	/** numeric BPF map type (enum bpf_map_type). */
+	type: number;
+	keySize: number;
+	valueSize: number;
+	maxEntries: number;
+	/** kernel map id. */
+	id: number;
+}
+
+export interface NativeMap extends NativeMapInfo {
+	readonly fd: number;
+	/** null when absent. For per-CPU maps the value is nCPU * round_up(valueSize, 8) bytes. */
+	lookup(key: Buffer): Buffer | null;
+	/** flags: 0 = BPF_ANY, 1 = BPF_NOEXIST, 2 = BPF_EXIST. */
+	update(key: Buffer, value: Buffer, flags?: number): void;
+	/** true if an entry was deleted, false if it did not exist. */
+	delete(key: Buffer): boolean;
+	/** all keys (bpf_map_get_next_key walk). */
+	keys(): Buffer[];
+	/** all entries; uses BPF_MAP_LOOKUP_BATCH where the map supports it, else a key walk. */
+	entries(): Array<[Buffer, Buffer]>;
+	/** BPF_MAP_UPDATE_BATCH (fallback: one update per key). keys/values are concatenated fixed-size records. Returns count updated. */
+	updateBatch(keys: Buffer, values: Buffer, flags?: number): number;
+	/** BPF_MAP_DELETE_BATCH (fallback: one delete per key, missing keys ignored). Returns count deleted. */
+	deleteBatch(keys: Buffer): number;
+	/** bpf_obj_pin to the path. */
+	pin(path: string): void;
+	/** close the fd (the map lives on while pinned or used by a program). */
+	close(): void;
+}
+
+export interface NativeLink {
+	/** 'tcx' for a BPF link, 'tc' for a legacy clsact filter, 'cgroup' for a cgroup link. */
+	readonly kind: 'tcx' | 'tc' | 'cgroup';
+	readonly fd: number;
+	/** pin a link (tcx/cgroup only; legacy tc throws EOPNOTSUPP). */
+	pin(path: string): void;
+	/** atomically replace the program behind the link (tcx/cgroup: bpf_link_update; tc: bpf_tc_attach with BPF_TC_F_REPLACE). */
+	update(prog: NativeProgram): void;
+	/** detach from the hook (tcx/cgroup: BPF_LINK_DETACH; tc: bpf_tc_detach) and close. Idempotent. */
+	detach(): void;
+	/** close our fd only; a pinned link or legacy tc filter stays attached. */
+	close(): void;
+}
+
+export interface NativeProgram {
+	readonly name: string;
+	readonly fd: number;
+	/** kernel prog id. */
+	readonly id: number;
+	pin(path: string): void;
+	testRun(opts: TestRunOptions): TestRunResult;
+	/** tcx link where the kernel has it (BPF_TCX_INGRESS/EGRESS via bpf_link_create), else legacy clsact + bpf_tc_attach (handle 1, priority 1). */
+	attachTc(ifindex: number, direction: TcDirection, opts?: { legacy?: boolean }): NativeLink;
+	/** cgroup link (bpf_link_create with the given attach type name, e.g. 'cgroup_inet4_connect') on a cgroup v2 directory. */
+	attachCgroup(cgroupPath: string, attachType: string): NativeLink;
+	close(): void;
+}
+
+export interface NativeObject {
+	/** load into the kernel (verifier); rejects with NativeError (log = verifier log). */
+	load(): Promise<void>;
+	mapNames(): string[];
+	programNames(): string[];
+	map(name: string): NativeMap;
+	program(name: string): NativeProgram;
+	/** close the object: programs and map fds (pins and links stay). */
+	close(): void;
+}
+
+export interface NativeRingBuffer {
+	/** stop the poller thread and release the map fd. Idempotent. */
+	close(): void;
+}
+
+export interface NativeBinding {
+	libbpfVersion(): string;
+	openObject(path: string, opts?: NativeObjectOptions): NativeObject;
+	/** open a pinned map by path (bpf_obj_get) */
+	openPinnedMap(path: string): NativeMap;
+	/** open a pinned tcx/cgroup link by path */
+	openPinnedLink(path: string): NativeLink;
+	/** open a pinned program by path */
+	openPinnedProgram(path: string): NativeProgram;
+	/**
+	 * Consume a BPF_MAP_TYPE_RINGBUF map on a native thread; records are delivered
+	 * to `onBatch` on the JS thread in batches (each record its own Buffer copy).
+	 */
+	openRingBuffer(map: NativeMap, onBatch: (records: Buffer[]) => void): NativeRingBuffer;
+	/** ids of programs attached via tcx at ifindex/direction (BPF_PROG_QUERY), [] if none. */
+	tcxQuery(ifindex: number, direction: TcDirection): number[];
+	/** ids of programs attached via legacy clsact tc filters at ifindex/direction. */
+	tcLegacyQuery(ifindex: number, direction: TcDirection): number[];
+	/** if_nametoindex in the current netns; 0 if missing. */
+	ifNameToIndex(name: string): number;
+	/** number of possible CPUs (libbpf_num_possible_cpus). */
+	numPossibleCpus(): number;
+}
+
+function addonPath(): string {
+	const here = dirname(fileURLToPath(import.meta.url));
+	// dist/src/bpf -> repo root, or src/bpf when run from source.
+	for (const up of ['../../..', '../..']) {
+		const p = resolve(here, up, 'build/addon/Release/weir_native.node');
+		if (existsSync(p)) return p;
+	}
+	const fromEnv = process.env['WEIR_ADDON'];
+	if (fromEnv) return fromEnv;
+	return join(resolve(here, '../../..'), 'build/addon/Release/weir_native.node');
+}
+
+let cached: NativeBinding | undefined;
+
+/** Loads the addon once per process. */
+export function native(): NativeBinding {
+	if (!cached) {
+		const require = createRequire(import.meta.url);
+		cached = require(addonPath()) as NativeBinding;
+	}
+	return cached;
+}
