@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* ipcache: every known prefix and the security identity behind it. */
+#ifndef WEIR_IPCACHE_H
+#define WEIR_IPCACHE_H
+
+#include "common.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct weir_ipcache_key);
+	__type(value, struct weir_ipcache_value);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} weir_ipcache SEC(".maps");
+
+/**
+ * weir_ipcache_identity4() - security identity of an IPv4 address.
+ * Return: the identity of the longest matching prefix, or WEIR_ID_WORLD when no
+ * prefix covers the address (anything unknown is outside the cluster).
+ */
+static __always_inline __u32 weir_ipcache_identity4(__u32 addr)
+{
+	struct weir_ipcache_key key = {
+		.prefixlen = WEIR_IPCACHE_STATIC_PREFIX + 32,
+		.family = WEIR_FAMILY_IPV4,
+		.addr = { addr },
+	};
+	struct weir_ipcache_value *v = bpf_map_lookup_elem(&weir_ipcache, &key);
+
+	return v ? v->identity : WEIR_ID_WORLD;
+}
+
+#endif /* WEIR_IPCACHE_H */

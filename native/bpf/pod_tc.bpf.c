@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * tc programs for the host side of a pod's veth.
+ *
+ * weir_from_pod runs at the host veth's tc ingress: it sees what the pod sends and
+ * enforces the pod's egress policy. weir_to_pod runs at tc egress: it sees what is
+ * delivered to the pod and enforces its ingress policy. Both share weir_handle(),
+ * which the compiler specialises for each direction.
+ */
+#include "lib/common.h"
+#include "lib/parse.h"
+#include "lib/ipcache.h"
+#include "lib/endpoints.h"
+#include "lib/policy.h"
+#include "lib/conntrack.h"
+#include "lib/events.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline int weir_has_ports(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+}
+
+/**
+ * weir_handle() - police one packet crossing a pod's veth.
+ * @dir: WEIR_DIR_EGRESS for packets from the pod, WEIR_DIR_INGRESS for packets to it.
+ * Return: TC_ACT_OK to pass, TC_ACT_SHOT to drop (always after a drop event).
+ */
+static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
+{
+	struct weir_verdict v = { .type = WEIR_EVENT_DROP, .dir = dir, .verdict = WEIR_VERDICT_DROPPED };
+	struct weir_pkt p = {};
+	struct weir_endpoint_info *ep;
+	struct weir_ct_entry *ct;
+	__u32 peer, isolated;
+	__u64 now;
+	__u16 ethertype;
+	int ret, res;
+
+	ret = weir_parse_l3(skb, &ethertype);
+	if (ret == WEIR_L3_ARP)
+		return TC_ACT_OK;
+	if (ret == WEIR_L3_OTHER) {
+		ret = WEIR_DROP_UNSUPPORTED_L3;
+		goto drop_err;
+	}
+	if (ret < 0)
+		goto drop_err;
+	ret = weir_parse_ipv4(skb, &p);
+	if (ret < 0)
+		goto drop_err;
+
+	if (dir == WEIR_DIR_EGRESS) {
+		ep = weir_endpoint_lookup4(p.saddr);
+		if (!ep) {
+			ret = WEIR_DROP_NO_ENDPOINT;
+			goto drop_err;
+		}
+		v.ep_id = ep->ep_id;
+		v.src_identity = ep->identity;
+		if (ep->ifindex != skb->ifindex) {
+			ret = WEIR_DROP_INVALID_SOURCE;
+			goto drop_err;
+		}
+	} else {
+		ep = weir_endpoint_lookup4(p.daddr);
+		if (!ep) {
+			ret = WEIR_DROP_NO_ENDPOINT;
+			goto drop_err;
+		}
+		v.ep_id = ep->ep_id;
+		v.dst_identity = ep->identity;
+		if (ep->ifindex != skb->ifindex) {
+			ret = WEIR_DROP_WRONG_INTERFACE;
+			goto drop_err;
+		}
+	}
+
+	now = bpf_ktime_get_ns();
+	res = weir_ct_lookup4(&p, dir, now, &ct);
+	if (res == WEIR_CT_ESTABLISHED || res == WEIR_CT_REPLY) {
+		weir_ct_account(ct, &p, res == WEIR_CT_REPLY, now);
+		weir_count(WEIR_OK, dir, p.len);
+		return TC_ACT_OK;
+	}
+	if (res == WEIR_CT_RELATED) {
+		weir_count(WEIR_OK, dir, p.len);
+		return TC_ACT_OK;
+	}
+
+	/* A new connection: the policy decides. */
+	if (dir == WEIR_DIR_EGRESS) {
+		v.dst_identity = weir_ipcache_identity4(p.daddr);
+		peer = v.dst_identity;
+		isolated = ep->flags & WEIR_EP_EGRESS_ISOLATED;
+	} else {
+		v.src_identity = weir_ipcache_identity4(p.saddr);
+		peer = v.src_identity;
+		isolated = ep->flags & WEIR_EP_INGRESS_ISOLATED;
+	}
+	if (!isolated) {
+		v.match = WEIR_MATCH_NOT_ISOLATED;
+	} else if (dir == WEIR_DIR_INGRESS && peer == WEIR_ID_HOST && weir_cfg_allow_host) {
+		v.match = WEIR_MATCH_HOST;
+	} else {
+		v.rule_id = weir_policy_lookup(ep->ep_id, peer, dir, p.protocol,
+					       weir_has_ports(p.protocol) ? p.dport : 0, &v.match);
+		if (!v.rule_id) {
+			if (!weir_cfg_audit) {
+				ret = WEIR_DROP_POLICY_DENIED;
+				goto drop_err;
+			}
+			v.verdict = WEIR_VERDICT_AUDIT;
+		}
+	}
+
+	ret = weir_ct_create4(&p, dir, now, v.rule_id, ep->ep_id, peer);
+	if (ret < 0)
+		goto drop_err;
+	if (weir_cfg_verdict_events) {
+		v.type = WEIR_EVENT_POLICY_VERDICT;
+		if (v.verdict != WEIR_VERDICT_AUDIT)
+			v.verdict = WEIR_VERDICT_FORWARDED;
+		v.reason = WEIR_OK;
+		weir_emit(skb, &p, &v);
+	}
+	weir_count(WEIR_OK, dir, p.len);
+	return TC_ACT_OK;
+
+drop_err:
+	v.reason = ret;
+	weir_emit(skb, &p, &v);
+	weir_count(ret, dir, skb->len);
+	return TC_ACT_SHOT;
+}
+
+SEC("tc")
+int weir_from_pod(struct __sk_buff *skb)
+{
+	return weir_handle(skb, WEIR_DIR_EGRESS);
+}
+
+SEC("tc")
+int weir_to_pod(struct __sk_buff *skb)
+{
+	return weir_handle(skb, WEIR_DIR_INGRESS);
+}
