@@ -1,0 +1,282 @@
+// Typed codecs for the datapath maps and events, on top of layout.ts.
+// Pure functions: no kernel, no addon.
+import { isIPv4 } from 'node:net';
+import {
+	Dir,
+	DirValue,
+	EventType,
+	Family,
+	IPCACHE_STATIC_PREFIX,
+	Match,
+	POLICY_FIXED_PREFIX,
+	PolicyFlags,
+	Structs,
+	Verdict,
+	decode,
+	dropReasonName,
+	encode,
+} from './layout.js';
+
+export const IPPROTO = { ICMP: 1, TCP: 6, UDP: 17, SCTP: 132 } as const;
+
+/** IPv4 dotted quad to its 32-bit value (as written in network order). */
+export function ipv4ToInt(ip: string): number {
+	if (!isIPv4(ip)) throw new TypeError(`not an IPv4 address: '${ip}'`);
+	const p = ip.split('.').map(Number);
+	return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
+}
+
+export function intToIpv4(v: number): string {
+	return [(v >>> 24) & 255, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.');
+}
+
+export interface Cidr4 {
+	addr: number;
+	prefix: number;
+}
+
+/** Parses 'a.b.c.d/n' (or a bare address, /32); host bits are cleared. */
+export function parseCidr4(cidr: string): Cidr4 {
+	const [ip, len] = cidr.split('/');
+	const prefix = len === undefined ? 32 : Number(len);
+	if (!Number.isInteger(prefix) || prefix < 0 || prefix > 32 || (len !== undefined && !/^\d+$/.test(len))) {
+		throw new TypeError(`bad IPv4 prefix length in '${cidr}'`);
+	}
+	const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+	return { addr: (ipv4ToInt(ip ?? '') & mask) >>> 0, prefix };
+}
+
+export function ipcacheKey(cidr: string): Buffer {
+	const c = parseCidr4(cidr);
+	return encode('weir_ipcache_key', {
+		prefixlen: IPCACHE_STATIC_PREFIX + c.prefix,
+		family: Family.IPv4,
+		addr: [c.addr, 0, 0, 0],
+	});
+}
+
+export function decodeIpcacheKey(buf: Buffer): string {
+	const d = decode('weir_ipcache_key', buf);
+	const addr = (d['addr'] as number[])[0]!;
+	return `${intToIpv4(addr)}/${(d['prefixlen'] as number) - IPCACHE_STATIC_PREFIX}`;
+}
+
+export function ipcacheValue(identity: number): Buffer {
+	return encode('weir_ipcache_value', { identity });
+}
+
+export function endpointKey(ip: string): Buffer {
+	return encode('weir_endpoint_key', { addr: [ipv4ToInt(ip), 0, 0, 0], family: Family.IPv4 });
+}
+
+export function decodeEndpointKey(buf: Buffer): string {
+	return intToIpv4((decode('weir_endpoint_key', buf)['addr'] as number[])[0]!);
+}
+
+export interface EndpointInfo {
+	epId: number;
+	identity: number;
+	ifindex: number;
+	flags: number;
+}
+
+export function endpointInfo(e: EndpointInfo): Buffer {
+	return encode('weir_endpoint_info', { ep_id: e.epId, identity: e.identity, ifindex: e.ifindex, flags: e.flags });
+}
+
+export function decodeEndpointInfo(buf: Buffer): EndpointInfo {
+	const d = decode('weir_endpoint_info', buf);
+	return {
+		epId: d['ep_id'] as number,
+		identity: d['identity'] as number,
+		ifindex: d['ifindex'] as number,
+		flags: d['flags'] as number,
+	};
+}
+
+/**
+ * One allow rule for an endpoint. `protocol` undefined means every protocol (and
+ * then `port` must be undefined); `port` undefined means every port of `protocol`;
+ * `endPort` makes [port, endPort] a range.
+ */
+export interface PolicyEntry {
+	epId: number;
+	/** peer identity; Identity.Unknown (0) is "any peer" */
+	identity: number;
+	direction: DirValue;
+	protocol?: number;
+	port?: number;
+	endPort?: number;
+	ruleId: number;
+}
+
+/**
+ * Splits [lo, hi] into the fewest aligned power-of-two blocks, as (start, prefix bits
+ * of a 16-bit port) pairs: how a port range becomes longest-prefix-match entries.
+ */
+export function portRangeToPrefixes(lo: number, hi: number): Array<{ port: number; bits: number }> {
+	if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi > 65535 || lo > hi) {
+		throw new RangeError(`bad port range ${lo}-${hi}`);
+	}
+	const out: Array<{ port: number; bits: number }> = [];
+	let cur = lo;
+	while (cur <= hi) {
+		let size = 1;
+		// Grow while the block stays aligned at cur and inside the range.
+		while (size < 65536 && cur % (size * 2) === 0 && cur + size * 2 - 1 <= hi) size *= 2;
+		out.push({ port: cur, bits: 16 - Math.log2(size) });
+		cur += size;
+	}
+	return out;
+}
+
+/** The trie keys that together express one policy entry. */
+export function policyKeys(e: PolicyEntry): Buffer[] {
+	const base = { ep_id: e.epId, identity: e.identity, direction: e.direction };
+	if (e.protocol === undefined) {
+		if (e.port !== undefined) throw new TypeError('a port needs a protocol');
+		return [encode('weir_policy_key', { ...base, prefixlen: POLICY_FIXED_PREFIX })];
+	}
+	if (e.port === undefined) {
+		return [encode('weir_policy_key', { ...base, protocol: e.protocol, prefixlen: POLICY_FIXED_PREFIX + 8 })];
+	}
+	const hi = e.endPort ?? e.port;
+	return portRangeToPrefixes(e.port, hi).map((b) =>
+		encode('weir_policy_key', {
+			...base,
+			protocol: e.protocol!,
+			dport: b.port,
+			prefixlen: POLICY_FIXED_PREFIX + 8 + b.bits,
+		}),
+	);
+}
+
+export function policyValue(e: PolicyEntry): Buffer {
+	return encode('weir_policy_value', {
+		rule_id: e.ruleId,
+		flags: e.protocol === undefined ? PolicyFlags.AllProtocols : 0,
+	});
+}
+
+export interface Ct4Key {
+	saddr: string;
+	daddr: string;
+	sport: number;
+	dport: number;
+	protocol: number;
+	scope: DirValue;
+}
+
+export function decodeCt4Key(buf: Buffer): Ct4Key {
+	const d = decode('weir_ct4_key', buf);
+	return {
+		saddr: intToIpv4(d['saddr'] as number),
+		daddr: intToIpv4(d['daddr'] as number),
+		sport: d['sport'] as number,
+		dport: d['dport'] as number,
+		protocol: d['protocol'] as number,
+		scope: d['scope'] as DirValue,
+	};
+}
+
+export interface CtEntry {
+	expiresNs: bigint;
+	packets: bigint;
+	bytes: bigint;
+	ruleId: number;
+	epId: number;
+	peerIdentity: number;
+	flags: number;
+	tcpFlagsSeen: number;
+}
+
+export function decodeCtEntry(buf: Buffer): CtEntry {
+	const d = decode('weir_ct_entry', buf);
+	return {
+		expiresNs: d['expires_ns'] as bigint,
+		packets: d['packets'] as bigint,
+		bytes: d['bytes'] as bigint,
+		ruleId: d['rule_id'] as number,
+		epId: d['ep_id'] as number,
+		peerIdentity: d['peer_identity'] as number,
+		flags: d['flags'] as number,
+		tcpFlagsSeen: d['tcp_flags_seen'] as number,
+	};
+}
+
+export type VerdictName = 'FORWARDED' | 'DROPPED' | 'AUDIT';
+export type MatchName = 'none' | 'not-isolated' | 'l3-l4' | 'l3-only' | 'l4-only' | 'all' | 'host';
+
+const verdictNames: Record<number, VerdictName> = {
+	[Verdict.Forwarded]: 'FORWARDED',
+	[Verdict.Dropped]: 'DROPPED',
+	[Verdict.Audit]: 'AUDIT',
+};
+const matchNames: Record<number, MatchName> = {
+	[Match.None]: 'none',
+	[Match.NotIsolated]: 'not-isolated',
+	[Match.L3L4]: 'l3-l4',
+	[Match.L3Only]: 'l3-only',
+	[Match.L4Only]: 'l4-only',
+	[Match.All]: 'all',
+	[Match.Host]: 'host',
+};
+
+/** One ring-buffer record, decoded. */
+export interface DatapathEvent {
+	tsNs: bigint;
+	type: 'drop' | 'policy-verdict';
+	direction: 'ingress' | 'egress';
+	verdict: VerdictName;
+	reason: number;
+	reasonName: string;
+	protocol: number;
+	tcpFlags: number;
+	epId: number;
+	srcIdentity: number;
+	dstIdentity: number;
+	ruleId: number;
+	ifindex: number;
+	pktLen: number;
+	src: string;
+	dst: string;
+	sport: number;
+	dport: number;
+	isReply: boolean;
+	match: MatchName;
+	icmpType: number;
+	icmpCode: number;
+}
+
+export const EVENT_SIZE = Structs.weir_event.size;
+
+export function decodeEvent(buf: Buffer): DatapathEvent {
+	const d = decode('weir_event', buf);
+	const reason = d['reason'] as number;
+	const family = d['family'] as number;
+	const addr = (k: string): string => (family === 0 ? '' : intToIpv4((d[k] as number[])[0]!));
+	return {
+		tsNs: d['ts_ns'] as bigint,
+		type: d['type'] === EventType.Drop ? 'drop' : 'policy-verdict',
+		direction: d['direction'] === Dir.Egress ? 'egress' : 'ingress',
+		verdict: verdictNames[d['verdict'] as number] ?? 'DROPPED',
+		reason,
+		reasonName: dropReasonName(reason),
+		protocol: d['protocol'] as number,
+		tcpFlags: d['tcp_flags'] as number,
+		epId: d['ep_id'] as number,
+		srcIdentity: d['src_identity'] as number,
+		dstIdentity: d['dst_identity'] as number,
+		ruleId: d['rule_id'] as number,
+		ifindex: d['ifindex'] as number,
+		pktLen: d['pkt_len'] as number,
+		src: addr('saddr'),
+		dst: addr('daddr'),
+		sport: d['sport'] as number,
+		dport: d['dport'] as number,
+		isReply: d['is_reply'] !== 0,
+		match: matchNames[d['match_type'] as number] ?? 'none',
+		icmpType: d['icmp_type'] as number,
+		icmpCode: d['icmp_code'] as number,
+	};
+}

@@ -1,0 +1,403 @@
+// The node's datapath: the pod tc programs and their pinned maps, typed.
+// Everything outside src/bpf/ talks to the kernel through this class.
+import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+	DatapathEvent,
+	EndpointInfo,
+	PolicyEntry,
+	decodeCt4Key,
+	decodeCtEntry,
+	decodeEndpointInfo,
+	decodeEndpointKey,
+	decodeEvent,
+	decodeIpcacheKey,
+	endpointInfo,
+	endpointKey,
+	ipcacheKey,
+	ipcacheValue,
+	policyKeys,
+	policyValue,
+	Ct4Key,
+	CtEntry,
+} from './codecs.js';
+import { Dir, MapName, METRICS_EVENTS_LOST, REASON_MAX, Structs, dropReasonName, decode } from './layout.js';
+import { NativeError, NativeLink, NativeMap, NativeObject, NativeRingBuffer, TcDirection, native } from './native.js';
+
+const BPF_FS_MAGIC = 0xcafe4a11;
+
+/** Load-time configuration of the pod programs (rodata, fixed for the object's life). */
+export interface DatapathConfig {
+	/** traffic from this node to its pods passes whatever the policy (kubelet probes) */
+	allowHost: boolean;
+	/** policy denials are reported as AUDIT and let through */
+	audit: boolean;
+	/** a policy-verdict event for every new allowed connection */
+	verdictEvents: boolean;
+	ctTcpLifetimeSec: number;
+	ctSynLifetimeSec: number;
+	ctCloseLifetimeSec: number;
+	ctOtherLifetimeSec: number;
+}
+
+export const DEFAULT_CONFIG: DatapathConfig = {
+	allowHost: true,
+	audit: false,
+	verdictEvents: true,
+	ctTcpLifetimeSec: 21600,
+	ctSynLifetimeSec: 60,
+	ctCloseLifetimeSec: 10,
+	ctOtherLifetimeSec: 60,
+};
+
+export interface DatapathOptions {
+	/** bpffs directory owned by this node's datapath, e.g. /sys/fs/bpf/weir/node-1 */
+	pinRoot: string;
+	/** compiled object (default build/bpf/pod_tc.bpf.o of this checkout) */
+	objectPath?: string;
+	config?: Partial<DatapathConfig>;
+}
+
+/** An attachment of the pod programs to one host-side veth. */
+export interface Attachment {
+	ifindex: number;
+	ingress: NativeLink;
+	egress: NativeLink;
+}
+
+export interface MetricsSample {
+	reason: number;
+	reasonName: string;
+	direction: 'ingress' | 'egress';
+	packets: bigint;
+	bytes: bigint;
+}
+
+export class DatapathError extends Error {
+	constructor(
+		readonly code: string,
+		message: string,
+		options?: { cause?: unknown },
+	) {
+		super(message, options);
+		this.name = 'DatapathError';
+	}
+}
+
+function defaultObjectPath(): string {
+	const here = dirname(fileURLToPath(import.meta.url));
+	for (const up of ['../../..', '../..']) {
+		const p = resolve(here, up, 'build/bpf/pod_tc.bpf.o');
+		if (existsSync(p)) return p;
+	}
+	return resolve(here, '../../../build/bpf/pod_tc.bpf.o');
+}
+
+function u8(v: boolean): Buffer {
+	return Buffer.from([v ? 1 : 0]);
+}
+
+function u32(v: number): Buffer {
+	const b = Buffer.alloc(4);
+	b.writeUInt32LE(v >>> 0);
+	return b;
+}
+
+/** Throws unless `dir`'s parent chain sits on a bpffs mount. */
+function assertOnBpffs(dir: string): void {
+	let probe = dir;
+	while (!existsSync(probe)) probe = dirname(probe);
+	const magic = statfsSync(probe).type;
+	if (magic !== BPF_FS_MAGIC) {
+		throw new DatapathError(
+			'WEIR_ERR_NOT_BPFFS',
+			`${dir} is not on a bpf filesystem (statfs type 0x${magic.toString(16)}): mount one with 'mount -t bpf bpf /sys/fs/bpf'`,
+		);
+	}
+}
+
+export class Datapath {
+	private readonly attachments = new Map<number, Attachment>();
+	private readonly rings = new Set<NativeRingBuffer>();
+	private closed = false;
+
+	private constructor(
+		readonly pinRoot: string,
+		readonly config: DatapathConfig,
+		private readonly obj: NativeObject,
+		private readonly ipcache: NativeMap,
+		private readonly endpoints: NativeMap,
+		private readonly policy: NativeMap,
+		private readonly ct4: NativeMap,
+		private readonly metrics: NativeMap,
+		private readonly events: NativeMap,
+	) {}
+
+	/**
+	 * Loads the pod programs. Maps already pinned under `pinRoot` are reused with their
+	 * contents, so a restarted agent keeps enforcing exactly what the previous one did.
+	 */
+	static async open(opts: DatapathOptions): Promise<Datapath> {
+		const config = { ...DEFAULT_CONFIG, ...opts.config };
+		assertOnBpffs(opts.pinRoot);
+		mkdirSync(opts.pinRoot, { recursive: true });
+		const objectPath = opts.objectPath ?? defaultObjectPath();
+		const obj = native().openObject(objectPath, {
+			pinRoot: opts.pinRoot,
+			rodata: {
+				weir_cfg_allow_host: u8(config.allowHost),
+				weir_cfg_audit: u8(config.audit),
+				weir_cfg_verdict_events: u8(config.verdictEvents),
+				weir_cfg_ct_tcp_lifetime: u32(config.ctTcpLifetimeSec),
+				weir_cfg_ct_syn_lifetime: u32(config.ctSynLifetimeSec),
+				weir_cfg_ct_close_lifetime: u32(config.ctCloseLifetimeSec),
+				weir_cfg_ct_other_lifetime: u32(config.ctOtherLifetimeSec),
+			},
+		});
+		try {
+			await obj.load();
+		} catch (err) {
+			obj.close();
+			throw err;
+		}
+		return new Datapath(
+			opts.pinRoot,
+			config,
+			obj,
+			obj.map(MapName.ipcache),
+			obj.map(MapName.endpoints),
+			obj.map(MapName.policy),
+			obj.map(MapName.ct4),
+			obj.map(MapName.metrics),
+			obj.map(MapName.events),
+		);
+	}
+
+	private linkPath(ifindex: number, dir: TcDirection): string {
+		return join(this.pinRoot, 'links', `${ifindex}-${dir}`);
+	}
+
+	/**
+	 * Attaches the pod programs to a pod's host-side veth (tcx links, pinned so they
+	 * outlive this process). If pinned links already exist for the interface, their
+	 * programs are swapped atomically instead: traffic never sees a gap.
+	 */
+	attach(ifindex: number, opts: { legacy?: boolean } = {}): Attachment {
+		this.assertOpen();
+		const n = native();
+		mkdirSync(join(this.pinRoot, 'links'), { recursive: true });
+		const from = this.obj.program('weir_from_pod');
+		const to = this.obj.program('weir_to_pod');
+		const made: NativeLink[] = [];
+		const one = (dir: TcDirection, prog: typeof from): NativeLink => {
+			const path = this.linkPath(ifindex, dir);
+			if (existsSync(path)) {
+				const link = n.openPinnedLink(path);
+				link.update(prog);
+				return link;
+			}
+			const link = prog.attachTc(ifindex, dir, opts);
+			made.push(link);
+			if (link.kind === 'tcx') link.pin(path);
+			return link;
+		};
+		try {
+			// tc ingress of the host veth = what the pod sends; tc egress = what it receives.
+			const ingress = one('ingress', from);
+			const egress = one('egress', to);
+			const a = { ifindex, ingress, egress };
+			this.attachments.set(ifindex, a);
+			return a;
+		} catch (err) {
+			for (const l of made) l.detach();
+			for (const dir of ['ingress', 'egress'] as const) rmSync(this.linkPath(ifindex, dir), { force: true });
+			throw err;
+		}
+	}
+
+	/** Detaches from an interface and removes the pins. Missing attachments are fine. */
+	detach(ifindex: number): void {
+		const a = this.attachments.get(ifindex);
+		const n = native();
+		for (const dir of ['ingress', 'egress'] as const) {
+			const path = this.linkPath(ifindex, dir);
+			const link = a ? a[dir] : existsSync(path) ? n.openPinnedLink(path) : undefined;
+			try {
+				link?.detach();
+			} finally {
+				rmSync(path, { force: true });
+			}
+		}
+		this.attachments.delete(ifindex);
+	}
+
+	/** ifindexes with pinned links under this datapath's pin root. */
+	pinnedAttachments(): number[] {
+		const dir = join(this.pinRoot, 'links');
+		if (!existsSync(dir)) return [];
+		return [...new Set(readdirSync(dir).map((f) => Number(f.split('-')[0])))].filter(Number.isInteger);
+	}
+
+	setIpcache(cidr: string, identity: number): void {
+		this.ipcache.update(ipcacheKey(cidr), ipcacheValue(identity));
+	}
+
+	deleteIpcache(cidr: string): boolean {
+		return this.ipcache.delete(ipcacheKey(cidr));
+	}
+
+	ipcacheEntries(): Array<{ cidr: string; identity: number }> {
+		return this.ipcache
+			.entries()
+			.map(([k, v]) => ({ cidr: decodeIpcacheKey(k), identity: decode('weir_ipcache_value', v)['identity'] as number }));
+	}
+
+	setEndpoint(ip: string, info: EndpointInfo): void {
+		this.endpoints.update(endpointKey(ip), endpointInfo(info));
+	}
+
+	deleteEndpoint(ip: string): boolean {
+		return this.endpoints.delete(endpointKey(ip));
+	}
+
+	endpointEntries(): Array<{ ip: string } & EndpointInfo> {
+		return this.endpoints.entries().map(([k, v]) => ({ ip: decodeEndpointKey(k), ...decodeEndpointInfo(v) }));
+	}
+
+	/** Adds the trie entries of an allow rule. */
+	allow(entry: PolicyEntry): void {
+		const value = policyValue(entry);
+		for (const key of policyKeys(entry)) this.policy.update(key, value);
+	}
+
+	/** Removes the trie entries of an allow rule. */
+	revoke(entry: PolicyEntry): void {
+		for (const key of policyKeys(entry)) this.policy.delete(key);
+	}
+
+	/** Bulk load of trie entries (for large policy sets): one syscall per batch. */
+	allowMany(entries: readonly PolicyEntry[]): number {
+		const keys: Buffer[] = [];
+		const values: Buffer[] = [];
+		for (const e of entries) {
+			const v = policyValue(e);
+			for (const k of policyKeys(e)) {
+				keys.push(k);
+				values.push(v);
+			}
+		}
+		if (keys.length === 0) return 0;
+		return this.policy.updateBatch(Buffer.concat(keys), Buffer.concat(values));
+	}
+
+	policyEntryCount(): number {
+		return this.policy.keys().length;
+	}
+
+	conntrack(): Array<{ key: Ct4Key; entry: CtEntry }> {
+		return this.ct4.entries().map(([k, v]) => ({ key: decodeCt4Key(k), entry: decodeCtEntry(v) }));
+	}
+
+	/**
+	 * Removes expired conntrack entries; `nowNs` is CLOCK_MONOTONIC, the clock of
+	 * bpf_ktime_get_ns (process.hrtime.bigint() reads the same clock).
+	 * Returns how many were removed.
+	 */
+	gcConntrack(nowNs: bigint = process.hrtime.bigint()): number {
+		const stale: Buffer[] = [];
+		for (const [k, v] of this.ct4.entries()) {
+			if (decodeCtEntry(v).expiresNs < nowNs) stale.push(k);
+		}
+		if (stale.length === 0) return 0;
+		return this.ct4.deleteBatch(Buffer.concat(stale));
+	}
+
+	/** Per-reason, per-direction counters summed over CPUs (only non-zero ones). */
+	readMetrics(): { samples: MetricsSample[]; eventsLost: bigint } {
+		const valueSize = Structs.weir_metrics_value.size;
+		const sum = (idx: number): { packets: bigint; bytes: bigint } => {
+			const raw = this.metrics.lookup(u32(idx));
+			let packets = 0n;
+			let bytes = 0n;
+			if (raw) {
+				for (let off = 0; off + valueSize <= raw.length; off += valueSize) {
+					packets += raw.readBigUInt64LE(off);
+					bytes += raw.readBigUInt64LE(off + 8);
+				}
+			}
+			return { packets, bytes };
+		};
+		const samples: MetricsSample[] = [];
+		for (let r = 0; r < REASON_MAX; r++) {
+			for (const dir of [Dir.Ingress, Dir.Egress]) {
+				const s = sum((r << 1) | dir);
+				if (s.packets === 0n) continue;
+				samples.push({
+					reason: -r,
+					reasonName: dropReasonName(r === 0 ? 0 : -r),
+					direction: dir === Dir.Egress ? 'egress' : 'ingress',
+					...s,
+				});
+			}
+		}
+		return { samples, eventsLost: sum(METRICS_EVENTS_LOST).packets };
+	}
+
+	/** Streams decoded ring-buffer events until the returned function is called. */
+	subscribe(onEvent: (ev: DatapathEvent) => void): () => void {
+		this.assertOpen();
+		const ring = native().openRingBuffer(this.events, (records) => {
+			for (const r of records) onEvent(decodeEvent(r));
+		});
+		this.rings.add(ring);
+		return () => {
+			ring.close();
+			this.rings.delete(ring);
+		};
+	}
+
+	/** The loaded programs (for BPF_PROG_TEST_RUN and benchmarks). */
+	program(name: 'weir_from_pod' | 'weir_to_pod') {
+		return this.obj.program(name);
+	}
+
+	/**
+	 * Releases this process's handles. Pinned maps and links stay: the datapath keeps
+	 * enforcing with no process behind it.
+	 */
+	close(): void {
+		if (this.closed) return;
+		this.closed = true;
+		for (const r of this.rings) r.close();
+		this.rings.clear();
+		for (const a of this.attachments.values()) {
+			a.ingress.close();
+			a.egress.close();
+		}
+		this.attachments.clear();
+		this.obj.close();
+	}
+
+	/** Uninstall: detaches every pinned attachment and removes the pin root. */
+	destroy(): void {
+		for (const ifindex of new Set([...this.attachments.keys(), ...this.pinnedAttachments()])) {
+			try {
+				this.detach(ifindex);
+			} catch (err) {
+				if ((err as NativeError).code !== 'ENOENT' && (err as NativeError).code !== 'ENODEV') throw err;
+			}
+		}
+		this.close();
+		removePinRoot(this.pinRoot);
+	}
+
+	private assertOpen(): void {
+		if (this.closed) throw new DatapathError('WEIR_ERR_CLOSED', 'datapath handle is closed');
+	}
+}
+
+/** Removes a pin root and everything under it (maps, links). Idempotent. */
+export function removePinRoot(pinRoot: string): void {
+	rmSync(pinRoot, { recursive: true, force: true });
+}

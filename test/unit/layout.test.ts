@@ -1,0 +1,162 @@
+// The TypeScript mirror (src/bpf/layout.ts) must match the C headers the eBPF
+// programs are built from: sizes, offsets and constants, as the C compiler sees them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import {
+	CtFlags,
+	Dir,
+	DropReason,
+	EndpointFlags,
+	EventType,
+	Family,
+	IPCACHE_STATIC_PREFIX,
+	Identity,
+	Match,
+	METRICS_ENTRIES,
+	METRICS_EVENTS_LOST,
+	MapName,
+	POLICY_FIXED_PREFIX,
+	POLICY_FULL_PREFIX,
+	PolicyFlags,
+	REASON_MAX,
+	Structs,
+	Verdict,
+} from '../../src/bpf/layout.js';
+import { repoRoot } from '../helpers/paths.js';
+
+const shared = resolve(repoRoot, 'native/bpf/shared');
+
+const constants: Array<[string, number]> = [
+	...Object.entries(DropReason).map(([k, v]): [string, number] => [k === 'OK' ? 'WEIR_OK' : `WEIR_DROP_${k}`, v]),
+	['WEIR_FAMILY_IPV4', Family.IPv4],
+	['WEIR_FAMILY_IPV6', Family.IPv6],
+	['WEIR_ID_UNKNOWN', Identity.Unknown],
+	['WEIR_ID_HOST', Identity.Host],
+	['WEIR_ID_WORLD', Identity.World],
+	['WEIR_ID_REMOTE_NODE', Identity.RemoteNode],
+	['WEIR_ID_FIRST_POD', Identity.FirstPod],
+	['WEIR_ID_FIRST_CIDR', Identity.FirstCidr],
+	['WEIR_DIR_INGRESS', Dir.Ingress],
+	['WEIR_DIR_EGRESS', Dir.Egress],
+	['WEIR_EP_INGRESS_ISOLATED', EndpointFlags.IngressIsolated],
+	['WEIR_EP_EGRESS_ISOLATED', EndpointFlags.EgressIsolated],
+	['WEIR_EP_MESHED', EndpointFlags.Meshed],
+	['WEIR_EVENT_DROP', EventType.Drop],
+	['WEIR_EVENT_POLICY_VERDICT', EventType.PolicyVerdict],
+	['WEIR_VERDICT_FORWARDED', Verdict.Forwarded],
+	['WEIR_VERDICT_DROPPED', Verdict.Dropped],
+	['WEIR_VERDICT_AUDIT', Verdict.Audit],
+	['WEIR_MATCH_NONE', Match.None],
+	['WEIR_MATCH_NOT_ISOLATED', Match.NotIsolated],
+	['WEIR_MATCH_L3_L4', Match.L3L4],
+	['WEIR_MATCH_L3_ONLY', Match.L3Only],
+	['WEIR_MATCH_L4_ONLY', Match.L4Only],
+	['WEIR_MATCH_ALL', Match.All],
+	['WEIR_MATCH_HOST', Match.Host],
+	['WEIR_CT_F_SEEN_REPLY', CtFlags.SeenReply],
+	['WEIR_CT_F_SYN', CtFlags.Syn],
+	['WEIR_CT_F_FIN_FWD', CtFlags.FinFwd],
+	['WEIR_CT_F_FIN_REV', CtFlags.FinRev],
+	['WEIR_CT_F_RST', CtFlags.Rst],
+	['WEIR_CT_F_ICMP', CtFlags.Icmp],
+	['WEIR_POLICY_F_ALL_PROTOCOLS', PolicyFlags.AllProtocols],
+	['WEIR_IPCACHE_STATIC_PREFIX', IPCACHE_STATIC_PREFIX],
+	['WEIR_POLICY_FIXED_PREFIX', POLICY_FIXED_PREFIX],
+	['WEIR_POLICY_FULL_PREFIX', POLICY_FULL_PREFIX],
+	['WEIR_REASON_MAX', REASON_MAX],
+	['WEIR_METRICS_ENTRIES', METRICS_ENTRIES],
+	['WEIR_METRICS_EVENTS_LOST', METRICS_EVENTS_LOST],
+];
+
+interface CLayout {
+	sizes: Record<string, number>;
+	offsets: Record<string, number>;
+	constants: Record<string, number>;
+	maps: Record<string, string>;
+}
+
+function compileAndRun(): CLayout {
+	const dir = mkdtempSync(join(tmpdir(), 'weir-layout-'));
+	try {
+		const lines: string[] = [
+			'#include <stdio.h>',
+			'#include <stddef.h>',
+			'#include "weir_datapath.h"',
+			'#include "weir_drop_reasons.h"',
+			'#define S_(x) #x',
+			'#define S(x) S_(x)',
+			'int main(void) {',
+			'printf("{\\"sizes\\":{");',
+		];
+		const structs = Object.values(Structs);
+		structs.forEach((s, i) => {
+			lines.push(`printf("\\"${s.name}\\":%zu${i < structs.length - 1 ? ',' : ''}", sizeof(struct ${s.name}));`);
+		});
+		lines.push('printf("},\\"offsets\\":{");');
+		const fields = structs.flatMap((s) => s.fields.map((fl) => `${s.name}.${fl.name}`));
+		fields.forEach((k, i) => {
+			const [s, fl] = k.split('.');
+			lines.push(`printf("\\"${k}\\":%zu${i < fields.length - 1 ? ',' : ''}", offsetof(struct ${s}, ${fl}));`);
+		});
+		lines.push('printf("},\\"constants\\":{");');
+		constants.forEach(([name], i) => {
+			lines.push(`printf("\\"${name}\\":%lld${i < constants.length - 1 ? ',' : ''}", (long long)(${name}));`);
+		});
+		lines.push('printf("},\\"maps\\":{");');
+		const maps = Object.keys(MapName);
+		maps.forEach((k, i) => {
+			const macro = `WEIR_MAP_${k.toUpperCase()}`;
+			lines.push(`printf("\\"${k}\\":\\"%s\\"${i < maps.length - 1 ? ',' : ''}", S(${macro}));`);
+		});
+		lines.push('printf("}}\\n"); return 0; }');
+		writeFileSync(join(dir, 'layout.c'), lines.join('\n'));
+		execFileSync('gcc', ['-Wall', '-Werror', '-I', shared, '-o', join(dir, 'layout'), join(dir, 'layout.c')]);
+		return JSON.parse(execFileSync(join(dir, 'layout'), { encoding: 'utf8' })) as CLayout;
+	} finally {
+		rmSync(dir, { recursive: true, force: true });
+	}
+}
+
+const c = compileAndRun();
+
+test('every shared struct has the size the C compiler gives it', () => {
+	for (const s of Object.values(Structs)) {
+		assert.equal(s.size, c.sizes[s.name], `sizeof(struct ${s.name})`);
+	}
+});
+
+test('every field sits at the offset the C compiler gives it', () => {
+	for (const s of Object.values(Structs)) {
+		for (const fl of s.fields) {
+			assert.equal(fl.offset, c.offsets[`${s.name}.${fl.name}`], `offsetof(struct ${s.name}, ${fl.name})`);
+		}
+	}
+});
+
+test('constants and enum values match the C headers', () => {
+	for (const [name, value] of constants) {
+		assert.equal(value, c.constants[name], name);
+	}
+});
+
+test('map names match the C headers', () => {
+	for (const [k, v] of Object.entries(MapName)) {
+		assert.equal(v, c.maps[k], `WEIR_MAP_${k.toUpperCase()}`);
+	}
+});
+
+test('every drop reason in the C registry is known to TypeScript', () => {
+	const text = readFileSync(join(shared, 'weir_drop_reasons.h'), 'utf8');
+	const inC = [...text.matchAll(/^#define\s+WEIR_DROP_(\w+)\s+(-\d+)/gm)].map((m) => [m[1]!, Number(m[2])] as const);
+	assert.ok(inC.length >= 8, 'registry parsed');
+	for (const [name, code] of inC) {
+		assert.equal((DropReason as Record<string, number>)[name], code, `WEIR_DROP_${name}`);
+	}
+	const codes = inC.map(([, code]) => code);
+	assert.equal(new Set(codes).size, codes.length, 'drop codes are unique');
+	for (const code of codes) assert.ok(-code < REASON_MAX, `${code} fits the metrics array`);
+});
