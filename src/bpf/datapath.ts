@@ -183,7 +183,7 @@ export class Datapath {
 	 * outlive this process). If pinned links already exist for the interface, their
 	 * programs are swapped atomically instead: traffic never sees a gap.
 	 */
-	attach(ifindex: number, opts: { legacy?: boolean } = {}): Attachment {
+	attach(ifindex: number, opts: { legacy?: boolean; netns?: string } = {}): Attachment {
 		this.assertOpen();
 		const n = native();
 		mkdirSync(join(this.pinRoot, 'links'), { recursive: true });

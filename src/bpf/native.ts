@@ -20,6 +20,10 @@ export interface NativeError extends Error {
 
 export type TcDirection = 'ingress' | 'egress';
 
+// Calls that take `netns` (a path such as /run/netns/x or /proc/<pid>/ns/net) do
+// their kernel work on a short-lived native thread that entered that namespace, so
+// the process itself never changes namespace. An ifindex is always relative to it.
+
 export interface TestRunOptions {
 	/** packet bytes, starting at the Ethernet header. */
 	data: Buffer;
@@ -103,7 +107,7 @@ export interface NativeProgram {
 	pin(path: string): void;
 	testRun(opts: TestRunOptions): TestRunResult;
 	/** tcx link where the kernel has it (BPF_TCX_INGRESS/EGRESS via bpf_link_create), else legacy clsact + bpf_tc_attach (handle 1, priority 1). */
-	attachTc(ifindex: number, direction: TcDirection, opts?: { legacy?: boolean }): NativeLink;
+	attachTc(ifindex: number, direction: TcDirection, opts?: { legacy?: boolean; netns?: string }): NativeLink;
 	/** cgroup link (bpf_link_create with the given attach type name, e.g. 'cgroup_inet4_connect') on a cgroup v2 directory. */
 	attachCgroup(cgroupPath: string, attachType: string): NativeLink;
 	close(): void;
@@ -140,11 +144,11 @@ export interface NativeBinding {
 	 */
 	openRingBuffer(map: NativeMap, onBatch: (records: Buffer[]) => void): NativeRingBuffer;
 	/** ids of programs attached via tcx at ifindex/direction (BPF_PROG_QUERY), [] if none. */
-	tcxQuery(ifindex: number, direction: TcDirection): number[];
+	tcxQuery(ifindex: number, direction: TcDirection, netns?: string): number[];
 	/** ids of programs attached via legacy clsact tc filters at ifindex/direction. */
-	tcLegacyQuery(ifindex: number, direction: TcDirection): number[];
-	/** if_nametoindex in the current netns; 0 if missing. */
-	ifNameToIndex(name: string): number;
+	tcLegacyQuery(ifindex: number, direction: TcDirection, netns?: string): number[];
+	/** if_nametoindex in the current netns (or the one at `netns`); 0 if missing. */
+	ifNameToIndex(name: string, netns?: string): number;
 	/** number of possible CPUs (libbpf_num_possible_cpus). */
 	numPossibleCpus(): number;
 }

@@ -1,0 +1,283 @@
+// The pod programs in the real kernel under BPF_PROG_TEST_RUN: build a packet, seed
+// the maps, run, check the verdict and the event the program emitted.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Datapath } from '../../src/bpf/datapath.js';
+import { DatapathEvent, IPPROTO } from '../../src/bpf/codecs.js';
+import { Dir, DropReason, EndpointFlags, Identity } from '../../src/bpf/layout.js';
+import { TestDatapath } from '../helpers/bpf.js';
+import { PacketSpec, TCP_FLAGS, frame, reverse, skbCtx } from '../helpers/packets.js';
+
+const TC_ACT_OK = 0;
+const TC_ACT_SHOT = 2;
+const LO = 1; // test-run's device: endpoints are registered on ifindex 1
+
+const A = { ip: '10.1.0.1', ep: 11, id: 1001 };
+const B = { ip: '10.1.0.2', ep: 12, id: 1002 };
+const C = { ip: '10.1.0.3', ep: 13, id: 1003 };
+const NODE_IP = '10.1.255.1';
+const CIDR_ID = Identity.FirstCidr + 1;
+const CIDR_INNER_ID = Identity.FirstCidr + 2;
+
+let sport = 30000;
+const nextPort = (): number => sport++;
+
+function run(dp: Datapath, prog: 'weir_from_pod' | 'weir_to_pod', spec: PacketSpec | Buffer): number {
+	const data = Buffer.isBuffer(spec) ? spec : frame(spec);
+	return dp.program(prog).testRun({ data, ctx: skbCtx(LO), repeat: 1 }).retval;
+}
+
+/** Runs the packet through the sender's egress hook and the receiver's ingress hook. */
+function send(dp: Datapath, spec: PacketSpec): { egress: number; ingress: number } {
+	const egress = run(dp, 'weir_from_pod', spec);
+	const ingress = egress === TC_ACT_OK ? run(dp, 'weir_to_pod', spec) : -1;
+	return { egress, ingress };
+}
+
+function tcp(src: string, dst: string, dport: number, flags: number = TCP_FLAGS.SYN, sp = nextPort()): PacketSpec {
+	return { src, dst, protocol: 'tcp', sport: sp, dport, tcpFlags: flags };
+}
+
+describe('pod programs under BPF_PROG_TEST_RUN', () => {
+	let t: TestDatapath;
+	let dp: Datapath;
+
+	before(async () => {
+		t = await TestDatapath.open('testrun');
+		dp = t.dp;
+		for (const p of [A, B, C]) {
+			dp.setEndpoint(p.ip, { epId: p.ep, identity: p.id, ifindex: LO, flags: 0 });
+			dp.setIpcache(`${p.ip}/32`, p.id);
+		}
+		dp.setIpcache(`${NODE_IP}/32`, Identity.Host);
+		dp.setIpcache('192.0.2.0/24', CIDR_ID);
+		dp.setIpcache('192.0.2.128/25', CIDR_INNER_ID);
+	});
+	after(() => t?.destroy());
+
+	const isolate = (p: typeof A, flags: number): void =>
+		dp.setEndpoint(p.ip, { epId: p.ep, identity: p.id, ifindex: LO, flags });
+
+	const expectVerdict = async (pred: (e: DatapathEvent) => boolean): Promise<DatapathEvent> => t.waitEvent(pred);
+
+	test('a pod that no policy isolates sends and receives anything, with a verdict event', async () => {
+		const spec = tcp(A.ip, B.ip, 80);
+		assert.deepEqual(send(dp, spec), { egress: TC_ACT_OK, ingress: TC_ACT_OK });
+		const ev = await expectVerdict((e) => e.sport === spec.sport && e.direction === 'egress');
+		assert.equal(ev.type, 'policy-verdict');
+		assert.equal(ev.verdict, 'FORWARDED');
+		assert.equal(ev.match, 'not-isolated');
+		assert.equal(ev.src, A.ip);
+		assert.equal(ev.dst, B.ip);
+		assert.equal(ev.srcIdentity, A.id);
+		assert.equal(ev.dstIdentity, B.id);
+		assert.equal(ev.epId, A.ep);
+		assert.equal(ev.protocol, IPPROTO.TCP);
+		assert.equal(ev.dport, 80);
+		assert.equal(ev.tcpFlags, TCP_FLAGS.SYN);
+	});
+
+	test('an ingress-isolated pod drops what no entry allows, naming reason and endpoints', async () => {
+		isolate(B, EndpointFlags.IngressIsolated);
+		const spec = tcp(A.ip, B.ip, 80);
+		assert.equal(run(dp, 'weir_to_pod', spec), TC_ACT_SHOT);
+		const ev = await expectVerdict((e) => e.sport === spec.sport && e.type === 'drop');
+		assert.equal(ev.verdict, 'DROPPED');
+		assert.equal(ev.reason, DropReason.POLICY_DENIED);
+		assert.equal(ev.reasonName, 'POLICY_DENIED');
+		assert.equal(ev.direction, 'ingress');
+		assert.equal(ev.epId, B.ep);
+		assert.equal(ev.srcIdentity, A.id);
+		assert.equal(ev.dstIdentity, B.id);
+		assert.equal(ev.ruleId, 0);
+		assert.equal(ev.match, 'none');
+	});
+
+	test('an entry for (peer identity, TCP port) allows that port only and names its rule', async () => {
+		isolate(B, EndpointFlags.IngressIsolated);
+		dp.allow({ epId: B.ep, identity: A.id, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 80, ruleId: 7 });
+		const ok = tcp(A.ip, B.ip, 80);
+		assert.equal(run(dp, 'weir_to_pod', ok), TC_ACT_OK);
+		const ev = await expectVerdict((e) => e.sport === ok.sport);
+		assert.equal(ev.verdict, 'FORWARDED');
+		assert.equal(ev.ruleId, 7);
+		assert.equal(ev.match, 'l3-l4');
+		assert.equal(run(dp, 'weir_to_pod', tcp(A.ip, B.ip, 81)), TC_ACT_SHOT, 'other port');
+		assert.equal(run(dp, 'weir_to_pod', tcp(C.ip, B.ip, 80)), TC_ACT_SHOT, 'other peer');
+		assert.equal(run(dp, 'weir_to_pod', { src: A.ip, dst: B.ip, protocol: 'udp', sport: nextPort(), dport: 80 }), TC_ACT_SHOT, 'other protocol');
+	});
+
+	test('a wildcard-identity entry admits any peer on its port', async () => {
+		isolate(B, EndpointFlags.IngressIsolated);
+		dp.allow({ epId: B.ep, identity: Identity.Unknown, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 443, ruleId: 8 });
+		for (const src of [A.ip, C.ip, '198.51.100.7']) {
+			const spec = tcp(src, B.ip, 443);
+			assert.equal(run(dp, 'weir_to_pod', spec), TC_ACT_OK, src);
+			const ev = await expectVerdict((e) => e.sport === spec.sport);
+			assert.equal(ev.ruleId, 8);
+			assert.equal(ev.match, 'l4-only');
+		}
+	});
+
+	test('a wildcard-port entry admits every port of its protocol, not other protocols', async () => {
+		isolate(B, EndpointFlags.IngressIsolated);
+		dp.allow({ epId: B.ep, identity: C.id, direction: Dir.Ingress, protocol: IPPROTO.TCP, ruleId: 9 });
+		for (const port of [1, 22, 65535]) assert.equal(run(dp, 'weir_to_pod', tcp(C.ip, B.ip, port)), TC_ACT_OK, `tcp ${port}`);
+		assert.equal(run(dp, 'weir_to_pod', { src: C.ip, dst: B.ip, protocol: 'udp', sport: nextPort(), dport: 53 }), TC_ACT_SHOT);
+	});
+
+	test('an all-protocols entry admits UDP, SCTP and ICMP from its peer', async () => {
+		isolate(A, EndpointFlags.IngressIsolated);
+		dp.allow({ epId: A.ep, identity: B.id, direction: Dir.Ingress, ruleId: 10 });
+		const udp: PacketSpec = { src: B.ip, dst: A.ip, protocol: 'udp', sport: nextPort(), dport: 5353 };
+		assert.equal(run(dp, 'weir_to_pod', udp), TC_ACT_OK);
+		const ev = await expectVerdict((e) => e.sport === udp.sport);
+		assert.equal(ev.match, 'l3-only');
+		assert.equal(ev.ruleId, 10);
+		assert.equal(run(dp, 'weir_to_pod', { src: B.ip, dst: A.ip, protocol: 'sctp', sport: nextPort(), dport: 9 }), TC_ACT_OK);
+		assert.equal(run(dp, 'weir_to_pod', { src: B.ip, dst: A.ip, protocol: 'icmp', icmpType: 8, id: 77 }), TC_ACT_OK);
+		assert.equal(run(dp, 'weir_to_pod', { src: C.ip, dst: A.ip, protocol: 'icmp', icmpType: 8, id: 78 }), TC_ACT_SHOT);
+	});
+
+	test('a port-range entry admits exactly [port, endPort]', () => {
+		isolate(C, EndpointFlags.IngressIsolated);
+		dp.allow({ epId: C.ep, identity: A.id, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 8000, endPort: 8100, ruleId: 11 });
+		for (const p of [8000, 8001, 8063, 8064, 8099, 8100]) assert.equal(run(dp, 'weir_to_pod', tcp(A.ip, C.ip, p)), TC_ACT_OK, `port ${p}`);
+		for (const p of [7999, 8101, 8128, 80]) assert.equal(run(dp, 'weir_to_pod', tcp(A.ip, C.ip, p)), TC_ACT_SHOT, `port ${p}`);
+	});
+
+	test('CIDR identities follow the longest prefix; unknown addresses are world', async () => {
+		isolate(A, EndpointFlags.EgressIsolated | EndpointFlags.IngressIsolated);
+		dp.allow({ epId: A.ep, identity: CIDR_ID, direction: Dir.Egress, protocol: IPPROTO.TCP, port: 443, ruleId: 12 });
+		const outer = tcp(A.ip, '192.0.2.5', 443);
+		assert.equal(run(dp, 'weir_from_pod', outer), TC_ACT_OK);
+		assert.equal((await expectVerdict((e) => e.sport === outer.sport)).dstIdentity, CIDR_ID);
+		const inner = tcp(A.ip, '192.0.2.200', 443);
+		assert.equal(run(dp, 'weir_from_pod', inner), TC_ACT_SHOT, 'the /25 inside the /24 has its own identity');
+		assert.equal((await expectVerdict((e) => e.sport === inner.sport)).dstIdentity, CIDR_INNER_ID);
+		const world = tcp(A.ip, '198.51.100.1', 443);
+		assert.equal(run(dp, 'weir_from_pod', world), TC_ACT_SHOT);
+		const ev = await expectVerdict((e) => e.sport === world.sport);
+		assert.equal(ev.dstIdentity, Identity.World);
+		assert.equal(ev.direction, 'egress');
+		assert.equal(ev.reasonName, 'POLICY_DENIED');
+	});
+
+	test('established and reply packets pass without a policy entry and without events', async () => {
+		// A is isolated both ways; only A -> C:9000 egress is allowed. C isolates nothing.
+		isolate(A, EndpointFlags.EgressIsolated | EndpointFlags.IngressIsolated);
+		isolate(C, 0);
+		dp.allow({ epId: A.ep, identity: C.id, direction: Dir.Egress, protocol: IPPROTO.TCP, port: 9000, ruleId: 13 });
+		const syn = tcp(A.ip, C.ip, 9000);
+		assert.deepEqual(send(dp, syn), { egress: TC_ACT_OK, ingress: TC_ACT_OK });
+		await t.drain();
+		const synAck = reverse(syn, TCP_FLAGS.SYN | TCP_FLAGS.ACK);
+		assert.equal(run(dp, 'weir_from_pod', synAck), TC_ACT_OK, 'C replies');
+		assert.equal(run(dp, 'weir_to_pod', synAck), TC_ACT_OK, 'the reply reaches isolated A');
+		const ack = { ...syn, tcpFlags: TCP_FLAGS.ACK };
+		assert.deepEqual(send(dp, ack), { egress: TC_ACT_OK, ingress: TC_ACT_OK }, 'established');
+		assert.deepEqual(await t.drain(), [], 'no events for established or reply packets');
+		const ct = dp.conntrack().find((c) => c.key.sport === syn.sport && c.key.scope === Dir.Egress);
+		assert.ok(ct, 'conntrack entry exists');
+		assert.equal(ct.entry.ruleId, 13);
+		assert.equal(ct.entry.packets, 3n, "SYN, SYN-ACK, ACK");
+		assert.ok(ct.entry.flags & 1, 'seen reply');
+		// A new connection from C to A on another port is still denied.
+		assert.equal(run(dp, 'weir_to_pod', tcp(C.ip, A.ip, 9000)), TC_ACT_SHOT);
+	});
+
+	test('ICMP errors about an allowed flow pass; unrelated ones do not', async () => {
+		isolate(A, EndpointFlags.EgressIsolated | EndpointFlags.IngressIsolated);
+		dp.allow({ epId: A.ep, identity: C.id, direction: Dir.Egress, protocol: IPPROTO.UDP, port: 53, ruleId: 14 });
+		const q: PacketSpec = { src: A.ip, dst: C.ip, protocol: 'udp', sport: nextPort(), dport: 53 };
+		assert.equal(run(dp, 'weir_from_pod', q), TC_ACT_OK);
+		const unreach: PacketSpec = { src: C.ip, dst: A.ip, protocol: 'icmp', icmpType: 3, icmpCode: 3, inner: q };
+		assert.equal(run(dp, 'weir_to_pod', unreach), TC_ACT_OK, 'port unreachable for the query');
+		const other: PacketSpec = { ...unreach, inner: { ...q, sport: nextPort() } };
+		assert.equal(run(dp, 'weir_to_pod', other), TC_ACT_SHOT, 'error about a flow never seen');
+	});
+
+	test('traffic from the node itself reaches isolated pods (kubelet probes)', async () => {
+		isolate(B, EndpointFlags.IngressIsolated);
+		const probe = tcp(NODE_IP, B.ip, 8081);
+		assert.equal(run(dp, 'weir_to_pod', probe), TC_ACT_OK);
+		const ev = await expectVerdict((e) => e.sport === probe.sport);
+		assert.equal(ev.match, 'host');
+		assert.equal(ev.srcIdentity, Identity.Host);
+	});
+
+	test('bad and foreign packets are dropped with their own reasons', async () => {
+		const cases: Array<[string, Buffer, number]> = [
+			['truncated IPv4', frame(tcp(A.ip, B.ip, 80)).subarray(0, 20), DropReason.INVALID_PACKET],
+			['truncated TCP', frame(tcp(A.ip, B.ip, 80)).subarray(0, 40), DropReason.INVALID_PACKET],
+			['IPv6', frame({ src: A.ip, dst: B.ip, protocol: 'tcp', ethertype: 0x86dd }), DropReason.UNSUPPORTED_L3],
+			['unknown source', frame(tcp('10.1.9.9', B.ip, 80)), DropReason.NO_ENDPOINT],
+			['fragment', frame({ ...tcp(A.ip, B.ip, 80), fragOffset: 100 }), DropReason.FRAG_NOT_SUPPORTED],
+		];
+		for (const [name, data, reason] of cases) {
+			assert.equal(run(dp, 'weir_from_pod', data), TC_ACT_SHOT, name);
+			const ev = await t.waitEvent((e) => e.type === 'drop' && e.reason === reason);
+			assert.equal(ev.direction, 'egress', name);
+		}
+		assert.equal(run(dp, 'weir_from_pod', frame({ src: A.ip, dst: B.ip, protocol: 'tcp', ethertype: 0x0806 })), TC_ACT_OK, 'ARP passes');
+		// A pod on another interface sending as A: spoofed source.
+		dp.setEndpoint(C.ip, { epId: C.ep, identity: C.id, ifindex: 999, flags: 0 });
+		try {
+			assert.equal(run(dp, 'weir_from_pod', tcp(C.ip, B.ip, 80)), TC_ACT_SHOT);
+			await t.waitEvent((e) => e.reason === DropReason.INVALID_SOURCE && e.src === C.ip);
+			assert.equal(run(dp, 'weir_to_pod', tcp(A.ip, C.ip, 80)), TC_ACT_SHOT);
+			await t.waitEvent((e) => e.reason === DropReason.WRONG_INTERFACE && e.dst === C.ip);
+		} finally {
+			dp.setEndpoint(C.ip, { epId: C.ep, identity: C.id, ifindex: LO, flags: 0 });
+		}
+	});
+
+	test('per-reason counters count forwarded and dropped packets by direction', () => {
+		const before = dp.readMetrics().samples;
+		const get = (s: typeof before, name: string, dir: string): bigint =>
+			s.find((x) => x.reasonName === name && x.direction === dir)?.packets ?? 0n;
+		isolate(B, EndpointFlags.IngressIsolated);
+		for (let i = 0; i < 3; i++) run(dp, 'weir_to_pod', tcp(A.ip, B.ip, 6666));
+		run(dp, 'weir_from_pod', tcp(B.ip, A.ip, 6666));
+		const now = dp.readMetrics().samples;
+		assert.equal(get(now, 'POLICY_DENIED', 'ingress') - get(before, 'POLICY_DENIED', 'ingress'), 3n);
+		assert.equal(get(now, 'OK', 'egress') - get(before, 'OK', 'egress'), 1n);
+	});
+
+	test('conntrack GC removes only expired entries', () => {
+		const count = dp.conntrack().length;
+		assert.ok(count > 0);
+		assert.equal(dp.gcConntrack(), 0, 'nothing has expired yet');
+		// Far in the future every entry has expired.
+		const removed = dp.gcConntrack(process.hrtime.bigint() + 10n ** 15n);
+		assert.equal(removed, count);
+		assert.equal(dp.conntrack().length, 0);
+	});
+});
+
+describe('load-time configuration', () => {
+	test('audit mode reports a denial as AUDIT and lets the packet through', async () => {
+		const t = await TestDatapath.open('audit', { audit: true });
+		try {
+			t.dp.setEndpoint(B.ip, { epId: B.ep, identity: B.id, ifindex: LO, flags: EndpointFlags.IngressIsolated });
+			const spec = tcp(A.ip, B.ip, 80);
+			assert.equal(run(t.dp, 'weir_to_pod', spec), TC_ACT_OK);
+			const ev = await t.waitEvent((e) => e.sport === spec.sport);
+			assert.equal(ev.verdict, 'AUDIT');
+			assert.equal(ev.match, 'none');
+		} finally {
+			t.destroy();
+		}
+	});
+
+	test('with allowHost off, the node is policed like any peer', async () => {
+		const t = await TestDatapath.open('nohost', { allowHost: false });
+		try {
+			t.dp.setEndpoint(B.ip, { epId: B.ep, identity: B.id, ifindex: LO, flags: EndpointFlags.IngressIsolated });
+			t.dp.setIpcache(`${NODE_IP}/32`, Identity.Host);
+			assert.equal(run(t.dp, 'weir_to_pod', tcp(NODE_IP, B.ip, 8081)), TC_ACT_SHOT);
+		} finally {
+			t.destroy();
+		}
+	});
+});
