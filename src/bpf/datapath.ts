@@ -1,8 +1,9 @@
 // The node's datapath: the pod tc programs and their pinned maps, typed.
 // Everything outside src/bpf/ talks to the kernel through this class.
-import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { isBpffs } from './bpffs.js';
+import { dirname, join } from 'node:path';
+import { buildPath } from '../paths.js';
 import {
 	DatapathEvent,
 	EndpointInfo,
@@ -25,7 +26,6 @@ import {
 import { Dir, MapName, METRICS_EVENTS_LOST, REASON_MAX, Structs, dropReasonName, decode } from './layout.js';
 import { NativeError, NativeLink, NativeMap, NativeObject, NativeRingBuffer, TcDirection, native } from './native.js';
 
-const BPF_FS_MAGIC = 0xcafe4a11;
 
 /** Load-time configuration of the pod programs (rodata, fixed for the object's life). */
 export interface DatapathConfig {
@@ -86,12 +86,7 @@ export class DatapathError extends Error {
 }
 
 function defaultObjectPath(): string {
-	const here = dirname(fileURLToPath(import.meta.url));
-	for (const up of ['../../..', '../..']) {
-		const p = resolve(here, up, 'build/bpf/pod_tc.bpf.o');
-		if (existsSync(p)) return p;
-	}
-	return resolve(here, '../../../build/bpf/pod_tc.bpf.o');
+	return buildPath('bpf/pod_tc.bpf.o');
 }
 
 function u8(v: boolean): Buffer {
@@ -104,15 +99,14 @@ function u32(v: number): Buffer {
 	return b;
 }
 
-/** Throws unless `dir`'s parent chain sits on a bpffs mount. */
+/** Throws unless `dir` (or its nearest existing parent) is on a bpffs mount. */
 function assertOnBpffs(dir: string): void {
 	let probe = dir;
 	while (!existsSync(probe)) probe = dirname(probe);
-	const magic = statfsSync(probe).type;
-	if (magic !== BPF_FS_MAGIC) {
+	if (!isBpffs(probe)) {
 		throw new DatapathError(
 			'WEIR_ERR_NOT_BPFFS',
-			`${dir} is not on a bpf filesystem (statfs type 0x${magic.toString(16)}): mount one with 'mount -t bpf bpf /sys/fs/bpf'`,
+			`${dir} is not on a bpf filesystem: mount one with 'mount -t bpf bpf /sys/fs/bpf'`,
 		);
 	}
 }

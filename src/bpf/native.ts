@@ -2,9 +2,7 @@
 // It declares the binding's contract; everything else uses the typed classes in
 // this folder, never the binding directly.
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { buildPath } from '../paths.js';
 
 /** Error thrown by every native call that fails. */
 export interface NativeError extends Error {
@@ -154,15 +152,7 @@ export interface NativeBinding {
 }
 
 function addonPath(): string {
-	const here = dirname(fileURLToPath(import.meta.url));
-	// dist/src/bpf -> repo root, or src/bpf when run from source.
-	for (const up of ['../../..', '../..']) {
-		const p = resolve(here, up, 'build/addon/Release/weir_native.node');
-		if (existsSync(p)) return p;
-	}
-	const fromEnv = process.env['WEIR_ADDON'];
-	if (fromEnv) return fromEnv;
-	return join(resolve(here, '../../..'), 'build/addon/Release/weir_native.node');
+	return process.env['WEIR_ADDON'] ?? buildPath('addon/Release/weir_native.node');
 }
 
 let cached: NativeBinding | undefined;

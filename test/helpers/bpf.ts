@@ -1,23 +1,10 @@
 // Helpers for real-kernel tests: bpffs, a datapath per test file, and event waits.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statfsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { ensureBpffs, requireRoot } from '../../src/bpf/bpffs.js';
 import { Datapath, DatapathConfig, removePinRoot } from '../../src/bpf/datapath.js';
 import { DatapathEvent } from '../../src/bpf/codecs.js';
 
-const BPF_FS_MAGIC = 0xcafe4a11;
-
-/** Mounts bpffs at /sys/fs/bpf if it is not there (as the agent's init step does). */
-export function ensureBpffs(): void {
-	mkdirSync('/sys/fs/bpf', { recursive: true });
-	if (statfsSync('/sys/fs/bpf').type !== BPF_FS_MAGIC) {
-		execFileSync('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
-	}
-}
-
-/** Root is required; a test needing it fails (never skips) without it. */
-export function requireRoot(): void {
-	if (process.getuid?.() !== 0) throw new Error('this test needs root (BPF, netns); run it as root');
-}
+export { ensureBpffs, requireRoot };
 
 let n = 0;
 export function testPinRoot(tag: string): string {

@@ -11,8 +11,8 @@ import { IPPROTO } from '../../src/bpf/codecs.js';
 import { Dir, EndpointFlags, Identity } from '../../src/bpf/layout.js';
 import { native } from '../../src/bpf/native.js';
 import { TestDatapath, ensureBpffs, requireRoot, testPinRoot } from '../helpers/bpf.js';
-import { NODE_IP, Pod, Topology } from '../helpers/netns.js';
-import { repoRoot } from '../helpers/paths.js';
+import { NODE_IP, Pod, Topology } from '../../hack/lab/topology.js';
+import { repoRoot } from '../../src/paths.js';
 
 const identityOf = (i: number): number => Identity.FirstPod + 100 + i;
 const epOf = (i: number): number => 100 + i;
@@ -161,7 +161,7 @@ describe('the pinned datapath outlives the agent', () => {
 		assert.ok(!topo.probe(c, 'tcp', b.ip, 7000), 'denied flow stays denied with no agent');
 
 		// A long-lived allowed connection streams across the takeover.
-		const stream = spawn('ip', ['netns', 'exec', a.netns, process.execPath, resolve(repoRoot, 'dist/test/helpers/probe.js'), 'stream', b.ip, '7000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+		const stream = spawn('ip', ['netns', 'exec', a.netns, process.execPath, resolve(repoRoot, 'dist/hack/lab/probe.js'), 'stream', b.ip, '7000'], { stdio: ['ignore', 'pipe', 'pipe'] });
 		let echoed = '';
 		stream.stdout.on('data', (d: Buffer) => (echoed += d.toString()));
 		try {

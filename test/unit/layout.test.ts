@@ -26,7 +26,7 @@ import {
 	Structs,
 	Verdict,
 } from '../../src/bpf/layout.js';
-import { repoRoot } from '../helpers/paths.js';
+import { repoRoot } from '../../src/paths.js';
 
 const shared = resolve(repoRoot, 'native/bpf/shared');
 

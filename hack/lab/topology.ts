@@ -5,7 +5,7 @@
 // also after a failed test.
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
-import { repoRoot } from './paths.js';
+import { repoRoot } from '../../src/paths.js';
 
 export function sh(cmd: string, args: string[], opts: { allowFail?: boolean; input?: string } = {}): string {
 	try {
@@ -143,4 +143,4 @@ export class Topology {
 	}
 }
 
-export const probeScript = resolve(repoRoot, 'dist/test/helpers/probe.js');
+export const probeScript = resolve(repoRoot, 'dist/hack/lab/probe.js');
