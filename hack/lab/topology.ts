@@ -33,6 +33,11 @@ export interface Pod {
 	hostIfindex: number;
 }
 
+export interface Prober {
+	probe(proto: 'tcp' | 'udp', ip: string, port: number, timeoutMs?: number): Promise<boolean>;
+	close(): void;
+}
+
 let counter = 0;
 
 export class Topology {
@@ -98,9 +103,10 @@ export class Topology {
 		return p;
 	}
 
-	/** Starts the probe server in a pod (tcp and udp echo on `port`); resolves once listening. */
-	async serve(pod: Pod, port: number): Promise<ChildProcess> {
-		const child = spawn('ip', ['netns', 'exec', pod.netns, process.execPath, probeScript, 'serve', String(port)], {
+	/** Starts the probe server in a pod (tcp and udp echo on each port); resolves once listening. */
+	async serve(pod: Pod, port: number | number[]): Promise<ChildProcess> {
+		const ports = Array.isArray(port) ? port.join(',') : String(port);
+		const child = spawn('ip', ['netns', 'exec', pod.netns, process.execPath, probeScript, 'serve', ports], {
 			stdio: ['ignore', 'pipe', 'pipe'],
 		});
 		this.children.add(child);
@@ -125,6 +131,40 @@ export class Topology {
 			allowFail: true,
 		});
 		return out.trim() === 'ok';
+	}
+
+	/** A long-lived prober in a pod: many concurrent attempts without a process each. */
+	prober(from: Pod): Prober {
+		const child = spawn('ip', ['netns', 'exec', from.netns, process.execPath, probeScript, 'prober'], {
+			stdio: ['pipe', 'pipe', 'inherit'],
+		});
+		this.children.add(child);
+		child.on('exit', () => this.children.delete(child));
+		const waiting = new Map<number, (ok: boolean) => void>();
+		let buf = '';
+		child.stdout!.on('data', (d: Buffer) => {
+			buf += d.toString();
+			let nl: number;
+			while ((nl = buf.indexOf('\n')) >= 0) {
+				const { id, ok } = JSON.parse(buf.slice(0, nl)) as { id: number; ok: boolean };
+				buf = buf.slice(nl + 1);
+				waiting.get(id)?.(ok);
+				waiting.delete(id);
+			}
+		});
+		let next = 0;
+		return {
+			probe: (proto, ip, port, timeout = 400) =>
+				new Promise<boolean>((res) => {
+					const id = next++;
+					waiting.set(id, res);
+					child.stdin!.write(`${JSON.stringify({ id, proto, ip, port, timeout })}\n`);
+				}),
+			close: () => {
+				child.stdin!.end();
+				child.kill('SIGKILL');
+			},
+		};
 	}
 
 	ping(from: Pod, ip: string): boolean {

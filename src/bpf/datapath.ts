@@ -285,6 +285,19 @@ export class Datapath {
 		return this.policy.updateBatch(Buffer.concat(keys), Buffer.concat(values));
 	}
 
+	/** Raw trie entries (key, value), for the reconciler's diff. */
+	policyRaw(): Array<[Buffer, Buffer]> {
+		return this.policy.entries();
+	}
+
+	putPolicyRaw(key: Buffer, value: Buffer): void {
+		this.policy.update(key, value);
+	}
+
+	deletePolicyRaw(key: Buffer): boolean {
+		return this.policy.delete(key);
+	}
+
 	policyEntryCount(): number {
 		return this.policy.keys().length;
 	}

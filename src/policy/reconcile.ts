@@ -1,0 +1,110 @@
+// Applies compiled policy state to the datapath maps as a difference against what the
+// maps hold, in an order that never opens a window for traffic that both the old and
+// the new state deny:
+//   1. new and changed policy entries   (only admit more, under the new state)
+//   2. ipcache and endpoint upserts     (identities and isolation flags switch over)
+//   3. removed policy entries, then removed ipcache prefixes
+// Anything both states deny is denied at every step: step 1 adds only entries the
+// new state wants, and step 3 removes only entries the new state does not want.
+import { EndpointInfo, PolicyEntry, policyKeys, policyValue } from '../bpf/codecs.js';
+
+/** The narrow slice of Datapath the reconciler needs. */
+export interface PolicyMaps {
+	ipcacheEntries(): Array<{ cidr: string; identity: number }>;
+	setIpcache(cidr: string, identity: number): void;
+	deleteIpcache(cidr: string): boolean;
+	endpointEntries(): Array<{ ip: string } & EndpointInfo>;
+	setEndpoint(ip: string, info: EndpointInfo): void;
+	policyRaw(): Array<[Buffer, Buffer]>;
+	putPolicyRaw(key: Buffer, value: Buffer): void;
+	deletePolicyRaw(key: Buffer): boolean;
+}
+
+export interface TrieEntry {
+	key: Buffer;
+	value: Buffer;
+	ruleId: number;
+}
+
+/** Policy entries as trie keys; one key claimed by several rules keeps the lowest rule id. */
+export function toTrie(entries: readonly PolicyEntry[]): Map<string, TrieEntry> {
+	const out = new Map<string, TrieEntry>();
+	for (const e of entries) {
+		const value = policyValue(e);
+		for (const key of policyKeys(e)) {
+			const hex = key.toString('hex');
+			const cur = out.get(hex);
+			if (!cur || e.ruleId < cur.ruleId) out.set(hex, { key, value, ruleId: e.ruleId });
+		}
+	}
+	return out;
+}
+
+export interface DesiredMaps {
+	ipcache: ReadonlyMap<string, number>;
+	/** endpoints whose identity/flags the policy decides (other fields come from the CNI) */
+	endpoints: ReadonlyMap<string, EndpointInfo>;
+	policy: ReadonlyMap<string, TrieEntry>;
+}
+
+export interface ApplyStats {
+	policyAdded: number;
+	policyRemoved: number;
+	ipcacheSet: number;
+	ipcacheRemoved: number;
+	endpointsSet: number;
+}
+
+export class MapReconciler {
+	private ipcache = new Map<string, number>();
+	private endpoints = new Map<string, EndpointInfo>();
+	private policy = new Map<string, string>();
+
+	constructor(private readonly maps: PolicyMaps) {
+		this.resync();
+	}
+
+	/** Re-reads what the maps hold (at start, and after any doubt). */
+	resync(): void {
+		this.ipcache = new Map(this.maps.ipcacheEntries().map((e) => [e.cidr, e.identity]));
+		this.endpoints = new Map(this.maps.endpointEntries().map(({ ip, ...info }) => [ip, info]));
+		this.policy = new Map(this.maps.policyRaw().map(([k, v]) => [k.toString('hex'), v.toString('hex')]));
+	}
+
+	apply(desired: DesiredMaps): ApplyStats {
+		const stats: ApplyStats = { policyAdded: 0, policyRemoved: 0, ipcacheSet: 0, ipcacheRemoved: 0, endpointsSet: 0 };
+		for (const [hex, e] of desired.policy) {
+			const v = e.value.toString('hex');
+			if (this.policy.get(hex) === v) continue;
+			this.maps.putPolicyRaw(e.key, e.value);
+			this.policy.set(hex, v);
+			stats.policyAdded++;
+		}
+		for (const [cidr, id] of desired.ipcache) {
+			if (this.ipcache.get(cidr) === id) continue;
+			this.maps.setIpcache(cidr, id);
+			this.ipcache.set(cidr, id);
+			stats.ipcacheSet++;
+		}
+		for (const [ip, info] of desired.endpoints) {
+			const cur = this.endpoints.get(ip);
+			if (cur && cur.epId === info.epId && cur.identity === info.identity && cur.ifindex === info.ifindex && cur.flags === info.flags) continue;
+			this.maps.setEndpoint(ip, info);
+			this.endpoints.set(ip, { ...info });
+			stats.endpointsSet++;
+		}
+		for (const hex of [...this.policy.keys()]) {
+			if (desired.policy.has(hex)) continue;
+			this.maps.deletePolicyRaw(Buffer.from(hex, 'hex'));
+			this.policy.delete(hex);
+			stats.policyRemoved++;
+		}
+		for (const cidr of [...this.ipcache.keys()]) {
+			if (desired.ipcache.has(cidr)) continue;
+			this.maps.deleteIpcache(cidr);
+			this.ipcache.delete(cidr);
+			stats.ipcacheRemoved++;
+		}
+		return stats;
+	}
+}
