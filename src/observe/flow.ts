@@ -1,0 +1,197 @@
+// Flow records, after Hubble's: what the datapath saw, with both ends named and the
+// policy behind the verdict. Built from datapath events by a pure enricher that reads
+// the agent's current view through narrow lookups.
+import { DatapathEvent, IPPROTO } from '../bpf/codecs.js';
+import { DROP_REASON_TEXT, DropReasonName, Identity } from '../bpf/layout.js';
+
+export type FlowVerdict = 'FORWARDED' | 'DROPPED' | 'AUDIT';
+
+export interface FlowEndpoint {
+	ip: string;
+	port?: number;
+	identity: number;
+	namespace?: string;
+	pod?: string;
+	workload?: string;
+	labels: string[];
+	/** for non-pod ends: host, remote-node, world or cidr:<prefix> */
+	reserved?: string;
+}
+
+export interface FlowPolicyRef {
+	kind: 'NetworkPolicy';
+	namespace: string;
+	name: string;
+	/** which rule matched, e.g. ingress[0] */
+	rule?: string;
+}
+
+export interface Flow {
+	time: string;
+	node: string;
+	verdict: FlowVerdict;
+	dropReason?: string;
+	dropReasonDesc?: string;
+	direction: 'ingress' | 'egress';
+	isReply: boolean;
+	ipVersion: 'IPv4';
+	protocol: 'TCP' | 'UDP' | 'SCTP' | 'ICMPv4' | string;
+	tcpFlags?: string[];
+	icmp?: { type: number; code: number };
+	source: FlowEndpoint;
+	destination: FlowEndpoint;
+	/** the policy whose rule allowed the flow */
+	allowedBy?: FlowPolicyRef;
+	/** for policy drops: the policies that isolate the endpoint in this direction */
+	isolatedBy?: FlowPolicyRef[];
+	/** how the verdict was reached (datapath match kind) */
+	match: string;
+	summary: string;
+}
+
+/** What the enricher may ask of the agent's state. */
+export interface FlowContext {
+	node: string;
+	/** a pod by IP (local or remote), if known */
+	podByIp(ip: string): { namespace: string; name: string; workload?: string; labels: Record<string, string> } | undefined;
+	/** a non-pod identity's description (host, world, cidr:<prefix>, remote-node) */
+	reservedName(identity: number): string | undefined;
+	rule(ruleId: number): { namespace: string; name: string; direction: string; index: number } | undefined;
+	/** policies isolating an endpoint in a direction ('namespace/name') */
+	isolatedBy(epId: number, direction: 'ingress' | 'egress'): string[];
+	/** converts the datapath's monotonic ns to wall-clock ms */
+	wallClockMs(monoNs: bigint): number;
+}
+
+const TCP_FLAG_NAMES: Array<[number, string]> = [
+	[0x02, 'SYN'],
+	[0x10, 'ACK'],
+	[0x01, 'FIN'],
+	[0x04, 'RST'],
+	[0x08, 'PSH'],
+	[0x20, 'URG'],
+];
+
+export function tcpFlagNames(flags: number): string[] {
+	return TCP_FLAG_NAMES.filter(([bit]) => flags & bit).map(([, n]) => n);
+}
+
+function protocolName(p: number): string {
+	switch (p) {
+		case IPPROTO.TCP:
+			return 'TCP';
+		case IPPROTO.UDP:
+			return 'UDP';
+		case IPPROTO.SCTP:
+			return 'SCTP';
+		case IPPROTO.ICMP:
+			return 'ICMPv4';
+		default:
+			return `proto-${p}`;
+	}
+}
+
+function reservedFor(identity: number): string | undefined {
+	if (identity === Identity.Host) return 'host';
+	if (identity === Identity.World) return 'world';
+	if (identity === Identity.RemoteNode) return 'remote-node';
+	return undefined;
+}
+
+function endpoint(ctx: FlowContext, ip: string, identity: number, port: number | undefined): FlowEndpoint {
+	const pod = ip ? ctx.podByIp(ip) : undefined;
+	const out: FlowEndpoint = { ip, identity, labels: [] };
+	if (port !== undefined) out.port = port;
+	if (pod) {
+		out.namespace = pod.namespace;
+		out.pod = pod.name;
+		if (pod.workload) out.workload = pod.workload;
+		out.labels = Object.entries(pod.labels).map(([k, v]) => `${k}=${v}`).sort();
+	} else {
+		const r = reservedFor(identity) ?? ctx.reservedName(identity);
+		if (r) out.reserved = r;
+	}
+	return out;
+}
+
+export function endpointName(e: FlowEndpoint): string {
+	const where = e.pod ? `${e.namespace}/${e.pod}` : e.reserved ? `${e.ip} (${e.reserved})` : e.ip;
+	return e.port !== undefined && e.port !== 0 ? `${where}:${e.port}` : where;
+}
+
+function policyRef(full: string): FlowPolicyRef {
+	const [namespace, name] = full.split('/');
+	return { kind: 'NetworkPolicy', namespace: namespace ?? '', name: name ?? full };
+}
+
+export function toFlow(ev: DatapathEvent, ctx: FlowContext): Flow {
+	const hasPorts = ev.protocol === IPPROTO.TCP || ev.protocol === IPPROTO.UDP || ev.protocol === IPPROTO.SCTP;
+	const flow: Flow = {
+		time: new Date(ctx.wallClockMs(ev.tsNs)).toISOString(),
+		node: ctx.node,
+		verdict: ev.verdict,
+		direction: ev.direction,
+		isReply: ev.isReply,
+		ipVersion: 'IPv4',
+		protocol: protocolName(ev.protocol),
+		source: endpoint(ctx, ev.src, ev.srcIdentity, hasPorts ? ev.sport : undefined),
+		destination: endpoint(ctx, ev.dst, ev.dstIdentity, hasPorts ? ev.dport : undefined),
+		match: ev.match,
+		summary: '',
+	};
+	if (ev.protocol === IPPROTO.TCP) flow.tcpFlags = tcpFlagNames(ev.tcpFlags);
+	if (ev.protocol === IPPROTO.ICMP) flow.icmp = { type: ev.icmpType, code: ev.icmpCode };
+	if (ev.type === 'drop') {
+		flow.dropReason = ev.reasonName;
+		flow.dropReasonDesc = DROP_REASON_TEXT[ev.reasonName as DropReasonName] ?? `unknown reason ${ev.reason}`;
+	}
+	if (ev.ruleId) {
+		const r = ctx.rule(ev.ruleId);
+		if (r) flow.allowedBy = { kind: 'NetworkPolicy', namespace: r.namespace, name: r.name, rule: `${r.direction}[${r.index}]` };
+	}
+	if (ev.reasonName === 'POLICY_DENIED' || ev.verdict === 'AUDIT') {
+		flow.isolatedBy = ctx.isolatedBy(ev.epId, ev.direction).map(policyRef);
+	}
+	flow.summary = summarize(flow);
+	return flow;
+}
+
+export function summarize(f: Flow): string {
+	const l4 = f.protocol === 'TCP' && f.tcpFlags?.length ? `TCP Flags: ${f.tcpFlags.join(', ')}` : f.protocol;
+	let why = '';
+	if (f.verdict === 'DROPPED') {
+		why = ` (${f.dropReason}: ${f.dropReasonDesc}`;
+		if (f.isolatedBy?.length) why += `; isolated by ${f.isolatedBy.map((p) => `${p.namespace}/${p.name}`).join(', ')}`;
+		why += ')';
+	} else if (f.verdict === 'AUDIT') {
+		why = ` (would be denied; isolated by ${(f.isolatedBy ?? []).map((p) => `${p.namespace}/${p.name}`).join(', ')})`;
+	} else if (f.allowedBy) {
+		why = ` (allowed by ${f.allowedBy.namespace}/${f.allowedBy.name} ${f.allowedBy.rule ?? ''})`.replace(' )', ')');
+	}
+	return `${endpointName(f.source)} -> ${endpointName(f.destination)} ${f.direction} ${l4} ${f.verdict}${why}`;
+}
+
+/** Flow filters, as `weir observe` and the API take them. */
+export interface FlowFilter {
+	namespace?: string;
+	/** 'name' or 'namespace/name'; matches either end */
+	pod?: string;
+	verdict?: FlowVerdict;
+	port?: number;
+	protocol?: string;
+	since?: number;
+}
+
+export function matchesFilter(f: Flow, q: FlowFilter): boolean {
+	const ends = [f.source, f.destination];
+	if (q.namespace && !ends.some((e) => e.namespace === q.namespace)) return false;
+	if (q.pod) {
+		const want = q.pod;
+		if (!ends.some((e) => e.pod !== undefined && (want.includes('/') ? `${e.namespace}/${e.pod}` === want : e.pod === want))) return false;
+	}
+	if (q.verdict && f.verdict !== q.verdict) return false;
+	if (q.port !== undefined && !ends.some((e) => e.port === q.port)) return false;
+	if (q.protocol && f.protocol.toUpperCase() !== q.protocol.toUpperCase()) return false;
+	if (q.since !== undefined && Date.parse(f.time) < q.since) return false;
+	return true;
+}
