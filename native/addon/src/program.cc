@@ -1,0 +1,247 @@
+#include "program.h"
+
+#include "addon.h"
+#include "link.h"
+#include "tc.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace weir {
+
+namespace {
+
+constexpr int kEnotsupp = 524;
+
+struct ProgramInit {
+	Fd fd;
+	std::string name;
+};
+
+/// Cgroup attach types by libbpf's name for them ('cgroup_inet4_connect' …).
+bool CgroupAttachType(const std::string &name, enum bpf_attach_type *out)
+{
+	if (name.rfind("cgroup_", 0) != 0)
+		return false;
+	for (int t = 0; t < __MAX_BPF_ATTACH_TYPE; t++) {
+		const char *s = libbpf_bpf_attach_type_str((enum bpf_attach_type)t);
+		if (s && name == s) {
+			*out = (enum bpf_attach_type)t;
+			return true;
+		}
+	}
+	return false;
+}
+
+} // namespace
+
+Napi::Function Program::Define(Napi::Env env)
+{
+	return DefineClass(env, "NativeProgram",
+			   {
+				   InstanceAccessor<&Program::GetFd>("fd"),
+				   InstanceMethod<&Program::Pin>("pin"),
+				   InstanceMethod<&Program::TestRun>("testRun"),
+				   InstanceMethod<&Program::AttachTc>("attachTc"),
+				   InstanceMethod<&Program::AttachCgroup>("attachCgroup"),
+				   InstanceMethod<&Program::Close>("close"),
+			   });
+}
+
+Napi::Object Program::New(Napi::Env env, Fd fd, const std::string &name)
+{
+	ProgramInit init{std::move(fd), name};
+	return Data(env).program.New({Napi::External<ProgramInit>::New(env, &init)});
+}
+
+Program *Program::From(Napi::Env env, Napi::Value v, const char *op)
+{
+	if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(Data(env).program.Value()))
+		Throw(env, op, "", EINVAL, "expected a NativeProgram");
+	return Unwrap(v.As<Napi::Object>());
+}
+
+Program::Program(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Program>(info)
+{
+	Napi::Env env = info.Env();
+	if (!IsNativeInit<Program>(info))
+		Throw(env, "NativeProgram", "", EINVAL, "use openObject().program() or openPinnedProgram()");
+	auto *init = info[0].As<Napi::External<ProgramInit>>().Data();
+	fd_ = std::move(init->fd);
+	struct bpf_prog_info pi = {};
+	__u32 len = sizeof(pi);
+	int ret = bpf_obj_get_info_by_fd(fd_.get(), &pi, &len);
+	if (ret)
+		Throw(env, "bpf_obj_get_info_by_fd", init->name, ErrOf(ret));
+	name_ = init->name.empty() ? std::string(pi.name) : init->name;
+	id_ = pi.id;
+	Napi::Object self = info.This().As<Napi::Object>();
+	self.DefineProperties({
+		Napi::PropertyDescriptor::Value("name", Napi::String::New(env, name_), napi_enumerable),
+		Napi::PropertyDescriptor::Value("id", Napi::Number::New(env, id_), napi_enumerable),
+	});
+}
+
+void Program::CheckOpen(Napi::Env env, const char *op) const
+{
+	if (!fd_.valid())
+		Throw(env, op, name_, EBADF, "the program handle is closed");
+}
+
+Napi::Value Program::GetFd(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), fd_.get()); }
+
+Napi::Value Program::Pin(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	CheckOpen(env, "bpf_obj_pin");
+	std::string path = ArgString(info, 0, "bpf_obj_pin", "path");
+	int ret = bpf_obj_pin(fd_.get(), path.c_str());
+	if (ret)
+		Throw(env, "bpf_obj_pin", path, ErrOf(ret), "pinning program " + name_);
+	return env.Undefined();
+}
+
+Napi::Value Program::TestRun(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	const char *op = "bpf_prog_test_run_opts";
+	CheckOpen(env, op);
+	if (info.Length() < 1 || !info[0].IsObject())
+		Throw(env, op, name_, EINVAL, "options object required");
+	Napi::Object o = info[0].As<Napi::Object>();
+	Napi::Value data = o.Get("data");
+	if (!data.IsBuffer())
+		Throw(env, op, name_, EINVAL, "data must be a Buffer");
+	auto in = data.As<Napi::Buffer<uint8_t>>();
+	auto num = [&](const char *key, uint32_t dflt) -> uint32_t {
+		Napi::Value v = o.Get(key);
+		if (v.IsUndefined() || v.IsNull())
+			return dflt;
+		double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+		if (!(d >= 0 && d <= 4294967295.0) || d != (double)(uint64_t)d)
+			Throw(env, op, name_, EINVAL, std::string(key) + " must be a non-negative integer");
+		return (uint32_t)d;
+	};
+	uint32_t repeat = num("repeat", 1);
+	if (repeat < 1)
+		Throw(env, op, name_, EINVAL, "repeat must be >= 1");
+	uint32_t out_size = num("dataOutSize", (uint32_t)in.Length() + 256);
+	std::vector<uint8_t> out(out_size);
+	std::vector<uint8_t> ctx_in, ctx_out;
+	Napi::Value ctx = o.Get("ctx");
+	bool has_ctx = !(ctx.IsUndefined() || ctx.IsNull());
+	if (has_ctx) {
+		if (!ctx.IsBuffer())
+			Throw(env, op, name_, EINVAL, "ctx must be a Buffer");
+		auto c = ctx.As<Napi::Buffer<uint8_t>>();
+		ctx_in.assign(c.Data(), c.Data() + c.Length());
+		ctx_out.resize(ctx_in.size());
+	}
+	DECLARE_LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.Data(), .data_out = out.data(),
+			    .data_size_in = (__u32)in.Length(), .data_size_out = out_size,
+			    .ctx_in = has_ctx ? ctx_in.data() : nullptr, .ctx_out = has_ctx ? ctx_out.data() : nullptr,
+			    .ctx_size_in = (__u32)ctx_in.size(), .ctx_size_out = (__u32)ctx_out.size(),
+			    .repeat = (int)repeat);
+	int ret = bpf_prog_test_run_opts(fd_.get(), &opts);
+	if (ret)
+		Throw(env, op, name_, ErrOf(ret));
+	Napi::Object r = Napi::Object::New(env);
+	r.Set("retval", Napi::Number::New(env, (int32_t)opts.retval));
+	r.Set("duration", Napi::Number::New(env, opts.duration));
+	r.Set("dataOut", Napi::Buffer<uint8_t>::Copy(env, out.data(), std::min<size_t>(opts.data_size_out, out.size())));
+	if (has_ctx)
+		r.Set("ctxOut", Napi::Buffer<uint8_t>::Copy(env, ctx_out.data(),
+							    std::min<size_t>(opts.ctx_size_out, ctx_out.size())));
+	else
+		r.Set("ctxOut", env.Null());
+	return r;
+}
+
+Napi::Value Program::AttachTc(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	CheckOpen(env, "attachTc");
+	if (info.Length() < 1 || !info[0].IsNumber())
+		Throw(env, "attachTc", name_, EINVAL, "ifindex must be a number");
+	double dif = info[0].As<Napi::Number>().DoubleValue();
+	std::string dirs = ArgString(info, 1, "attachTc", "direction");
+	TcDir dir;
+	if (!ParseTcDir(dirs, &dir))
+		Throw(env, "attachTc", name_, EINVAL, "direction must be 'ingress' or 'egress', got '" + dirs + "'");
+	bool legacy = false;
+	if (info.Length() > 2 && info[2].IsObject())
+		legacy = info[2].As<Napi::Object>().Get("legacy").ToBoolean();
+	if (!(dif >= 1 && dif <= 2147483647.0) || dif != (double)(int64_t)dif)
+		Throw(env, "attachTc", name_, ENODEV, "ifindex " + std::to_string(dif) + " is not a valid interface index");
+	int ifindex = (int)dif;
+	std::string what = "ifindex " + std::to_string(ifindex) + " " + dirs;
+	if (int err = CheckIfindex(ifindex))
+		Throw(env, "if_indextoname", what, err, "no interface with index " + std::to_string(ifindex) + " in this netns");
+
+	if (!legacy) {
+		DECLARE_LIBBPF_OPTS(bpf_link_create_opts, lopts);
+		int fd = bpf_link_create(fd_.get(), ifindex,
+					 (enum bpf_attach_type)(dir == TcDir::Ingress ? kBpfTcxIngress : kBpfTcxEgress),
+					 &lopts);
+		if (fd >= 0)
+			return Link::New(env, LinkInit{LinkKind::Tcx, Fd(fd), ifindex, dir, 0, 0, what});
+		int err = ErrOf(fd);
+		if (err != EINVAL && err != EOPNOTSUPP && err != kEnotsupp)
+			Throw(env, "bpf_link_create", what, err, "attaching program " + name_ + " via tcx");
+		// No tcx in this kernel: fall back to a clsact filter.
+	}
+
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+			    .attach_point = dir == TcDir::Ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS);
+	int ret = bpf_tc_hook_create(&hook);
+	int err = ret ? ErrOf(ret) : 0;
+	if (err && err != EEXIST)
+		Throw(env, "bpf_tc_hook_create", what, err, "creating the clsact qdisc");
+	bool created = err == 0;
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = fd_.get(), .handle = 1, .priority = 1);
+	ret = bpf_tc_attach(&hook, &opts);
+	if (ret) {
+		err = ErrOf(ret);
+		if (created) { // leave nothing behind that we made
+			hook.attach_point = (bpf_tc_attach_point)(BPF_TC_INGRESS | BPF_TC_EGRESS);
+			bpf_tc_hook_destroy(&hook);
+		}
+		Throw(env, "bpf_tc_attach", what, err,
+		      err == EEXIST ? "a filter with handle 1 priority 1 is already attached"
+				    : "attaching program " + name_ + " as a clsact filter");
+	}
+	return Link::New(env, LinkInit{LinkKind::Tc, Fd(), ifindex, dir, opts.handle, opts.priority, what});
+}
+
+Napi::Value Program::AttachCgroup(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	CheckOpen(env, "attachCgroup");
+	std::string path = ArgString(info, 0, "attachCgroup", "cgroupPath");
+	std::string type = ArgString(info, 1, "attachCgroup", "attachType");
+	enum bpf_attach_type at;
+	if (!CgroupAttachType(type, &at))
+		Throw(env, "attachCgroup", type, EINVAL,
+		      "unknown cgroup attach type '" + type + "' (e.g. cgroup_inet4_connect, cgroup_sock_ops)");
+	Fd cg(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	if (!cg.valid())
+		Throw(env, "open", path, errno, "opening the cgroup directory");
+	std::string what = path + " " + type;
+	int fd = bpf_link_create(fd_.get(), cg.get(), at, nullptr);
+	if (fd < 0)
+		Throw(env, "bpf_link_create", what, ErrOf(fd), "attaching program " + name_);
+	return Link::New(env, LinkInit{LinkKind::Cgroup, Fd(fd), 0, TcDir::Ingress, 0, 0, what});
+}
+
+Napi::Value Program::Close(const Napi::CallbackInfo &info)
+{
+	fd_.reset();
+	return info.Env().Undefined();
+}
+
+} // namespace weir
