@@ -42,7 +42,10 @@ export interface TestRunResult {
 }
 
 export interface NativeObjectOptions {
-	/** directory in bpffs where maps with LIBBPF_PIN_BY_NAME are pinned and reused. */
+	/**
+	 * directory in bpffs (must exist) where maps with LIBBPF_PIN_BY_NAME are pinned and
+	 * reused. Without it nothing is pinned (libbpf's default, /sys/fs/bpf, is not used).
+	 */
 	pinRoot?: string;
 	/** values for `const volatile` globals, by variable name; each Buffer must be exactly the variable's size. */
 	rodata?: Record<string, Buffer>;
@@ -69,9 +72,9 @@ export interface NativeMap extends NativeMapInfo {
 	update(key: Buffer, value: Buffer, flags?: number): void;
 	/** true if an entry was deleted, false if it did not exist. */
 	delete(key: Buffer): boolean;
-	/** all keys (bpf_map_get_next_key walk). */
+	/** all keys (bpf_map_get_next_key walk); [] for a ring buffer. */
 	keys(): Buffer[];
-	/** all entries; uses BPF_MAP_LOOKUP_BATCH where the map supports it, else a key walk. */
+	/** all entries; uses BPF_MAP_LOOKUP_BATCH where the map supports it, else a key walk; [] for a ring buffer. */
 	entries(): Array<[Buffer, Buffer]>;
 	/** BPF_MAP_UPDATE_BATCH (fallback: one update per key). keys/values are concatenated fixed-size records. Returns count updated. */
 	updateBatch(keys: Buffer, values: Buffer, flags?: number): number;

@@ -179,6 +179,8 @@ Napi::Value Map::Keys(const Napi::CallbackInfo &info)
 	const char *op = "bpf_map_get_next_key";
 	CheckOpen(env, op);
 	Napi::Array out = Napi::Array::New(env);
+	if (type_ == BPF_MAP_TYPE_RINGBUF) // no addressable entries
+		return out;
 	std::vector<uint8_t> prev(key_size_), next(key_size_);
 	bool first = true;
 	// A hash walk restarts if the current key is deleted meanwhile: bound it.
@@ -202,6 +204,8 @@ Napi::Value Map::EntriesByWalk(Napi::Env env)
 {
 	const char *op = "bpf_map_get_next_key";
 	Napi::Array out = Napi::Array::New(env);
+	if (type_ == BPF_MAP_TYPE_RINGBUF) // no addressable entries
+		return out;
 	std::vector<uint8_t> prev(key_size_), next(key_size_), value(value_bytes_);
 	bool first = true;
 	uint32_t count = 0;

@@ -225,6 +225,15 @@ Object::Object(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Object>(info)
 		int err = errno ? errno : EINVAL;
 		Throw(env, Failure{"bpf_object__open_file", init->path, err, "", cap.text()});
 	}
+	// Without a pinRoot nothing is pinned: libbpf would otherwise pin
+	// LIBBPF_PIN_BY_NAME maps under /sys/fs/bpf itself, shared by every caller.
+	if (init->pin_root.empty()) {
+		struct bpf_map *m;
+		bpf_object__for_each_map(m, obj) {
+			if (bpf_map__pin_path(m))
+				bpf_map__set_pin_path(m, nullptr);
+		}
+	}
 	Failure f = ApplyRodata(obj, file_, init->rodata);
 	if (f.err) {
 		bpf_object__close(obj);

@@ -80,6 +80,7 @@ Program::Program(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Program>(inf
 		Throw(env, "bpf_obj_get_info_by_fd", init->name, ErrOf(ret));
 	name_ = init->name.empty() ? std::string(pi.name) : init->name;
 	id_ = pi.id;
+	type_ = pi.type;
 	Napi::Object self = info.This().As<Napi::Object>();
 	self.DefineProperties({
 		Napi::PropertyDescriptor::Value("name", Napi::String::New(env, name_), napi_enumerable),
@@ -180,6 +181,9 @@ Napi::Value Program::AttachTc(const Napi::CallbackInfo &info)
 		Throw(env, "attachTc", name_, ENODEV, "ifindex " + std::to_string(dif) + " is not a valid interface index");
 	int ifindex = (int)dif;
 	std::string what = "ifindex " + std::to_string(ifindex) + " " + dirs;
+	if (type_ != BPF_PROG_TYPE_SCHED_CLS)
+		Throw(env, "attachTc", name_, EINVAL,
+		      "not a tc program (prog type " + std::to_string(type_) + ", want BPF_PROG_TYPE_SCHED_CLS)");
 	if (int err = CheckIfindex(ifindex))
 		Throw(env, "if_indextoname", what, err, "no interface with index " + std::to_string(ifindex) + " in this netns");
 

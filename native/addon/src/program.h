@@ -34,6 +34,7 @@ private:
 	Fd fd_;
 	std::string name_;
 	uint32_t id_ = 0;
+	uint32_t type_ = 0; // enum bpf_prog_type
 };
 
 } // namespace weir
