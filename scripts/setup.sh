@@ -26,6 +26,8 @@ fi
 step "building eBPF objects"
 make -s -C native/bpf
 make -s -C bench/bpf
+step "building test fixture eBPF objects"
+make -s -C test/fixtures/bpf
 step "building the addon"
 npx cmake-js compile -d native/addon -O build/addon --log-level error >/dev/null
 step "compiling TypeScript"
