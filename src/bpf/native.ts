@@ -89,6 +89,7 @@ export interface NativeMap extends NativeMapInfo {
 export interface NativeLink {
 	/** 'tcx' for a BPF link, 'tc' for a legacy clsact filter, 'cgroup' for a cgroup link. */
 	readonly kind: 'tcx' | 'tc' | 'cgroup';
+	/** the link fd; -1 for a legacy tc filter and after close()/detach(). */
 	readonly fd: number;
 	/** pin a link (tcx/cgroup only; legacy tc throws EOPNOTSUPP). */
 	pin(path: string): void;

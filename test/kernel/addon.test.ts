@@ -304,6 +304,12 @@ describe('native addon (real kernel)', () => {
 		assert.equal(Number(o.map('weir_test_counts').lookup(u32(0))?.readBigUInt64LE()), 1000);
 		nativeError(() => p.testRun({ data: Buffer.alloc(4) }), 'EINVAL', 'bpf_prog_test_run_opts');
 		nativeError(() => p.testRun({ data, repeat: 0 }), 'EINVAL');
+		const small = nativeError(() => p.testRun({ data, dataOutSize: 8 }), 'ENOSPC');
+		assert.match(small.message, new RegExp(`too small, the output is ${data.length} bytes`));
+		// __sk_buff in and out: the kernel returns its whole context.
+		const ctx = Buffer.alloc(192);
+		const withCtx = p.testRun({ data, ctx });
+		assert.ok(withCtx.ctxOut && withCtx.ctxOut.length >= 192);
 	});
 
 	describe('on a veth pair in a network namespace', () => {
@@ -433,6 +439,7 @@ describe('native addon (real kernel)', () => {
 			nativeError(() => p.attachTc(999999, 'egress', { legacy: true }), 'ENODEV');
 			nativeError(() => p.attachTc(0, 'ingress'), 'ENODEV');
 			nativeError(() => p.attachTc(ifindex, 'sideways' as 'ingress'), 'EINVAL');
+			nativeError(() => p.attachTc(1.5, 'ingress'), 'EINVAL');
 			nativeError(() => b.tcxQuery(999999, 'ingress'), 'ENODEV');
 			nativeError(() => b.tcLegacyQuery(999999, 'ingress'), 'ENODEV');
 			assert.deepEqual(b.tcxQuery(ifindex, 'ingress'), []);

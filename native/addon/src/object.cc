@@ -18,8 +18,10 @@ namespace weir {
 
 namespace {
 
-// The verifier log buffer: reserved, not touched, until the kernel writes to it.
-constexpr size_t kLogSize = 32u << 20;
+// The verifier log buffer: reserved address space, not memory, until the kernel
+// writes to it. Large, because a log the kernel must truncate turns the load's
+// error into ENOSPC (hiding EACCES), and level-1 logs of big programs are tens of MB.
+constexpr size_t kLogSize = 128u << 20;
 
 struct ObjectInit {
 	std::string path;
@@ -117,6 +119,9 @@ public:
 			if (!kernel.empty() && !cap.text().empty())
 				f_.log += "\n";
 			f_.log += cap.text();
+			if (f_.err == ENOSPC && !kernel.empty())
+				f_.detail = "the verifier log outgrew its " + std::to_string(kLogSize >> 20) +
+					    " MiB buffer, which the kernel reports as ENOSPC; the log keeps its tail";
 			if (f_.err == EPERM)
 				f_.detail = "loading BPF programs needs CAP_BPF/CAP_SYS_ADMIN and enough RLIMIT_MEMLOCK";
 		}

@@ -40,8 +40,10 @@ int ArgIfindex(const Napi::CallbackInfo &info, const char *op, TcDir *dir)
 	std::string dirs = ArgString(info, 1, op, "direction");
 	if (!ParseTcDir(dirs, dir))
 		Throw(env, op, "", EINVAL, "direction must be 'ingress' or 'egress', got '" + dirs + "'");
-	if (!(d >= 1 && d <= 2147483647.0) || d != (double)(int64_t)d)
-		Throw(env, op, "", ENODEV, "not a valid interface index");
+	if (!(d >= 0 && d <= 2147483647.0) || d != (double)(int64_t)d)
+		Throw(env, op, "", EINVAL, "ifindex must be a non-negative integer");
+	if (d == 0)
+		Throw(env, op, "ifindex 0", ENODEV, "no interface with index 0");
 	return (int)d;
 }
 

@@ -8,6 +8,7 @@
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -17,6 +18,8 @@ namespace weir {
 namespace {
 
 constexpr int kEnotsupp = 524;
+constexpr uint32_t kMaxTestRunOut = 64u << 20; // far above any packet the kernel runs
+constexpr size_t kCtxOutSize = 4096;             // above any program type's context
 
 struct ProgramInit {
 	Fd fd;
@@ -132,6 +135,8 @@ Napi::Value Program::TestRun(const Napi::CallbackInfo &info)
 	if (repeat < 1)
 		Throw(env, op, name_, EINVAL, "repeat must be >= 1");
 	uint32_t out_size = num("dataOutSize", (uint32_t)in.Length() + 256);
+	if (out_size > kMaxTestRunOut)
+		Throw(env, op, name_, EINVAL, "dataOutSize must be at most " + std::to_string(kMaxTestRunOut));
 	std::vector<uint8_t> out(out_size);
 	std::vector<uint8_t> ctx_in, ctx_out;
 	Napi::Value ctx = o.Get("ctx");
@@ -141,7 +146,8 @@ Napi::Value Program::TestRun(const Napi::CallbackInfo &info)
 			Throw(env, op, name_, EINVAL, "ctx must be a Buffer");
 		auto c = ctx.As<Napi::Buffer<uint8_t>>();
 		ctx_in.assign(c.Data(), c.Data() + c.Length());
-		ctx_out.resize(ctx_in.size());
+		// The kernel writes back its whole context struct (e.g. __sk_buff).
+		ctx_out.resize(std::max<size_t>(ctx_in.size(), kCtxOutSize));
 	}
 	DECLARE_LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.Data(), .data_out = out.data(),
 			    .data_size_in = (__u32)in.Length(), .data_size_out = out_size,
@@ -149,8 +155,14 @@ Napi::Value Program::TestRun(const Napi::CallbackInfo &info)
 			    .ctx_size_in = (__u32)ctx_in.size(), .ctx_size_out = (__u32)ctx_out.size(),
 			    .repeat = (int)repeat);
 	int ret = bpf_prog_test_run_opts(fd_.get(), &opts);
-	if (ret)
-		Throw(env, op, name_, ErrOf(ret));
+	if (ret) {
+		int err = ErrOf(ret);
+		std::string detail;
+		if (err == ENOSPC && opts.data_size_out > out_size)
+			detail = "dataOutSize " + std::to_string(out_size) + " is too small, the output is " +
+				 std::to_string(opts.data_size_out) + " bytes";
+		Throw(env, op, name_, err, detail);
+	}
 	Napi::Object r = Napi::Object::New(env);
 	r.Set("retval", Napi::Number::New(env, (int32_t)opts.retval));
 	r.Set("duration", Napi::Number::New(env, opts.duration));
@@ -177,8 +189,8 @@ Napi::Value Program::AttachTc(const Napi::CallbackInfo &info)
 	bool legacy = false;
 	if (info.Length() > 2 && info[2].IsObject())
 		legacy = info[2].As<Napi::Object>().Get("legacy").ToBoolean();
-	if (!(dif >= 1 && dif <= 2147483647.0) || dif != (double)(int64_t)dif)
-		Throw(env, "attachTc", name_, ENODEV, "ifindex " + std::to_string(dif) + " is not a valid interface index");
+	if (!(dif >= 0 && dif <= 2147483647.0) || dif != (double)(int64_t)dif)
+		Throw(env, "attachTc", name_, EINVAL, "ifindex must be a non-negative integer");
 	int ifindex = (int)dif;
 	std::string what = "ifindex " + std::to_string(ifindex) + " " + dirs;
 	if (type_ != BPF_PROG_TYPE_SCHED_CLS)

@@ -90,7 +90,10 @@ RingBuffer::RingBuffer(const Napi::CallbackInfo &info) : Napi::ObjectWrap<RingBu
 	// still reach CallJs, which touches this object.
 	self_ = Napi::Persistent(info.This().As<Napi::Object>());
 	tsfn_ = Tsfn::New(env, init->cb, "weir:ringbuf", 0 /* unbounded: see kMaxInflight */, 1, this,
-			  [](Napi::Env, void *, RingBuffer *self) { self->self_.Reset(); });
+			  [](Napi::Env, void *, RingBuffer *self) {
+				  self->Stop(); // env teardown with the ring still open
+				  self->self_.Reset();
+			  });
 	thread_ = std::thread([this] { Poll(); });
 }
 
