@@ -431,6 +431,45 @@ describe('native addon (real kernel)', () => {
 			assert.deepEqual(o.map('weir_test_events').keys(), []);
 		});
 
+		it('attaches, queries and detaches inside another netns without moving the process', async () => {
+			const o = await loaded();
+			const main = o.program('weir_test_tc');
+			const alt = o.program('weir_test_tc_alt');
+			const netns = `/run/netns/${NETNS}`;
+			const peer = b.ifNameToIndex(VETH_PEER, netns);
+			assert.ok(peer > 0);
+			assert.equal(b.ifNameToIndex(VETH_PEER), 0); // not in our netns
+
+			const tcx = main.attachTc(peer, 'egress', { netns });
+			links.push(tcx);
+			assert.equal(tcx.kind, 'tcx');
+			assert.deepEqual(b.tcxQuery(peer, 'egress', netns), [main.id]);
+			const legacy = main.attachTc(peer, 'ingress', { netns, legacy: true });
+			links.push(legacy);
+			assert.equal(legacy.kind, 'tc');
+			assert.deepEqual(b.tcLegacyQuery(peer, 'ingress', netns), [main.id]);
+			legacy.update(alt);
+			assert.deepEqual(b.tcLegacyQuery(peer, 'ingress', netns), [alt.id]);
+
+			// Real traffic crosses the programs in the other namespace.
+			const before = Number(o.map('weir_test_counts').lookup(u32(0))?.readBigUInt64LE());
+			const ping = spawnSync('ip', ['netns', 'exec', NETNS, 'ping', '-c', '2', '-i', '0.2', '-W', '1', HOST_IP]);
+			assert.equal(ping.status, 0);
+			assert.ok(Number(o.map('weir_test_counts').lookup(u32(0))?.readBigUInt64LE()) >= before + 2);
+			assert.ok(Number(o.map('weir_test_counts').lookup(u32(1))?.readBigUInt64LE()) >= 2);
+
+			tcx.detach();
+			legacy.detach();
+			assert.deepEqual(b.tcxQuery(peer, 'egress', netns), []);
+			assert.deepEqual(b.tcLegacyQuery(peer, 'ingress', netns), []);
+			assert.equal(b.ifNameToIndex(VETH_HOST), ifindex); // the process stayed where it was
+
+			nativeError(() => main.attachTc(peer, 'egress', { netns: '/run/netns/weirtest-no-such' }), 'ENOENT', 'open');
+			nativeError(() => b.tcxQuery(peer, 'egress', '/run/netns/weirtest-no-such'), 'ENOENT', 'open');
+			nativeError(() => b.ifNameToIndex('lo', '/etc/hostname'), 'EINVAL', 'setns');
+			nativeError(() => main.attachTc(999999, 'egress', { netns }), 'ENODEV', 'if_indextoname');
+		});
+
 		it('fails cleanly on a missing interface and bad directions', async () => {
 			const o = await loaded();
 			const p = o.program('weir_test_tc');

@@ -1,6 +1,7 @@
 #include "link.h"
 
 #include "addon.h"
+#include "netns.h"
 #include "program.h"
 
 #include <bpf/bpf.h>
@@ -78,12 +79,18 @@ Napi::Value Link::Update(const Napi::CallbackInfo &info)
 	if (done_)
 		Throw(env, op, s_.what, EBADF, "the link is detached or closed");
 	if (s_.kind == LinkKind::Tc) {
-		DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = s_.ifindex, .attach_point = Point(s_.dir));
-		DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog->fd(), .flags = BPF_TC_F_REPLACE,
-				    .handle = s_.handle, .priority = s_.priority);
-		int ret = bpf_tc_attach(&hook, &opts);
-		if (ret)
-			Throw(env, op, s_.what, ErrOf(ret), "replacing with program " + prog->name());
+		int prog_fd = prog->fd();
+		Failure f = InNetns(s_.netns, [&]() -> Failure {
+			DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = s_.ifindex, .attach_point = Point(s_.dir));
+			DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE,
+					    .handle = s_.handle, .priority = s_.priority);
+			int ret = bpf_tc_attach(&hook, &opts);
+			if (ret)
+				return {op, s_.what, ErrOf(ret), "replacing with program " + prog->name()};
+			return {};
+		});
+		if (f.err)
+			Throw(env, f);
 		return env.Undefined();
 	}
 	int ret = bpf_link_update(s_.fd.get(), prog->fd(), nullptr);
@@ -98,13 +105,17 @@ Napi::Value Link::Detach(const Napi::CallbackInfo &info)
 	if (done_)
 		return env.Undefined();
 	if (s_.kind == LinkKind::Tc) {
-		DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = s_.ifindex, .attach_point = Point(s_.dir));
-		DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = s_.handle, .priority = s_.priority);
-		int ret = bpf_tc_detach(&hook, &opts);
-		int err = ret ? ErrOf(ret) : 0;
-		// Already gone (filter, qdisc or interface): detached is what was asked.
-		if (err && err != ENOENT && err != ENODEV && err != EINVAL)
-			Throw(env, "bpf_tc_detach", s_.what, err);
+		Failure f = InNetns(s_.netns, [&]() -> Failure {
+			DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = s_.ifindex, .attach_point = Point(s_.dir));
+			DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = s_.handle, .priority = s_.priority);
+			int ret = bpf_tc_detach(&hook, &opts);
+			if (ret)
+				return {"bpf_tc_detach", s_.what, ErrOf(ret)};
+			return {};
+		});
+		// Already gone (filter, qdisc, interface or namespace): detached is what was asked.
+		if (f.err && f.err != ENOENT && f.err != ENODEV && f.err != EINVAL)
+			Throw(env, f);
 	} else if (s_.fd.valid()) {
 		int ret = bpf_link_detach(s_.fd.get());
 		int err = ret ? ErrOf(ret) : 0;

@@ -21,6 +21,7 @@ struct LinkInit {
 	uint32_t handle = 1;
 	uint32_t priority = 1;
 	std::string what;   // for messages: "ifindex 7 ingress", "/sys/fs/cgroup/… cgroup_inet4_connect"
+	std::string netns;  // tc: the namespace of ifindex ("" = ours)
 };
 
 class Link : public Napi::ObjectWrap<Link> {

@@ -2,6 +2,7 @@
 
 #include "link.h"
 #include "map.h"
+#include "netns.h"
 #include "program.h"
 #include "tc.h"
 #include "util.h"
@@ -45,6 +46,14 @@ int ArgIfindex(const Napi::CallbackInfo &info, const char *op, TcDir *dir)
 	if (d == 0)
 		Throw(env, op, "ifindex 0", ENODEV, "no interface with index 0");
 	return (int)d;
+}
+
+/// The optional netns path argument i ("" when absent).
+std::string ArgNetns(const Napi::CallbackInfo &info, size_t i, const char *op)
+{
+	if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull())
+		return "";
+	return ArgString(info, i, op, "netns");
 }
 
 Napi::Array Ids(Napi::Env env, const std::vector<uint32_t> &ids)
@@ -102,9 +111,15 @@ Napi::Value TcxQueryJs(const Napi::CallbackInfo &info)
 {
 	TcDir dir;
 	int ifindex = ArgIfindex(info, "tcxQuery", &dir);
+	std::string netns = ArgNetns(info, 2, "tcxQuery");
 	std::vector<uint32_t> ids;
-	if (int err = TcxQuery(ifindex, dir, &ids))
-		Throw(info.Env(), "bpf(BPF_PROG_QUERY)", "ifindex " + std::to_string(ifindex), err);
+	Failure f = InNetns(netns, [&]() -> Failure {
+		if (int err = TcxQuery(ifindex, dir, &ids))
+			return {"bpf(BPF_PROG_QUERY)", "ifindex " + std::to_string(ifindex), err};
+		return {};
+	});
+	if (f.err)
+		Throw(info.Env(), f);
 	return Ids(info.Env(), ids);
 }
 
@@ -112,16 +127,30 @@ Napi::Value TcLegacyQueryJs(const Napi::CallbackInfo &info)
 {
 	TcDir dir;
 	int ifindex = ArgIfindex(info, "tcLegacyQuery", &dir);
+	std::string netns = ArgNetns(info, 2, "tcLegacyQuery");
 	std::vector<uint32_t> ids;
-	if (int err = TcLegacyQuery(ifindex, dir, &ids))
-		Throw(info.Env(), "RTM_GETTFILTER", "ifindex " + std::to_string(ifindex), err);
+	Failure f = InNetns(netns, [&]() -> Failure {
+		if (int err = TcLegacyQuery(ifindex, dir, &ids))
+			return {"RTM_GETTFILTER", "ifindex " + std::to_string(ifindex), err};
+		return {};
+	});
+	if (f.err)
+		Throw(info.Env(), f);
 	return Ids(info.Env(), ids);
 }
 
 Napi::Value IfNameToIndex(const Napi::CallbackInfo &info)
 {
 	std::string name = ArgString(info, 0, "ifNameToIndex", "name");
-	return Napi::Number::New(info.Env(), if_nametoindex(name.c_str()));
+	std::string netns = ArgNetns(info, 1, "ifNameToIndex");
+	unsigned index = 0;
+	Failure f = InNetns(netns, [&]() -> Failure {
+		index = if_nametoindex(name.c_str());
+		return {};
+	});
+	if (f.err)
+		Throw(info.Env(), f);
+	return Napi::Number::New(info.Env(), index);
 }
 
 Napi::Value NumPossibleCpus(const Napi::CallbackInfo &info)

@@ -2,6 +2,7 @@
 
 #include "addon.h"
 #include "link.h"
+#include "netns.h"
 #include "tc.h"
 
 #include <bpf/bpf.h>
@@ -175,6 +176,67 @@ Napi::Value Program::TestRun(const Napi::CallbackInfo &info)
 	return r;
 }
 
+namespace {
+
+struct TcAttached {
+	LinkKind kind = LinkKind::Tcx;
+	Fd fd;
+	uint32_t handle = 0, priority = 0;
+};
+
+/**
+ * AttachTcHere() - attach prog_fd at ifindex in the calling thread's netns: a tcx
+ * link, or (no tcx in the kernel, or legacy asked for) a clsact filter with handle
+ * 1, priority 1. On failure nothing we created stays behind.
+ */
+Failure AttachTcHere(int prog_fd, const std::string &prog, int ifindex, TcDir dir, bool legacy,
+		     const std::string &what, TcAttached *out)
+{
+	if (int err = CheckIfindex(ifindex))
+		return {"if_indextoname", what, err,
+			"no interface with index " + std::to_string(ifindex) + " in this netns"};
+	if (!legacy) {
+		DECLARE_LIBBPF_OPTS(bpf_link_create_opts, lopts);
+		int fd = bpf_link_create(prog_fd, ifindex,
+					 (enum bpf_attach_type)(dir == TcDir::Ingress ? kBpfTcxIngress : kBpfTcxEgress),
+					 &lopts);
+		if (fd >= 0) {
+			out->kind = LinkKind::Tcx;
+			out->fd.reset(fd);
+			return {};
+		}
+		int err = ErrOf(fd);
+		if (err != EINVAL && err != EOPNOTSUPP && err != kEnotsupp)
+			return {"bpf_link_create", what, err, "attaching program " + prog + " via tcx"};
+		// No tcx in this kernel: fall back to a clsact filter.
+	}
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+			    .attach_point = dir == TcDir::Ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS);
+	int ret = bpf_tc_hook_create(&hook);
+	int err = ret ? ErrOf(ret) : 0;
+	if (err && err != EEXIST)
+		return {"bpf_tc_hook_create", what, err, "creating the clsact qdisc"};
+	bool created = err == 0;
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .handle = 1, .priority = 1);
+	ret = bpf_tc_attach(&hook, &opts);
+	if (ret) {
+		err = ErrOf(ret);
+		if (created) { // leave nothing behind that we made
+			hook.attach_point = (bpf_tc_attach_point)(BPF_TC_INGRESS | BPF_TC_EGRESS);
+			bpf_tc_hook_destroy(&hook);
+		}
+		return {"bpf_tc_attach", what, err,
+			err == EEXIST ? "a filter with handle 1 priority 1 is already attached"
+				      : "attaching program " + prog + " as a clsact filter"};
+	}
+	out->kind = LinkKind::Tc;
+	out->handle = opts.handle;
+	out->priority = opts.priority;
+	return {};
+}
+
+} // namespace
+
 Napi::Value Program::AttachTc(const Napi::CallbackInfo &info)
 {
 	Napi::Env env = info.Env();
@@ -187,51 +249,27 @@ Napi::Value Program::AttachTc(const Napi::CallbackInfo &info)
 	if (!ParseTcDir(dirs, &dir))
 		Throw(env, "attachTc", name_, EINVAL, "direction must be 'ingress' or 'egress', got '" + dirs + "'");
 	bool legacy = false;
-	if (info.Length() > 2 && info[2].IsObject())
+	std::string netns;
+	if (info.Length() > 2 && info[2].IsObject()) {
 		legacy = info[2].As<Napi::Object>().Get("legacy").ToBoolean();
+		netns = NetnsOption(env, info[2], "attachTc");
+	}
 	if (!(dif >= 0 && dif <= 2147483647.0) || dif != (double)(int64_t)dif)
 		Throw(env, "attachTc", name_, EINVAL, "ifindex must be a non-negative integer");
 	int ifindex = (int)dif;
-	std::string what = "ifindex " + std::to_string(ifindex) + " " + dirs;
 	if (type_ != BPF_PROG_TYPE_SCHED_CLS)
 		Throw(env, "attachTc", name_, EINVAL,
 		      "not a tc program (prog type " + std::to_string(type_) + ", want BPF_PROG_TYPE_SCHED_CLS)");
-	if (int err = CheckIfindex(ifindex))
-		Throw(env, "if_indextoname", what, err, "no interface with index " + std::to_string(ifindex) + " in this netns");
+	std::string what = "ifindex " + std::to_string(ifindex) + " " + dirs + (netns.empty() ? "" : " in " + netns);
 
-	if (!legacy) {
-		DECLARE_LIBBPF_OPTS(bpf_link_create_opts, lopts);
-		int fd = bpf_link_create(fd_.get(), ifindex,
-					 (enum bpf_attach_type)(dir == TcDir::Ingress ? kBpfTcxIngress : kBpfTcxEgress),
-					 &lopts);
-		if (fd >= 0)
-			return Link::New(env, LinkInit{LinkKind::Tcx, Fd(fd), ifindex, dir, 0, 0, what});
-		int err = ErrOf(fd);
-		if (err != EINVAL && err != EOPNOTSUPP && err != kEnotsupp)
-			Throw(env, "bpf_link_create", what, err, "attaching program " + name_ + " via tcx");
-		// No tcx in this kernel: fall back to a clsact filter.
-	}
-
-	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
-			    .attach_point = dir == TcDir::Ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS);
-	int ret = bpf_tc_hook_create(&hook);
-	int err = ret ? ErrOf(ret) : 0;
-	if (err && err != EEXIST)
-		Throw(env, "bpf_tc_hook_create", what, err, "creating the clsact qdisc");
-	bool created = err == 0;
-	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = fd_.get(), .handle = 1, .priority = 1);
-	ret = bpf_tc_attach(&hook, &opts);
-	if (ret) {
-		err = ErrOf(ret);
-		if (created) { // leave nothing behind that we made
-			hook.attach_point = (bpf_tc_attach_point)(BPF_TC_INGRESS | BPF_TC_EGRESS);
-			bpf_tc_hook_destroy(&hook);
-		}
-		Throw(env, "bpf_tc_attach", what, err,
-		      err == EEXIST ? "a filter with handle 1 priority 1 is already attached"
-				    : "attaching program " + name_ + " as a clsact filter");
-	}
-	return Link::New(env, LinkInit{LinkKind::Tc, Fd(), ifindex, dir, opts.handle, opts.priority, what});
+	TcAttached a;
+	int prog_fd = fd_.get();
+	Failure f = InNetns(netns, [&] { return AttachTcHere(prog_fd, name_, ifindex, dir, legacy, what, &a); });
+	if (f.err)
+		Throw(env, f);
+	LinkInit init{a.kind, std::move(a.fd), ifindex, dir, a.handle, a.priority, what};
+	init.netns = netns;
+	return Link::New(env, std::move(init));
 }
 
 Napi::Value Program::AttachCgroup(const Napi::CallbackInfo &info)
