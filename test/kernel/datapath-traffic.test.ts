@@ -77,12 +77,12 @@ describe('pod programs on real veths', () => {
 		assert.ok(!topo.probe(other, 'udp', server.ip, 8080), 'other udp denied');
 		assert.ok(!topo.ping(other, server.ip), 'other icmp denied');
 
-		const allowed = await t.waitEvent((e) => e.type === 'policy-verdict' && e.src === other.ip && e.dport === 9090);
+		const allowed = await t.waitEvent((e) => e.type === 'policy-verdict' && e.direction === 'ingress' && e.src === other.ip && e.dport === 9090);
 		assert.equal(allowed.ruleId, 22);
 		assert.equal(allowed.epId, epOf(si));
 		assert.equal(allowed.direction, 'ingress');
 		assert.equal(allowed.ifindex, server.hostIfindex);
-		const viaAll = await t.waitEvent((e) => e.type === 'policy-verdict' && e.src === client.ip && e.protocol === IPPROTO.ICMP);
+		const viaAll = await t.waitEvent((e) => e.type === 'policy-verdict' && e.direction === 'ingress' && e.src === client.ip && e.protocol === IPPROTO.ICMP);
 		assert.equal(viaAll.ruleId, 21);
 		for (const proto of [IPPROTO.TCP, IPPROTO.UDP, IPPROTO.ICMP]) {
 			const drop = await t.waitEvent((e) => e.type === 'drop' && e.src === other.ip && e.protocol === proto);
