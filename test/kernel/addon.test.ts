@@ -404,7 +404,7 @@ describe('native addon (real kernel)', () => {
 			const link = main.attachTc(ifindex, 'ingress');
 			links.push(link);
 			try {
-				const ping = spawnSync('ip', ['netns', 'exec', NETNS, 'ping', '-c', '3', '-i', '0.2', '-W', '1', HOST_IP], {
+				const ping = spawnSync('ip', ['netns', 'exec', NETNS, 'ping', '-c', '3', '-i', '0.2', '-w', '6', HOST_IP], {
 					encoding: 'utf8',
 				});
 				assert.equal(ping.status, 0, `ping failed: ${ping.stdout}${ping.stderr}`);
@@ -453,7 +453,7 @@ describe('native addon (real kernel)', () => {
 
 			// Real traffic crosses the programs in the other namespace.
 			const before = Number(o.map('weir_test_counts').lookup(u32(0))?.readBigUInt64LE());
-			const ping = spawnSync('ip', ['netns', 'exec', NETNS, 'ping', '-c', '2', '-i', '0.2', '-W', '1', HOST_IP]);
+			const ping = spawnSync('ip', ['netns', 'exec', NETNS, 'ping', '-c', '2', '-i', '0.2', '-w', '6', HOST_IP]);
 			assert.equal(ping.status, 0);
 			assert.ok(Number(o.map('weir_test_counts').lookup(u32(0))?.readBigUInt64LE()) >= before + 2);
 			assert.ok(Number(o.map('weir_test_counts').lookup(u32(1))?.readBigUInt64LE()) >= 2);
