@@ -22,7 +22,7 @@ export function nsExec(ns: string, args: string[], opts: { allowFail?: boolean }
 }
 
 export const GATEWAY = '169.254.1.1';
-export const NODE_IP = '192.0.2.1';
+export const NODE_IP = '198.18.255.1';
 
 export interface Pod {
 	name: string;
@@ -57,7 +57,7 @@ export class Topology {
 			sh('ip', ['netns', 'add', t.nodeNs]);
 			nsExec(t.nodeNs, ['ip', 'link', 'set', 'lo', 'up']);
 			nsExec(t.nodeNs, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-			// The node's own address (TEST-NET-1), on lo: the "host" identity.
+			// The node's own address (RFC 2544 benchmark range, never routed here), on lo: the "host" identity.
 			nsExec(t.nodeNs, ['ip', 'addr', 'add', `${NODE_IP}/32`, 'dev', 'lo']);
 			nsExec(t.nodeNs, ['sysctl', '-qw', 'net.ipv4.conf.all.rp_filter=0']);
 			for (let i = 0; i < count; i++) t.addPod(`pod${i}`, `10.${subnet}.0.${10 + i}`);

@@ -29,14 +29,20 @@ static __always_inline int weir_has_ports(__u8 proto)
  */
 static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 {
-	struct weir_verdict v = { .type = WEIR_EVENT_DROP, .dir = dir, .verdict = WEIR_VERDICT_DROPPED };
-	struct weir_pkt p = {};
+	struct weir_verdict v;
+	struct weir_pkt p;
 	struct weir_endpoint_info *ep;
 	struct weir_ct_entry *ct;
 	__u32 peer, isolated;
 	__u64 now;
 	__u16 ethertype;
 	int ret, res;
+
+	__builtin_memset(&v, 0, sizeof(v));
+	__builtin_memset(&p, 0, sizeof(p));
+	v.type = WEIR_EVENT_DROP;
+	v.dir = dir;
+	v.verdict = WEIR_VERDICT_DROPPED;
 
 	ret = weir_parse_l3(skb, &ethertype);
 	if (ret == WEIR_L3_ARP)
@@ -50,6 +56,18 @@ static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 	ret = weir_parse_ipv4(skb, &p);
 	if (ret < 0)
 		goto drop_err;
+
+	/*
+	 * Fast path: a packet of a connection this pod's interface already admitted
+	 * needs neither the endpoint nor the policy.
+	 */
+	now = bpf_ktime_get_coarse_ns();
+	res = weir_ct_lookup4(&p, dir, now, &ct);
+	if ((res == WEIR_CT_ESTABLISHED || res == WEIR_CT_REPLY) && ct->ifindex == skb->ifindex) {
+		weir_ct_account(ct, &p, res == WEIR_CT_REPLY, now);
+		weir_count(WEIR_OK, dir, p.len);
+		return TC_ACT_OK;
+	}
 
 	if (dir == WEIR_DIR_EGRESS) {
 		ep = weir_endpoint_lookup4(p.saddr);
@@ -77,19 +95,12 @@ static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 		}
 	}
 
-	now = bpf_ktime_get_ns();
-	res = weir_ct_lookup4(&p, dir, now, &ct);
-	if (res == WEIR_CT_ESTABLISHED || res == WEIR_CT_REPLY) {
-		weir_ct_account(ct, &p, res == WEIR_CT_REPLY, now);
-		weir_count(WEIR_OK, dir, p.len);
-		return TC_ACT_OK;
-	}
 	if (res == WEIR_CT_RELATED) {
 		weir_count(WEIR_OK, dir, p.len);
 		return TC_ACT_OK;
 	}
 
-	/* A new connection: the policy decides. */
+	/* A new connection (or a tuple first seen on another interface): the policy decides. */
 	if (dir == WEIR_DIR_EGRESS) {
 		v.dst_identity = weir_ipcache_identity4(p.daddr);
 		peer = v.dst_identity;
@@ -115,7 +126,7 @@ static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 		}
 	}
 
-	ret = weir_ct_create4(&p, dir, now, v.rule_id, ep->ep_id, peer);
+	ret = weir_ct_create4(&p, dir, now, v.rule_id, ep->ep_id, peer, skb->ifindex);
 	if (ret < 0)
 		goto drop_err;
 	if (weir_cfg_verdict_events) {

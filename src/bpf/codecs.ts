@@ -186,6 +186,7 @@ export interface CtEntry {
 	ruleId: number;
 	epId: number;
 	peerIdentity: number;
+	ifindex: number;
 	flags: number;
 	tcpFlagsSeen: number;
 }
@@ -199,6 +200,7 @@ export function decodeCtEntry(buf: Buffer): CtEntry {
 		ruleId: d['rule_id'] as number,
 		epId: d['ep_id'] as number,
 		peerIdentity: d['peer_identity'] as number,
+		ifindex: d['ifindex'] as number,
 		flags: d['flags'] as number,
 		tcpFlagsSeen: d['tcp_flags_seen'] as number,
 	};

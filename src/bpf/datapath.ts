@@ -307,9 +307,10 @@ export class Datapath {
 	}
 
 	/**
-	 * Removes expired conntrack entries; `nowNs` is CLOCK_MONOTONIC, the clock of
-	 * bpf_ktime_get_ns (process.hrtime.bigint() reads the same clock).
-	 * Returns how many were removed.
+	 * Removes expired conntrack entries. Entries carry CLOCK_MONOTONIC_COARSE deadlines;
+	 * `nowNs` is CLOCK_MONOTONIC (process.hrtime.bigint()), at most one tick ahead of the
+	 * coarse clock, so an entry may go one tick before its deadline: immaterial next to
+	 * lifetimes of seconds. Returns how many were removed.
 	 */
 	gcConntrack(nowNs: bigint = process.hrtime.bigint()): number {
 		const stale: Buffer[] = [];

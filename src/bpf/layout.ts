@@ -156,7 +156,7 @@ export const Structs = {
 	]),
 	weir_ct_entry: defineStruct('weir_ct_entry', [
 		f('expires_ns', 'u64'), f('packets', 'u64'), f('bytes', 'u64'), f('rule_id', 'u32'),
-		f('ep_id', 'u32'), f('peer_identity', 'u32'), f('flags', 'u16'), f('tcp_flags_seen', 'u8'),
+		f('ep_id', 'u32'), f('peer_identity', 'u32'), f('ifindex', 'u32'), f('flags', 'u16'), f('tcp_flags_seen', 'u8'),
 		f('pad', 'u8'),
 	]),
 	weir_event: defineStruct('weir_event', [

@@ -3,7 +3,7 @@
 // feature of networking.k8s.io/v1, alone and combined.
 import { RefPeer, RefPod, RefPolicy, RefPort, RefSelector, RefWorld } from './policy-reference.js';
 
-export const EXTERNAL_IP = '192.0.2.10'; // TEST-NET-1: "outside the cluster"
+export const EXTERNAL_IP = '203.0.113.10'; // TEST-NET-3: "outside the cluster"
 
 export const NAMESPACES: Array<{ name: string; labels: Record<string, string> }> = [
 	{ name: 'x', labels: { team: 'a', env: 'prod' } },
@@ -60,10 +60,10 @@ const PEERS: Array<[string, RefPeer[] | undefined]> = [
 	['ns team=b AND pod tier=web', [{ namespaceSelector: sel({ team: 'b' }), podSelector: sel({ tier: 'web' }) }]],
 	['ns {} AND pod app=a', [{ namespaceSelector: {}, podSelector: sel({ app: 'a' }) }]],
 	['ns team=b OR pod tier=web', [{ namespaceSelector: sel({ team: 'b' }) }, { podSelector: sel({ tier: 'web' }) }]],
-	['ipBlock 192.0.2.0/24', [{ ipBlock: { cidr: '192.0.2.0/24' } }]],
-	['ipBlock 192.0.2.0/24 except 192.0.2.8/29', [{ ipBlock: { cidr: '192.0.2.0/24', except: ['192.0.2.8/29'] } }]],
+	['ipBlock 203.0.113.0/24', [{ ipBlock: { cidr: '203.0.113.0/24' } }]],
+	['ipBlock 203.0.113.0/24 except 203.0.113.8/29', [{ ipBlock: { cidr: '203.0.113.0/24', except: ['203.0.113.8/29'] } }]],
 	['ipBlock 0.0.0.0/0 (pods are not selected by ipBlock)', [{ ipBlock: { cidr: '0.0.0.0/0' } }]],
-	['ipBlock OR podSelector app=b', [{ ipBlock: { cidr: '192.0.2.0/28' } }, { podSelector: sel({ app: 'b' }) }]],
+	['ipBlock OR podSelector app=b', [{ ipBlock: { cidr: '203.0.113.0/28' } }, { podSelector: sel({ app: 'b' }) }]],
 ];
 
 const PORTS: Array<[string, RefPort[] | undefined]> = [
@@ -124,16 +124,16 @@ function idioms(): PolicyCase[] {
 		{
 			name: 'egress to ipBlock with except, and ingress from it',
 			policies: [
-				pol('x', { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '192.0.2.0/24', except: ['192.0.2.0/28'] } }] }] }),
-				pol('y', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '192.0.2.0/28' } }] }] }),
+				pol('x', { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '203.0.113.0/24', except: ['203.0.113.0/28'] } }] }] }),
+				pol('y', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '203.0.113.0/28' } }] }] }),
 			],
 		},
 		{
 			name: 'nested ipBlocks across policies keep longest-prefix semantics',
 			policies: [
-				pol('x', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '192.0.0.0/16', except: ['192.0.2.0/24'] } }] }] }),
-				pol('y', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '192.0.2.8/30' } }] }] }),
-				pol('z', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '192.0.2.0/24', except: ['192.0.2.0/29'] } }] }] }),
+				pol('x', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '203.0.0.0/16', except: ['203.0.113.0/24'] } }] }] }),
+				pol('y', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '203.0.113.8/30' } }] }] }),
+				pol('z', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '203.0.113.0/24', except: ['203.0.113.0/29'] } }] }] }),
 			],
 		},
 		{

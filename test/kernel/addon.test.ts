@@ -25,10 +25,10 @@ const tag = String(process.pid % 100000);
 const NETNS = `weirtest-addon-${tag}`;
 const VETH_HOST = `weirt${tag}a`;
 const VETH_PEER = `weirt${tag}b`;
-// A /30 out of TEST-NET-1: no route anywhere but this veth.
+// A /30 out of TEST-NET-3: no route anywhere but this veth.
 const NET = (process.pid % 60) * 4;
-const HOST_IP = `192.0.2.${NET + 1}`;
-const PEER_IP = `192.0.2.${NET + 2}`;
+const HOST_IP = `203.0.113.${NET + 1}`;
+const PEER_IP = `203.0.113.${NET + 2}`;
 const PIN_ROOT = `/sys/fs/bpf/weir-test-addon-${tag}`;
 const CGROUP = `/sys/fs/cgroup/unified/weir-test-addon-${tag}`;
 

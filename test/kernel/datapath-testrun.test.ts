@@ -55,8 +55,8 @@ describe('pod programs under BPF_PROG_TEST_RUN', () => {
 			dp.setIpcache(`${p.ip}/32`, p.id);
 		}
 		dp.setIpcache(`${NODE_IP}/32`, Identity.Host);
-		dp.setIpcache('192.0.2.0/24', CIDR_ID);
-		dp.setIpcache('192.0.2.128/25', CIDR_INNER_ID);
+		dp.setIpcache('203.0.113.0/24', CIDR_ID);
+		dp.setIpcache('203.0.113.128/25', CIDR_INNER_ID);
 	});
 	after(() => t?.destroy());
 
@@ -154,10 +154,10 @@ describe('pod programs under BPF_PROG_TEST_RUN', () => {
 	test('CIDR identities follow the longest prefix; unknown addresses are world', async () => {
 		isolate(A, EndpointFlags.EgressIsolated | EndpointFlags.IngressIsolated);
 		dp.allow({ epId: A.ep, identity: CIDR_ID, direction: Dir.Egress, protocol: IPPROTO.TCP, port: 443, ruleId: 12 });
-		const outer = tcp(A.ip, '192.0.2.5', 443);
+		const outer = tcp(A.ip, '203.0.113.5', 443);
 		assert.equal(run(dp, 'weir_from_pod', outer), TC_ACT_OK);
 		assert.equal((await expectVerdict((e) => e.sport === outer.sport)).dstIdentity, CIDR_ID);
-		const inner = tcp(A.ip, '192.0.2.200', 443);
+		const inner = tcp(A.ip, '203.0.113.200', 443);
 		assert.equal(run(dp, 'weir_from_pod', inner), TC_ACT_SHOT, 'the /25 inside the /24 has its own identity');
 		assert.equal((await expectVerdict((e) => e.sport === inner.sport)).dstIdentity, CIDR_INNER_ID);
 		const world = tcp(A.ip, '198.51.100.1', 443);

@@ -20,7 +20,7 @@ import {
 import { Dir, DropReason, POLICY_FIXED_PREFIX, PolicyFlags, Structs, decode, encode, dropReasonName } from '../../src/bpf/layout.js';
 
 test('IPv4 text and integer forms round-trip', () => {
-	for (const ip of ['0.0.0.0', '10.244.1.7', '192.0.2.255', '255.255.255.255']) {
+	for (const ip of ['0.0.0.0', '10.244.1.7', '203.0.113.255', '255.255.255.255']) {
 		assert.equal(intToIpv4(ipv4ToInt(ip)), ip);
 	}
 	assert.equal(ipv4ToInt('10.0.0.1'), 0x0a000001);
@@ -38,12 +38,12 @@ test('CIDRs parse with host bits cleared and bad lengths rejected', () => {
 });
 
 test('ipcache keys put the prefix after the 32 fixed bits and the address in network order', () => {
-	const k = ipcacheKey('192.0.2.0/24');
+	const k = ipcacheKey('203.0.113.0/24');
 	assert.equal(k.length, Structs.weir_ipcache_key.size);
 	assert.equal(k.readUInt32LE(0), 32 + 24);
 	assert.equal(k.readUInt8(7), 4);
-	assert.deepEqual([...k.subarray(8, 12)], [192, 0, 2, 0]);
-	assert.equal(decodeIpcacheKey(k), '192.0.2.0/24');
+	assert.deepEqual([...k.subarray(8, 12)], [203, 0, 113, 0]);
+	assert.equal(decodeIpcacheKey(k), '203.0.113.0/24');
 });
 
 test('endpoint key and info round-trip', () => {
@@ -112,7 +112,7 @@ test('events decode every field, and unknown reasons keep their code', () => {
 	assert.equal(ev.verdict, 'DROPPED');
 	assert.equal(ev.reasonName, 'POLICY_DENIED');
 	assert.equal(ev.src, '10.0.0.1');
-	assert.equal(ev.dst, '192.0.2.5');
+	assert.equal(ev.dst, '203.0.113.5');
 	assert.equal(ev.sport, 40000);
 	assert.equal(ev.dport, 443);
 	assert.equal(ev.tsNs, 123n);

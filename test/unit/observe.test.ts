@@ -15,7 +15,7 @@ const ctx: FlowContext = {
 			'10.0.0.1': { namespace: 'b-apache', name: 'apache-1', workload: 'apache', labels: { app: 'apache' } },
 			'10.0.0.2': { namespace: 'd-redis', name: 'redis-0', workload: 'redis', labels: { app: 'redis' } },
 		})[ip],
-	reservedName: (id) => (id === Identity.FirstCidr + 1 ? 'cidr:192.0.2.0/24' : undefined),
+	reservedName: (id) => (id === Identity.FirstCidr + 1 ? 'cidr:203.0.113.0/24' : undefined),
 	rule: (id) => (id === 7 ? { namespace: 'd-redis', name: 'allow-app', direction: 'ingress', index: 0 } : undefined),
 	isolatedBy: (epId, dir) => (epId === 2 && dir === 'ingress' ? ['d-redis/allow-app'] : []),
 	wallClockMs: (ns) => 1_700_000_000_000 + Number(ns / 1_000_000n),
@@ -46,10 +46,10 @@ test('a policy drop names both pods, the reason and the isolating policy', () =>
 });
 
 test('an allowed flow names the rule that allowed it; non-pod ends are described', () => {
-	const f = toFlow(ev({ type: 'policy-verdict', verdict: 'FORWARDED', reason: 0, reasonName: 'OK', ruleId: 7, match: 'l3-l4', src: '192.0.2.9', srcIdentity: Identity.FirstCidr + 1 }), ctx);
+	const f = toFlow(ev({ type: 'policy-verdict', verdict: 'FORWARDED', reason: 0, reasonName: 'OK', ruleId: 7, match: 'l3-l4', src: '203.0.113.9', srcIdentity: Identity.FirstCidr + 1 }), ctx);
 	assert.equal(f.dropReason, undefined);
 	assert.deepEqual(f.allowedBy, { kind: 'NetworkPolicy', namespace: 'd-redis', name: 'allow-app', rule: 'ingress[0]' });
-	assert.equal(f.source.reserved, 'cidr:192.0.2.0/24');
+	assert.equal(f.source.reserved, 'cidr:203.0.113.0/24');
 	assert.match(f.summary, /allowed by d-redis\/allow-app ingress\[0\]/);
 	const world = toFlow(ev({ src: '198.51.100.1', srcIdentity: Identity.World }), ctx);
 	assert.equal(world.source.reserved, 'world');

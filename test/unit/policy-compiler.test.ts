@@ -59,7 +59,7 @@ test('identities: one per (namespace, labels, namespace labels); reserved for no
 	const c = compile({
 		pods: [...pods, twin],
 		namespaces: NAMESPACES,
-		policies: [{ metadata: { namespace: 'x', name: 'p' }, spec: { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '192.0.2.0/24', except: ['192.0.2.0/28'] } }] }] } }],
+		policies: [{ metadata: { namespace: 'x', name: 'p' }, spec: { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '203.0.113.0/24', except: ['203.0.113.0/28'] } }] }] } }],
 		nodes: [{ name: 'n1', ips: ['192.168.255.1'] }, { name: 'n2', ips: ['192.168.255.2'] }],
 		localNode: 'n1',
 		endpointIds,
@@ -70,8 +70,8 @@ test('identities: one per (namespace, labels, namespace labels); reserved for no
 	assert.notEqual(c.ipcache.get('10.220.0.10/32'), c.ipcache.get('10.220.0.12/32'), 'same labels in another namespace differ');
 	assert.equal(c.ipcache.get('192.168.255.1/32'), Identity.Host);
 	assert.equal(c.ipcache.get('192.168.255.2/32'), Identity.RemoteNode);
-	const outer = c.ipcache.get('192.0.2.0/24')!;
-	const except = c.ipcache.get('192.0.2.0/28')!;
+	const outer = c.ipcache.get('203.0.113.0/24')!;
+	const except = c.ipcache.get('203.0.113.0/28')!;
 	assert.ok(outer >= Identity.FirstCidr && except >= Identity.FirstCidr && outer !== except);
 	const admitted = new Set(c.entries.filter((e) => e.direction === Dir.Ingress).map((e) => e.identity));
 	assert.ok(admitted.has(outer) && !admitted.has(except));

@@ -8,7 +8,12 @@
  * it was delivered to the pod). A packet is a reply when the reversed tuple exists
  * in the other scope of the same pod, e.g. a pod's answer to a connection delivered
  * to it. Entries expire by deadline; expired ones are ignored here and reaped by the
- * agent's GC (lifetimes are load-time configuration).
+ * agent's GC (lifetimes are load-time configuration). Time is the coarse monotonic
+ * clock (one tick of resolution, no clock-source read on the per-packet path).
+ *
+ * An entry remembers the host veth of the pod it belongs to: a hit on another
+ * interface (a spoofed tuple, or an address reused by a new pod) is not trusted and
+ * the packet is policed as new.
  */
 #ifndef WEIR_CONNTRACK_H
 #define WEIR_CONNTRACK_H
@@ -47,7 +52,7 @@ weir_ct_get(__u32 saddr, __u32 daddr, __u16 sport, __u16 dport, __u8 proto, __u8
 	};
 	struct weir_ct_entry *e = bpf_map_lookup_elem(&weir_ct4, &key);
 
-	if (e && e->expires_ns < now)
+	if (e && e->expires_ns <= now)
 		return NULL;
 	return e;
 }
@@ -149,7 +154,8 @@ static __always_inline int weir_ct_lookup4(const struct weir_pkt *p, __u8 scope,
  * Return: WEIR_OK, or WEIR_DROP_CT_CREATE_FAILED when the table refused the entry.
  */
 static __always_inline int weir_ct_create4(const struct weir_pkt *p, __u8 scope, __u64 now,
-					   __u32 rule_id, __u32 ep_id, __u32 peer_identity)
+					   __u32 rule_id, __u32 ep_id, __u32 peer_identity,
+					   __u32 ifindex)
 {
 	struct weir_ct4_key key = {
 		.saddr = p->saddr,
@@ -165,6 +171,7 @@ static __always_inline int weir_ct_create4(const struct weir_pkt *p, __u8 scope,
 		.rule_id = rule_id,
 		.ep_id = ep_id,
 		.peer_identity = peer_identity,
+		.ifindex = ifindex,
 	};
 	__u32 life = weir_cfg_ct_other_lifetime;
 

@@ -131,12 +131,13 @@ struct weir_ct4_key {
 };
 
 struct weir_ct_entry {
-	__u64 expires_ns;	/* bpf_ktime_get_ns() deadline */
+	__u64 expires_ns;	/* bpf_ktime_get_coarse_ns() deadline (CLOCK_MONOTONIC_COARSE) */
 	__u64 packets;
 	__u64 bytes;
 	__u32 rule_id;		/* policy rule that allowed it (0: not isolated) */
 	__u32 ep_id;
 	__u32 peer_identity;
+	__u32 ifindex;		/* host veth of the pod that owns the entry */
 	__u16 flags;		/* WEIR_CT_F_* */
 	__u8 tcp_flags_seen;	/* union of TCP flags seen, both directions */
 	__u8 pad;
