@@ -104,7 +104,7 @@ test('events decode every field, and unknown reasons keep their code', () => {
 	const buf = encode('weir_event', {
 		ts_ns: 123n, type: 1, direction: 1, verdict: 2, family: 4, reason: DropReason.POLICY_DENIED, protocol: 6,
 		tcp_flags: 2, ep_id: 3, src_identity: 300, dst_identity: 2, rule_id: 0, ifindex: 9, pkt_len: 60,
-		saddr: [0x0a000001, 0, 0, 0], daddr: [0xc0000205, 0, 0, 0], sport: 40000, dport: 443, is_reply: 0, match_type: 0,
+		saddr: [0x0a000001, 0, 0, 0], daddr: [0xcb007105, 0, 0, 0], sport: 40000, dport: 443, is_reply: 0, match_type: 0,
 	});
 	const ev = decodeEvent(buf);
 	assert.equal(ev.type, 'drop');
