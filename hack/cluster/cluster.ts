@@ -91,6 +91,16 @@ const NODE_DIRS = [
 	'/var/log/containers',
 ];
 
+/** What kubelet's container manager wants in these (global) /proc/sys files. */
+const KUBELET_TUNABLES: Record<string, number> = {
+	'vm/overcommit_memory': 1,
+	'vm/panic_on_oom': 0,
+	'kernel/panic': 10,
+	'kernel/panic_on_oops': 1,
+	'kernel/keys/root_maxkeys': 1000000,
+	'kernel/keys/root_maxbytes': 25000000,
+};
+
 function freePort(): Promise<number> {
 	return new Promise((resolve, reject) => {
 		const srv = createServer();
@@ -401,10 +411,22 @@ async function startNodeHolder(ctx: Ctx, node: { name: string; netns: string }):
 		}
 	}
 	const ready = join(rootDir, '.mounted');
+	// kubelet sets these host-global kernel tunables unless they already hold its values
+	// (protectKernelDefaults=true would refuse to start instead). The node's mount
+	// namespace shows it files holding those values, so the host's settings stay as they are.
+	const sysctlDir = join(rootDir, 'kubelet-sysctls');
+	mkdirSync(sysctlDir, { recursive: true });
+	const tunables: string[] = [];
+	for (const [path, value] of Object.entries(KUBELET_TUNABLES)) {
+		const f = join(sysctlDir, path.replaceAll('/', '.'));
+		writeFileSync(f, `${value}\n`);
+		tunables.push(`mount --bind "${f}" "/proc/sys/${path}"`);
+	}
 	const script = [
 		'set -e',
 		'mount --make-rshared /',
 		...NODE_DIRS.map((d) => `mount --bind "$0${d}" "${d}"`),
+		...tunables,
 		// A bpffs of the node's own, so pinned maps are per node like on a real machine.
 		'mount -t bpf bpf /sys/fs/bpf',
 		`touch "$0/.mounted"`,
@@ -538,6 +560,8 @@ async function startFull(
 		'--use-service-account-credentials=true',
 		'--controllers=*,bootstrapsigner,tokencleaner',
 		'--configure-cloud-routes=false',
+		// Its default (/usr/libexec/kubernetes/...) would be created on the host.
+		`--flex-volume-plugin-dir=${join(cpNode.rootDir, 'volume-plugins')}`,
 		'--v=1',
 	]);
 	spawnIn(ctx, 'kube-scheduler', 'control', [

@@ -38,7 +38,10 @@ disabled_plugins = [
   stream_server_address = "127.0.0.1"
   enable_selinux = false
   disable_apparmor = true
-  restrict_oom_score_adj = false
+  # This machine withholds CAP_SYS_RESOURCE, so nothing may lower oom_score_adj below
+  # containerd's own (runc init dies with "failed to update /proc/self/oom_score_adj:
+  # Permission denied"): clamp containers' values as rootless setups do.
+  restrict_oom_score_adj = true
   max_container_log_line_size = 16384
 
   [plugins."io.containerd.grpc.v1.cri".containerd]

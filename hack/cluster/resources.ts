@@ -143,7 +143,7 @@ export async function teardown(name: string, opts: { keepLogs?: boolean } = {}):
 		await sleep(100);
 	}
 	for (const p of state?.processes ?? []) {
-		if (pidAlive(p.pid) && isOurs(p.pid, name)) {
+		if (pidAlive(p.pid) && !isZombie(p.pid) && isOurs(p.pid, name)) {
 			try {
 				process.kill(p.pid, 'SIGKILL');
 				killed++;
@@ -186,10 +186,24 @@ export async function teardown(name: string, opts: { keepLogs?: boolean } = {}):
 			rmSync(dir, { recursive: true, force: true });
 		}
 	}
+	try {
+		if (readdirSync(STATE_ROOT).length === 0) rmdirSync(STATE_ROOT);
+	} catch {
+		/* absent or shared with another cluster */
+	}
 	// 5. Host mounts that mention our directory (there should be none: node mounts live
 	//    in the nodes' own mount namespaces).
 	for (const m of hostMountsUnder(dir)) left.push(`mount ${m}`);
 	return { killed, left };
+}
+
+function isZombie(pid: number): boolean {
+	try {
+		const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+		return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+	} catch {
+		return true;
+	}
 }
 
 /** A PID belongs to this cluster if its cgroup v2 path is under weir-<name>. */
@@ -225,6 +239,6 @@ export async function leftovers(name: string, pids: readonly number[] = []): Pro
 	for (const h of v1Hierarchies()) if (existsSync(join(h, `weir-${name}`))) out.push(`cgroup ${join(h, `weir-${name}`)}`);
 	if (existsSync(clusterDir(name))) out.push(`dir ${clusterDir(name)}`);
 	for (const m of hostMountsUnder(clusterDir(name))) out.push(`mount ${m}`);
-	for (const p of pids) if (pidAlive(p)) out.push(`process ${p}`);
+	for (const p of pids) if (pidAlive(p) && !isZombie(p)) out.push(`process ${p}`);
 	return out;
 }
