@@ -14,7 +14,7 @@ import { ClusterError, run, sleep, startDaemon, waitFor, type RunResult } from '
 import { buildImages, type LocalImages } from './images.js';
 import { makeCa, makeCert, makeServiceAccountKeys, writeKubeconfig, type Pki } from './pki.js';
 import {
-	CGROUP_V1, cgroupV2Dir, clusterDir, listNetns, readState, teardown, v1Hierarchies, writeState,
+	CGROUP_V1, cgroupV2Dir, clusterDir, listNetns, readState, recordHostDir, teardown, v1Hierarchies, writeState,
 	type ClusterState, type TeardownReport,
 } from './resources.js';
 import { binPaths, missingBuilds, sourceDir, type BinPaths } from './versions.js';
@@ -280,7 +280,6 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 		startedAt: new Date().toISOString(),
 		ready: false,
 		processes: [],
-		hostDirs: [],
 		nodes: [],
 	};
 	writeState(state);
@@ -406,7 +405,7 @@ async function startNodeHolder(ctx: Ctx, node: { name: string; netns: string }):
 			p += `/${part}`;
 			if (!existsSync(p)) {
 				mkdirSync(p);
-				ctx.state.hostDirs.push(p);
+				recordHostDir(p);
 			}
 		}
 	}

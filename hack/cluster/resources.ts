@@ -52,9 +52,27 @@ export interface ClusterState {
 	startedAt: string;
 	ready: boolean;
 	processes: ProcessRecord[];
-	/** Host directories created only to be mount points inside node mount namespaces. */
-	hostDirs: string[];
 	nodes: { name: string; netns: string; nodeIP: string; podCIDR: string; holderPid: number }[];
+}
+
+/**
+ * Directories created on the host only to serve as mount points inside node mount
+ * namespaces (/etc/cni/net.d, /var/lib/kubelet, ...). Shared by all clusters: the last
+ * cluster to stop removes them.
+ */
+const HOST_DIRS_FILE = join(STATE_ROOT, '.host-dirs');
+
+export function readHostDirs(): string[] {
+	try {
+		return readFileSync(HOST_DIRS_FILE, 'utf8').split('\n').filter(Boolean);
+	} catch {
+		return [];
+	}
+}
+
+export function recordHostDir(dir: string): void {
+	mkdirSync(STATE_ROOT, { recursive: true });
+	writeFileSync(HOST_DIRS_FILE, [...readHostDirs(), dir].join('\n') + '\n');
 }
 
 export function stateFile(name: string): string {
@@ -170,14 +188,8 @@ export async function teardown(name: string, opts: { keepLogs?: boolean } = {}):
 		if (r.code !== 0) left.push(`netns ${ns}: ${r.stderr.trim()}`);
 	}
 
-	// 4. Host mount-point directories we created (only if still empty), then our files.
-	for (const d of [...(state?.hostDirs ?? [])].reverse()) {
-		try {
-			if (readdirSync(d).length === 0) rmdirSync(d);
-		} catch {
-			/* gone or not empty: leave it */
-		}
-	}
+	// 4. Our files, then the host mount-point directories clusters created — only when
+	//    no other cluster is left (its nodes mount over them) and only if still empty.
 	const dir = clusterDir(name);
 	if (existsSync(dir)) {
 		if (opts.keepLogs) {
@@ -186,10 +198,21 @@ export async function teardown(name: string, opts: { keepLogs?: boolean } = {}):
 			rmSync(dir, { recursive: true, force: true });
 		}
 	}
-	try {
-		if (readdirSync(STATE_ROOT).length === 0) rmdirSync(STATE_ROOT);
-	} catch {
-		/* absent or shared with another cluster */
+	const others = existsSync(STATE_ROOT) ? readdirSync(STATE_ROOT).filter((e) => !e.startsWith('.')) : [];
+	if (others.length === 0) {
+		for (const d of readHostDirs().reverse()) {
+			try {
+				if (readdirSync(d).length === 0) rmdirSync(d);
+			} catch {
+				/* gone or not empty: leave it */
+			}
+		}
+		rmSync(HOST_DIRS_FILE, { force: true });
+		try {
+			if (readdirSync(STATE_ROOT).length === 0) rmdirSync(STATE_ROOT);
+		} catch {
+			/* absent */
+		}
 	}
 	// 5. Host mounts that mention our directory (there should be none: node mounts live
 	//    in the nodes' own mount namespaces).
@@ -240,5 +263,7 @@ export async function leftovers(name: string, pids: readonly number[] = []): Pro
 	if (existsSync(clusterDir(name))) out.push(`dir ${clusterDir(name)}`);
 	for (const m of hostMountsUnder(clusterDir(name))) out.push(`mount ${m}`);
 	for (const p of pids) if (pidAlive(p) && !isZombie(p)) out.push(`process ${p}`);
+	const others = existsSync(STATE_ROOT) ? readdirSync(STATE_ROOT).filter((e) => !e.startsWith('.')) : [];
+	if (others.length === 0) for (const d of readHostDirs()) if (existsSync(d)) out.push(`host dir ${d}`);
 	return out;
 }

@@ -36,7 +36,10 @@ test('control-plane mode serves informers (NetworkPolicy add/update/delete)', { 
 		informer.on('add', record('add'));
 		informer.on('update', record('update'));
 		informer.on('delete', record('delete'));
-		informer.on('error', (err: unknown) => t.diagnostic(`informer error: ${String(err)}`));
+		let stopping = false;
+		informer.on('error', (err: unknown) => {
+			if (!stopping) t.diagnostic(`informer error: ${String(err)}`);
+		});
 		await informer.start();
 		try {
 			const np: k8s.V1NetworkPolicy = {
@@ -60,6 +63,7 @@ test('control-plane mode serves informers (NetworkPolicy add/update/delete)', { 
 				['add', 'update', 'delete'],
 			);
 		} finally {
+			stopping = true;
 			await informer.stop();
 		}
 		const { clusterStatus } = await import('../../hack/cluster/cluster.js');
