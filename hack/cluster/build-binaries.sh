@@ -53,7 +53,7 @@ build_kubernetes() {
 	local v="$KUBERNETES_VERSION" out="$cache/kubernetes-$KUBERNETES_VERSION"
 	[ -f "$out/bin/.complete" ] && { say "kubernetes $v: cached in $out/bin"; return; }
 	local minor="${v#v1.}"; minor="${minor%%.*}" staging_v="v0.${v#v1.}"
-	say "kubernetes $v: resolving modules (cold build: expect 20-40 minutes on 2 cores)"
+	say "kubernetes $v: resolving modules (cold build: about 7 minutes on 2 cores, plus module downloads)"
 	"$go" mod download -json "k8s.io/kubernetes@$v" >/dev/null
 	local gomod; gomod="$("$go" env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$v.mod"
 	mapfile -t staging < <(sed -n 's#^\s*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$gomod")

@@ -21,14 +21,6 @@ export interface ImageConfig {
 	ExposedPorts?: Record<string, Record<string, never>>;
 }
 
-interface ImageRecipe {
-	/** Full reference, e.g. weir.local/pause:3.10.1 */
-	ref: string;
-	/** Anything that changes the result; part of the cache key. */
-	inputs: string;
-	stage(root: string): Promise<void>;
-	config: ImageConfig;
-}
 
 export interface LocalImages {
 	pause: string;
@@ -52,7 +44,7 @@ function fileSha(f: string): string {
 	return sha256(readFileSync(f));
 }
 
-async function buildArchive(recipe: ImageRecipe, out: string): Promise<void> {
+async function buildArchive(recipe: ImageSpec, out: string): Promise<void> {
 	const work = mkdtempSync(join(tmpdir(), 'weir-image-'));
 	try {
 		const root = join(work, 'rootfs');
@@ -143,11 +135,11 @@ async function ensurePauseSource(v: Versions): Promise<string> {
 	return dst;
 }
 
-function recipes(v: Versions, pauseC: string): Record<keyof ReturnType<typeof IMAGE_REFS>, ImageRecipe> {
+function recipes(v: Versions, pauseC: string): Record<keyof ReturnType<typeof IMAGE_REFS>, ImageSpec> {
 	const refs = IMAGE_REFS(v);
 	const bins = binPaths(v);
 	const wl = join(sourceDir(), 'images', 'workload');
-	const wlFiles = ['serve', 'www/cgi-bin/index.cgi', 'www/cgi-bin/echo'];
+	const wlFiles = ['serve', 'redis', 'www/cgi-bin/index.cgi', 'www/cgi-bin/echo'];
 	return {
 		pause: {
 			ref: refs.pause,
@@ -173,7 +165,7 @@ function recipes(v: Versions, pauseC: string): Record<keyof ReturnType<typeof IM
 			inputs: `busybox ${fileSha('/bin/busybox')} ${wlFiles.map((f) => fileSha(join(wl, f))).join(' ')}`,
 			config: {
 				Entrypoint: ['/weir/serve'],
-				ExposedPorts: { '8080/tcp': {}, '9000/tcp': {} },
+				ExposedPorts: { '8080/tcp': {}, '9000/tcp': {}, '6379/tcp': {} },
 			},
 			async stage(root) {
 				passwd(root);
@@ -186,16 +178,47 @@ function recipes(v: Versions, pauseC: string): Record<keyof ReturnType<typeof IM
 					symlinkSync('busybox', join(bin, applet));
 				}
 				mkdirSync(join(root, 'weir'));
-				copyFileSync(join(wl, 'serve'), join(root, 'weir', 'serve'));
-				chmodSync(join(root, 'weir', 'serve'), 0o755);
+				for (const f of ['serve', 'redis']) {
+					copyFileSync(join(wl, f), join(root, 'weir', f));
+					chmodSync(join(root, 'weir', f), 0o755);
+				}
 				mkdirSync(join(root, 'www', 'cgi-bin'), { recursive: true });
-				for (const f of wlFiles.slice(1)) {
+				for (const f of wlFiles.filter((w) => w.startsWith('www/'))) {
 					copyFileSync(join(wl, f), join(root, f));
 					chmodSync(join(root, f), 0o755);
 				}
 			},
 		},
 	};
+}
+
+export interface ImageSpec {
+	/** Full reference, e.g. weir.local/agent:dev */
+	ref: string;
+	/** Fills the image's root filesystem (an empty directory). */
+	stage(root: string): Promise<void>;
+	config: ImageConfig;
+	/** Cache key material (e.g. a hash of the staged files): unchanged means reused. */
+	inputs: string;
+}
+
+/**
+ * Builds one single-layer image without a daemon and returns its OCI archive
+ * (for Cluster.importImage). Cached under $WEIR_CACHE/images/ when `inputs` is given.
+ */
+export async function buildImage(spec: ImageSpec): Promise<string> {
+	const dir = join(cacheRoot(), 'images');
+	mkdirSync(dir, { recursive: true });
+	const slug = spec.ref.replace(/[^A-Za-z0-9.-]+/g, '_');
+	const key = sha256(`${spec.ref}\n${spec.inputs}\n${JSON.stringify(spec.config)}`).slice(0, 16);
+	const out = join(dir, `custom-${slug}-${key}.oci.tar`);
+	if (!existsSync(out)) {
+		await buildArchive(spec, out);
+		for (const f of readdirSync(dir)) {
+			if (f.startsWith(`custom-${slug}-`) && f !== `custom-${slug}-${key}.oci.tar`) rmSync(join(dir, f), { force: true });
+		}
+	}
+	return out;
 }
 
 /**

@@ -47,6 +47,7 @@ function workload(image: string): object {
 									ports: [
 										{ name: 'http', containerPort: 8080 },
 										{ name: 'tcp-echo', containerPort: 9000 },
+										{ name: 'redis', containerPort: 6379 },
 									],
 									readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 2 },
 								},
@@ -112,6 +113,10 @@ test('full cluster: two nodes, reference CNI, Service, DNS, exec, logs; stop lea
 		assert.match(http.stdout, new RegExp(`client=${a.ip.replaceAll('.', '\\.')}\\b`), 'no NAT between pods');
 		const tcp = await c.kubectl(['exec', a.name, '--', 'sh', '-c', `echo ping-${a.name} | nc -w 3 ${b.ip} 9000`]);
 		assert.equal(tcp.stdout.trim(), `ping-${a.name}`);
+		const redis = await c.kubectl([
+			'exec', a.name, '--', 'sh', '-c', `printf 'PING\\r\\nSET k ${a.name}\\r\\nGET k\\r\\nQUIT\\r\\n' | nc -w 3 ${b.ip} 6379`,
+		]);
+		assert.equal(redis.stdout.replaceAll('\r', ''), `+PONG\n+OK\n$${a.name.length}\n${a.name}\n+OK\n`);
 
 		// Pod to Service by DNS name (CoreDNS + kube-proxy); both backends answer eventually.
 		const seen = new Set<string>();
