@@ -259,6 +259,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 		throw new ClusterError('WEIR_ERR_CLUSTER_ROOT', 'the local cluster needs root (namespaces, cgroups, mounts)');
 	}
 
+	if (typeof cni === 'object') {
+		for (const d of [cni.confDir, cni.binDir]) {
+			if (!existsSync(d)) throw new ClusterError('WEIR_ERR_CLUSTER_CNI', `CNI directory ${d} does not exist`);
+		}
+	}
 	const images = await ensureBuilt(log);
 	const bins = binPaths();
 	const t0 = Date.now();

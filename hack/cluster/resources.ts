@@ -75,6 +75,15 @@ export function recordHostDir(dir: string): void {
 	writeFileSync(HOST_DIRS_FILE, [...readHostDirs(), dir].join('\n') + '\n');
 }
 
+/** Clusters with a state file (a directory holding only the logs of a failed start is not one). */
+export function runningClusters(): string[] {
+	try {
+		return readdirSync(STATE_ROOT).filter((e) => !e.startsWith('.') && existsSync(join(STATE_ROOT, e, 'state.json')));
+	} catch {
+		return [];
+	}
+}
+
 export function stateFile(name: string): string {
 	return join(clusterDir(name), 'state.json');
 }
@@ -198,8 +207,7 @@ export async function teardown(name: string, opts: { keepLogs?: boolean } = {}):
 			rmSync(dir, { recursive: true, force: true });
 		}
 	}
-	const others = existsSync(STATE_ROOT) ? readdirSync(STATE_ROOT).filter((e) => !e.startsWith('.')) : [];
-	if (others.length === 0) {
+	if (runningClusters().length === 0) {
 		for (const d of readHostDirs().reverse()) {
 			try {
 				if (readdirSync(d).length === 0) rmdirSync(d);
@@ -211,7 +219,7 @@ export async function teardown(name: string, opts: { keepLogs?: boolean } = {}):
 		try {
 			if (readdirSync(STATE_ROOT).length === 0) rmdirSync(STATE_ROOT);
 		} catch {
-			/* absent */
+			/* absent, or logs of a failed start kept */
 		}
 	}
 	// 5. Host mounts that mention our directory (there should be none: node mounts live
@@ -263,7 +271,6 @@ export async function leftovers(name: string, pids: readonly number[] = []): Pro
 	if (existsSync(clusterDir(name))) out.push(`dir ${clusterDir(name)}`);
 	for (const m of hostMountsUnder(clusterDir(name))) out.push(`mount ${m}`);
 	for (const p of pids) if (pidAlive(p) && !isZombie(p)) out.push(`process ${p}`);
-	const others = existsSync(STATE_ROOT) ? readdirSync(STATE_ROOT).filter((e) => !e.startsWith('.')) : [];
-	if (others.length === 0) for (const d of readHostDirs()) if (existsSync(d)) out.push(`host dir ${d}`);
+	if (runningClusters().length === 0) for (const d of readHostDirs()) if (existsSync(d)) out.push(`host dir ${d}`);
 	return out;
 }
