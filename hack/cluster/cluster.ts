@@ -165,6 +165,11 @@ function nsenter(holderPid: number): string[] {
 	return ['nsenter', `--target=${holderPid}`, '--mount', '--net', '--'];
 }
 
+/** Runs a command to completion inside a node's mount and network namespaces. */
+function inNode(holderPid: number, argv: readonly string[], o: { input?: string; allowFail?: boolean } = {}): Promise<RunResult> {
+	return run('nsenter', [...nsenter(holderPid).slice(1), ...argv], o);
+}
+
 async function checkHealthy(ctx: Ctx, proc: string): Promise<void> {
 	const rec = ctx.state.processes.find((p) => p.name === proc);
 	if (!rec) return;
@@ -315,8 +320,7 @@ function makeCluster(ctx: Ctx, images: LocalImages, nodes: ClusterNode[]): Clust
 	const nodeExec: Cluster['nodeExec'] = (node, argv, o = {}) => {
 		const n = nodes.find((x) => x.name === node);
 		if (!n) throw new ClusterError('WEIR_ERR_CLUSTER_NODE', `no node ${node}`);
-		const [cmd, ...rest] = [...nsenter(n.holderPid), ...argv];
-		return run(cmd as string, rest, o);
+		return inNode(n.holderPid, argv, o);
 	};
 	return {
 		name: ctx.name,
@@ -581,18 +585,15 @@ async function startFull(
 
 	log('importing images into each node\'s containerd');
 	for (const n of nodes) {
+		const ctr = (...args: string[]): Promise<RunResult> =>
+			inNode(n.holderPid, ['ctr', '--address', '/run/containerd/containerd.sock', ...args], { allowFail: true });
 		await waitFor(`containerd in ${n.name}`, left(), async () => {
 			await checkHealthy(ctx, `containerd-${n.name}`);
-			const r = await run('nsenter', [...nsenter(n.holderPid).slice(1), 'ctr', '--address', '/run/containerd/containerd.sock', 'version'], {
-				allowFail: true,
-			});
-			return r.code === 0 ? true : undefined;
+			return (await ctr('version')).code === 0 ? true : undefined;
 		}, 100);
 		for (const archive of images.archives.values()) {
-			await run('nsenter', [
-				...nsenter(n.holderPid).slice(1), 'ctr', '--address', '/run/containerd/containerd.sock', '-n', 'k8s.io',
-				'images', 'import', archive,
-			]);
+			const r = await ctr('-n', 'k8s.io', 'images', 'import', archive);
+			if (r.code !== 0) throw new ClusterError('WEIR_ERR_CLUSTER_IMAGE', `import ${archive} into ${n.name}: ${r.stderr.trim()}`);
 		}
 	}
 
