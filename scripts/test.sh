@@ -7,6 +7,11 @@ bash scripts/setup.sh
 
 tiers=("$@")
 [ "${#tiers[@]}" -gt 0 ] || tiers=(unit kernel runtime cluster)
+# The cluster tier runs Kubernetes built from source: the first build takes minutes
+# and prints its progress here; later runs find it cached (hack/cluster/README.md).
+for t in "${tiers[@]}"; do
+	if [ "$t" = cluster ]; then bash hack/cluster/build-binaries.sh; fi
+done
 files=()
 for t in "${tiers[@]}"; do
 	[ -d "dist/test/$t" ] || continue
