@@ -77,6 +77,12 @@ export interface Cluster {
 	/** Imports an OCI archive into every node's containerd (k8s.io namespace). */
 	importImage(archive: string): Promise<void>;
 	stop(opts?: { keepLogs?: boolean }): Promise<TeardownReport>;
+	/**
+	 * Stops one component the harness started (e.g. 'kube-apiserver'), to test what
+	 * survives its absence; `startComponent` runs it again with the same arguments.
+	 */
+	stopComponent(proc: string): Promise<void>;
+	startComponent(proc: string): Promise<void>;
 }
 
 const NODE_DIRS = [
@@ -144,6 +150,8 @@ export async function ensureBuilt(log: (m: string) => void = defaultLog): Promis
 }
 
 interface Ctx {
+	/** how each component was started, for startComponent() */
+	argv?: Map<string, { group: string; argv: readonly string[] }>;
 	name: string;
 	state: ClusterState;
 	bins: BinPaths;
@@ -153,6 +161,7 @@ interface Ctx {
 }
 
 function spawnIn(ctx: Ctx, proc: string, group: string, argv: readonly string[]): number {
+	(ctx.argv ??= new Map()).set(proc, { group, argv });
 	const cg = cgroupV2Dir(ctx.name, group);
 	mkdirSync(cg, { recursive: true });
 	const pid = startDaemon({ argv, logFile: join(ctx.logDir, `${proc}.log`), cgroupDir: cg });
@@ -340,6 +349,31 @@ function makeCluster(ctx: Ctx, images: LocalImages, nodes: ClusterNode[]): Clust
 			}
 		},
 		stop: (o = {}) => stopCluster(ctx.name, o),
+		async stopComponent(proc) {
+			const rec = state.processes.find((p) => p.name === proc);
+			if (!rec) throw new ClusterError('WEIR_ERR_CLUSTER_NODE', `no component ${proc}`);
+			try {
+				// SIGKILL: an API server that vanishes, not one that drains politely.
+				process.kill(rec.pid, 'SIGKILL');
+			} catch {
+				return; // already gone
+			}
+			await waitFor(`${proc} to exit`, 15_000, async () => {
+				try {
+					process.kill(rec.pid, 0);
+					return undefined;
+				} catch {
+					return true;
+				}
+			}, 100);
+		},
+		async startComponent(proc) {
+			const spec = ctx.argv?.get(proc);
+			if (!spec) throw new ClusterError('WEIR_ERR_CLUSTER_NODE', `no component ${proc}`);
+			state.processes = state.processes.filter((p) => p.name !== proc);
+			spawnIn(ctx, proc, spec.group, spec.argv);
+			if (proc === 'kube-apiserver') await waitApiserver(ctx, 60_000);
+		},
 	};
 }
 

@@ -81,6 +81,8 @@ export interface CompileInput {
 	endpointIds: ReadonlyMap<string, number>;
 	identities: IdentityAllocator;
 	rules: RuleIdAllocator;
+	/** what the datapath's ipcache holds now (prefix -> identity): numbering hints */
+	previousIpcache?: ReadonlyMap<string, number>;
 }
 
 export interface Compiled {
@@ -127,9 +129,9 @@ export function compile(input: CompileInput): Compiled {
 		if (pod.hostNetwork) continue;
 		const labels = identityLabels(pod, nsByName.get(pod.namespace));
 		usedLabelKeys.add(labelKey(labels));
-		const identity = input.identities.forLabels(labels);
-		identityLabelMap.set(identity, labels);
 		const ip = pod.ips.find((x) => !x.includes(':'));
+		const identity = input.identities.forLabels(labels, ip ? input.previousIpcache?.get(`${ip}/32`) : undefined);
+		identityLabelMap.set(identity, labels);
 		views.push({ pod, identity, ip });
 		if (ip) ipcache.set(`${ip}/32`, identity);
 	}
@@ -153,7 +155,7 @@ export function compile(input: CompileInput): Compiled {
 	}
 	const cidrIds = new Map<string, number>();
 	for (const c of prefixes) {
-		const id = input.identities.forCidr(c);
+		const id = input.identities.forCidr(c, input.previousIpcache?.get(c));
 		cidrIds.set(c, id);
 		// A pod or node /32 keeps its own identity.
 		if (!ipcache.has(c)) ipcache.set(c, id);

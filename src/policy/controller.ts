@@ -61,6 +61,23 @@ export function podInfo(p: k8s.V1Pod): PodInfo | undefined {
 	return info;
 }
 
+/**
+ * A NetworkPolicy in the API's own field names. @kubernetes/client-node hands list
+ * results through its typed models, which rename an ingress rule's `from` to `_from`
+ * (a reserved word in its generator), while watch events arrive as plain JSON with
+ * `from`. Read as-is, a listed policy's `from` would look missing — "all sources".
+ */
+export function networkPolicy(p: k8s.V1NetworkPolicy): NetworkPolicy {
+	const spec = p.spec;
+	if (!spec) return p as NetworkPolicy;
+	const ingress = spec.ingress?.map((r) => {
+		const { _from, from: plain, ...rest } = r as k8s.V1NetworkPolicyIngressRule & { from?: k8s.V1NetworkPolicyPeer[] };
+		const from = plain ?? _from;
+		return from === undefined ? rest : { ...rest, from };
+	});
+	return { ...p, spec: { ...spec, ...(ingress ? { ingress } : {}) } } as NetworkPolicy;
+}
+
 export function namespaceInfo(n: k8s.V1Namespace): NamespaceInfo {
 	return { name: n.metadata?.name ?? '', labels: { ...(n.metadata?.labels ?? {}) } };
 }
@@ -135,12 +152,13 @@ export class PolicyController {
 			const compiled = compile({
 				pods,
 				namespaces: snap.namespaces.map(namespaceInfo),
-				policies: snap.policies as NetworkPolicy[],
+				policies: snap.policies.map(networkPolicy),
 				nodes: snap.nodes.map(nodeInfo),
 				localNode: this.opts.node,
 				endpointIds,
 				identities: this.identities,
 				rules: this.rules,
+				previousIpcache: this.reconciler.appliedIpcache(),
 			});
 			const ifindex = new Map(local.map((e) => [e.ip, e.ifindex]));
 			const endpoints = new Map<string, EndpointInfo>();

@@ -26,30 +26,54 @@ export function labelKey(labels: Record<string, string>): string {
 export class IdentityAllocator {
 	private readonly byLabels = new Map<string, number>();
 	private readonly byCidr = new Map<string, number>();
+	/** every number ever handed out (never reused for another set) */
+	private readonly podIds = new Set<number>();
+	private readonly cidrIds = new Set<number>();
 	private nextPod: number = Identity.FirstPod;
 	private nextCidr: number = Identity.FirstCidr;
 
-	/** The identity of a label set, allocating one on first sight. */
-	forLabels(labels: Record<string, string>): number {
+	/**
+	 * The identity of a label set, allocating one on first sight. `hint` is the number
+	 * the datapath already uses for it (read back from the pinned ipcache after a
+	 * restart): taking it keeps numbers stable, so a restarted agent never lets one
+	 * label set's policy entries apply to another's addresses while it catches up.
+	 */
+	forLabels(labels: Record<string, string>, hint?: number): number {
 		const key = labelKey(labels);
 		let id = this.byLabels.get(key);
 		if (id === undefined) {
-			id = this.nextPod++;
+			if (hint !== undefined && hint >= Identity.FirstPod && hint < Identity.FirstCidr && !this.takenPod(hint)) {
+				id = hint;
+				this.nextPod = Math.max(this.nextPod, hint + 1);
+			} else {
+				id = this.nextPod++;
+			}
 			if (id >= Identity.FirstCidr) throw new Error('pod identity space exhausted');
 			this.byLabels.set(key, id);
+			this.podIds.add(id);
 		}
 		return id;
 	}
 
-	/** The identity of an ipBlock prefix (normalised: host bits cleared). */
-	forCidr(cidr: string): number {
+	/** The identity of an ipBlock prefix (normalised: host bits cleared); `hint` as for labels. */
+	forCidr(cidr: string, hint?: number): number {
 		const key = normaliseCidr(cidr);
 		let id = this.byCidr.get(key);
 		if (id === undefined) {
-			id = this.nextCidr++;
+			if (hint !== undefined && hint >= Identity.FirstCidr && !this.cidrIds.has(hint)) {
+				id = hint;
+				this.nextCidr = Math.max(this.nextCidr, hint + 1);
+			} else {
+				id = this.nextCidr++;
+			}
 			this.byCidr.set(key, id);
+			this.cidrIds.add(id);
 		}
 		return id;
+	}
+
+	private takenPod(id: number): boolean {
+		return this.podIds.has(id);
 	}
 
 	/** Forgets label sets and prefixes no longer in use (their numbers are not reused). */

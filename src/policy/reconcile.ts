@@ -71,6 +71,11 @@ export class MapReconciler {
 		this.policy = new Map(this.maps.policyRaw().map(([k, v]) => [k.toString('hex'), v.toString('hex')]));
 	}
 
+	/** The ipcache as last read or written. */
+	appliedIpcache(): ReadonlyMap<string, number> {
+		return this.ipcache;
+	}
+
 	apply(desired: DesiredMaps): ApplyStats {
 		const stats: ApplyStats = { policyAdded: 0, policyRemoved: 0, ipcacheSet: 0, ipcacheRemoved: 0, endpointsSet: 0 };
 		for (const [hex, e] of desired.policy) {

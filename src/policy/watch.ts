@@ -16,7 +16,8 @@ export interface BackoffOptions {
 	jitter: number;
 }
 
-export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 30_000, jitter: 0.3 };
+// Capped low: when the API server comes back, changes must reach the datapath within seconds.
+export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 250, maxMs: 4_000, jitter: 0.3 };
 
 export function backoffDelay(attempt: number, o: BackoffOptions, random: () => number = Math.random): number {
 	const base = Math.min(o.maxMs, o.initialMs * 2 ** Math.max(0, attempt));

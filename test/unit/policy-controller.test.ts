@@ -1,0 +1,117 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as k8s from '@kubernetes/client-node';
+// The model serializer client-node applies to list results (not exported at the top level).
+import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
+import { EndpointInfo } from '../../src/bpf/codecs.js';
+import { Dir, EndpointFlags, Identity } from '../../src/bpf/layout.js';
+import { PolicyController, Snapshot, networkPolicy, podInfo, workloadOf } from '../../src/policy/controller.js';
+import { PolicyMaps } from '../../src/policy/reconcile.js';
+
+const raw = {
+	apiVersion: 'networking.k8s.io/v1',
+	kind: 'NetworkPolicy',
+	metadata: { name: 'only-app', namespace: 'd' },
+	spec: { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'app' } } }], ports: [{ port: 6379 }] }] },
+};
+
+test('a listed policy (client-node typed model, `_from`) reads the same as a watched one (`from`)', () => {
+	const typed = ObjectSerializer.deserialize(raw, 'V1NetworkPolicy', '') as k8s.V1NetworkPolicy;
+	assert.equal((typed.spec!.ingress![0] as { from?: unknown }).from, undefined, 'the typed model renames the field');
+	for (const p of [typed, raw as k8s.V1NetworkPolicy]) {
+		const n = networkPolicy(p);
+		assert.deepEqual(JSON.parse(JSON.stringify(n.spec!.ingress![0]!.from)), [{ namespaceSelector: { matchLabels: { team: 'app' } } }]);
+		assert.equal((n.spec!.ingress![0] as { _from?: unknown })._from, undefined);
+	}
+});
+
+class MemoryMaps implements PolicyMaps {
+	ipcache = new Map<string, number>();
+	endpoints = new Map<string, EndpointInfo>();
+	policy = new Map<string, Buffer>();
+	writes: string[] = [];
+	ipcacheEntries() {
+		return [...this.ipcache].map(([cidr, identity]) => ({ cidr, identity }));
+	}
+	setIpcache(cidr: string, identity: number) {
+		this.writes.push(`ipcache ${cidr}`);
+		this.ipcache.set(cidr, identity);
+	}
+	deleteIpcache(cidr: string) {
+		return this.ipcache.delete(cidr);
+	}
+	endpointEntries() {
+		return [...this.endpoints].map(([ip, e]) => ({ ip, ...e }));
+	}
+	setEndpoint(ip: string, e: EndpointInfo) {
+		this.writes.push(`endpoint ${ip}`);
+		this.endpoints.set(ip, e);
+	}
+	policyRaw(): Array<[Buffer, Buffer]> {
+		return [...this.policy].map(([k, v]) => [Buffer.from(k, 'hex'), v]);
+	}
+	putPolicyRaw(k: Buffer, v: Buffer) {
+		this.writes.push('policy put');
+		this.policy.set(k.toString('hex'), v);
+	}
+	deletePolicyRaw(k: Buffer) {
+		this.writes.push('policy delete');
+		return this.policy.delete(k.toString('hex'));
+	}
+}
+
+const ns = (name: string, labels: Record<string, string>): k8s.V1Namespace => ({ metadata: { name, labels } });
+const pod = (namespace: string, name: string, ip: string, labels: Record<string, string>): k8s.V1Pod => ({
+	metadata: { namespace, name, labels, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${name}-7d9f8c6b5`, uid: 'u', controller: true }] },
+	spec: { nodeName: 'n1', containers: [{ name: 'c', ports: [{ name: 'redis', containerPort: 6379 }] }] },
+	status: { phase: 'Running', podIPs: [{ ip }] },
+});
+
+test('the controller enforces nothing before sync, then writes policy before identities, and survives a restart with stable numbers', () => {
+	const maps = new MemoryMaps();
+	let synced = false;
+	const objects = {
+		pods: [pod('d', 'redis', '10.0.0.3', { app: 'redis' }), pod('a', 'app', '10.0.0.1', { app: 'app' }), pod('b', 'apache', '10.0.0.2', { app: 'apache' })],
+		namespaces: [ns('a', { team: 'app' }), ns('b', {}), ns('d', {})],
+		policies: [ObjectSerializer.deserialize(raw, 'V1NetworkPolicy', '') as k8s.V1NetworkPolicy],
+		nodes: [{ metadata: { name: 'n1' }, status: { addresses: [{ type: 'InternalIP', address: '198.18.0.1' }] } } as k8s.V1Node],
+	};
+	const snapshot = (): Snapshot => ({ synced, ...objects });
+	const endpoints = [
+		{ namespace: 'd', pod: 'redis', ip: '10.0.0.3', epId: 3, ifindex: 13 },
+		{ namespace: 'b', pod: 'apache', ip: '10.0.0.2', epId: 2, ifindex: 12 },
+	];
+	const log = { info: () => undefined, warn: () => undefined, error: () => undefined };
+	const make = () => new PolicyController({ node: 'n1', snapshot, endpoints: () => endpoints, maps, log });
+	const c = make();
+	assert.equal(c.run(), false, 'not synced: nothing applied');
+	assert.equal(maps.writes.length, 0);
+	synced = true;
+	assert.equal(c.run(), true);
+	assert.equal(maps.writes[0], 'policy put', 'policy entries go in first');
+	const redis = maps.endpoints.get('10.0.0.3')!;
+	assert.equal(redis.flags, EndpointFlags.IngressIsolated);
+	assert.equal(redis.ifindex, 13);
+	assert.equal(maps.ipcache.get('198.18.0.1/32'), Identity.Host);
+	assert.equal(maps.policy.size, 1, 'one entry: the app identity on TCP 6379 (not a wildcard)');
+	const ctx = c.flowContext(() => 0);
+	assert.deepEqual(ctx.isolatedBy(3, 'ingress'), ['d/only-app']);
+	assert.equal(ctx.podByIp('10.0.0.1')?.workload, 'app');
+	const before = new Map(maps.ipcache);
+
+	// A restarted agent (new allocators) with the pods listed in another order keeps every number.
+	objects.pods.reverse();
+	maps.writes.length = 0;
+	const again = make();
+	assert.equal(again.run(), true);
+	assert.deepEqual(new Map(maps.ipcache), before);
+	assert.deepEqual(maps.writes.filter((w) => w.startsWith('ipcache')), [], 'no identity moved');
+	void Dir;
+});
+
+test('pods: terminal phases are gone, ports and host networking are read', () => {
+	assert.equal(podInfo({ ...pod('a', 'x', '10.0.0.9', {}), status: { phase: 'Succeeded', podIPs: [{ ip: '10.0.0.9' }] } }), undefined);
+	const p = podInfo(pod('a', 'x', '10.0.0.9', { k: 'v' }))!;
+	assert.deepEqual(p.ports, [{ containerPort: 6379, name: 'redis' }]);
+	assert.equal(workloadOf(pod('a', 'web', '10.0.0.9', {})), 'web');
+});
