@@ -130,32 +130,40 @@ export function portRangeToPrefixes(lo: number, hi: number): Array<{ port: numbe
 	return out;
 }
 
+/** One weir_policy_key, written directly (hot in big compiles; layout.test checks the offsets). */
+function policyKey(epId: number, identity: number, direction: number, protocol: number, dport: number, prefixlen: number): Buffer {
+	const b = Buffer.alloc(16);
+	b.writeUInt32LE(prefixlen, 0);
+	b.writeUInt32LE(epId >>> 0, 4);
+	b.writeUInt32LE(identity >>> 0, 8);
+	b[12] = direction;
+	b[13] = protocol;
+	b.writeUInt16BE(dport, 14);
+	return b;
+}
+
 /** The trie keys that together express one policy entry. */
 export function policyKeys(e: PolicyEntry): Buffer[] {
-	const base = { ep_id: e.epId, identity: e.identity, direction: e.direction };
 	if (e.protocol === undefined) {
 		if (e.port !== undefined) throw new TypeError('a port needs a protocol');
-		return [encode('weir_policy_key', { ...base, prefixlen: POLICY_FIXED_PREFIX })];
+		return [policyKey(e.epId, e.identity, e.direction, 0, 0, POLICY_FIXED_PREFIX)];
 	}
-	if (e.port === undefined) {
-		return [encode('weir_policy_key', { ...base, protocol: e.protocol, prefixlen: POLICY_FIXED_PREFIX + 8 })];
-	}
+	if (e.port === undefined) return [policyKey(e.epId, e.identity, e.direction, e.protocol, 0, POLICY_FIXED_PREFIX + 8)];
 	const hi = e.endPort ?? e.port;
-	return portRangeToPrefixes(e.port, hi).map((b) =>
-		encode('weir_policy_key', {
-			...base,
-			protocol: e.protocol!,
-			dport: b.port,
-			prefixlen: POLICY_FIXED_PREFIX + 8 + b.bits,
-		}),
+	if (hi === e.port) {
+		if (!Number.isInteger(e.port) || e.port < 0 || e.port > 65535) throw new RangeError(`bad port ${e.port}`);
+		return [policyKey(e.epId, e.identity, e.direction, e.protocol, e.port, POLICY_FIXED_PREFIX + 24)];
+	}
+	return portRangeToPrefixes(e.port, hi).map((blk) =>
+		policyKey(e.epId, e.identity, e.direction, e.protocol!, blk.port, POLICY_FIXED_PREFIX + 8 + blk.bits),
 	);
 }
 
 export function policyValue(e: PolicyEntry): Buffer {
-	return encode('weir_policy_value', {
-		rule_id: e.ruleId,
-		flags: e.protocol === undefined ? PolicyFlags.AllProtocols : 0,
-	});
+	const b = Buffer.alloc(8);
+	b.writeUInt32LE(e.ruleId >>> 0, 0);
+	b.writeUInt32LE(e.protocol === undefined ? PolicyFlags.AllProtocols : 0, 4);
+	return b;
 }
 
 export interface Ct4Key {

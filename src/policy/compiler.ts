@@ -27,6 +27,7 @@ import {
 	PodInfo,
 } from './model.js';
 import { selectorMatches } from './selector.js';
+import { TrieEntry, toTrie } from './reconcile.js';
 
 export type Direction = 'ingress' | 'egress';
 
@@ -81,6 +82,8 @@ export interface CompileInput {
 	endpointIds: ReadonlyMap<string, number>;
 	identities: IdentityAllocator;
 	rules: RuleIdAllocator;
+	/** per-policy results kept between compiles (optional) */
+	cache?: CompileCache;
 	/** what the datapath's ipcache holds now (prefix -> identity): numbering hints */
 	previousIpcache?: ReadonlyMap<string, number>;
 }
@@ -91,6 +94,10 @@ export interface Compiled {
 	/** local pod IP -> endpoint */
 	endpoints: Map<string, CompiledEndpoint>;
 	entries: PolicyEntry[];
+	/** the entries as the policy map's keys and values */
+	policyTrie: ReadonlyMap<string, TrieEntry>;
+	/** trie keys changed since the previous compile with the same cache (undefined: unknown) */
+	policyChanges: Set<string> | undefined;
 	rules: Map<number, RuleRef>;
 	/** identity -> labels, for flows */
 	identityLabels: Map<number, Record<string, string>>;
@@ -116,7 +123,38 @@ function policyName(p: NetworkPolicy): string {
 	return `${p.metadata?.namespace ?? 'default'}/${p.metadata?.name ?? ''}`;
 }
 
-export function compile(input: CompileInput): Compiled {
+interface World {
+	sig: string;
+	nsByName: Map<string, NamespaceInfo>;
+	views: PodView[];
+	ipcache: Map<string, number>;
+	identityLabels: Map<number, Record<string, string>>;
+	byIdentity: Map<number, PodView[]>;
+	cidrIds: Map<string, number>;
+	locals: Array<{ v: PodView; epId: number }>;
+	problems: CompileProblem[];
+}
+
+/**
+ * What every policy compiles against: pods with identities, the ipcache, local
+ * endpoints, CIDR identities. Its signature is read straight off the inputs, so an
+ * unchanged world is recognised before any identity work.
+ */
+function worldSignature(input: CompileInput): string {
+	const parts: string[] = [input.localNode];
+	for (const p of input.pods) {
+		parts.push(`${p.namespace}/${p.name}|${p.hostNetwork ? 1 : 0}|${p.nodeName ?? ''}|${p.ips.join(',')}|${JSON.stringify(p.labels)}|${JSON.stringify(p.ports)}`);
+	}
+	for (const n of input.namespaces) parts.push(`ns:${n.name}=${JSON.stringify(n.labels)}`);
+	for (const n of input.nodes) parts.push(`node:${n.name}=${n.ips.join(',')}`);
+	for (const [k, v] of input.endpointIds) parts.push(`ep:${k}=${v}`);
+	for (const p of input.policies) {
+		for (const peer of allPeers(p)) if (peer.ipBlock) parts.push(`cidr:${peer.ipBlock.cidr}-${(peer.ipBlock.except ?? []).join(',')}`);
+	}
+	return parts.join('\n');
+}
+
+function buildWorld(input: CompileInput, sig: string): World {
 	const nsByName = new Map(input.namespaces.map((n) => [n.name, n]));
 	const problems: CompileProblem[] = [];
 	const ipcache = new Map<string, number>();
@@ -170,68 +208,214 @@ export function compile(input: CompileInput): Compiled {
 		byIdentity.set(v.identity, list);
 	}
 
-	const rules = new Map<number, RuleRef>();
-	const entries: PolicyEntry[] = [];
-	const endpoints = new Map<string, CompiledEndpoint>();
-
+	// Local endpoints: this node's pods the CNI has wired.
+	const locals: Array<{ v: PodView; epId: number }> = [];
 	for (const v of views) {
 		if (v.pod.nodeName !== input.localNode || !v.ip) continue;
 		const epId = input.endpointIds.get(`${v.pod.namespace}/${v.pod.name}`);
-		if (epId === undefined) continue;
-		const ep: CompiledEndpoint = {
-			ip: v.ip,
+		if (epId !== undefined) locals.push({ v, epId });
+	}
+	return { sig, nsByName, views, ipcache, identityLabels: identityLabelMap, byIdentity, cidrIds, locals, problems };
+}
+
+export function compile(input: CompileInput): Compiled {
+	const cache = input.cache ?? new CompileCache(true);
+	const sig = worldSignature(input);
+	let world = cache.worldState;
+	if (!world || world.sig !== sig) {
+		world = buildWorld(input, sig);
+		cache.reset(world);
+	}
+
+	const endpoints = new Map<string, CompiledEndpoint>();
+	for (const { v, epId } of world.locals) {
+		endpoints.set(v.ip!, {
+			ip: v.ip!,
 			epId,
 			identity: v.identity,
 			flags: 0,
 			namespace: v.pod.namespace,
 			pod: v.pod.name,
 			isolatedBy: { ingress: [], egress: [] },
-		};
-		for (const p of input.policies) {
-			const ns = p.metadata?.namespace ?? 'default';
-			if (ns !== v.pod.namespace || !p.spec) continue;
-			let selected: boolean;
-			try {
-				selected = selectorMatches(p.spec.podSelector ?? {}, v.pod.labels);
-			} catch (err) {
-				problems.push({ policy: policyName(p), message: (err as Error).message });
-				continue;
-			}
-			if (!selected) continue;
-			for (const dir of ['ingress', 'egress'] as const) {
-				if (!policyAffects(p, dir)) continue;
-				ep.flags |= dir === 'ingress' ? EndpointFlags.IngressIsolated : EndpointFlags.EgressIsolated;
-				ep.isolatedBy[dir].push(policyName(p));
-				const ruleList = dir === 'ingress' ? p.spec.ingress ?? [] : p.spec.egress ?? [];
-				ruleList.forEach((rule, index) => {
-					const ruleId = input.rules.idFor(ns, p.metadata?.name ?? '', dir, index);
-					rules.set(ruleId, { ruleId, namespace: ns, name: p.metadata?.name ?? '', direction: dir, index });
-					const peers = dir === 'ingress' ? (rule as { from?: NetworkPolicyPeer[] }).from : (rule as { to?: NetworkPolicyPeer[] }).to;
-					try {
-						entries.push(
-							...ruleEntries({
-								epId,
-								dir,
-								ruleId,
-								policyNs: ns,
-								peers,
-								ports: rule.ports,
-								self: v,
-								views,
-								byIdentity,
-								nsByName,
-								cidrIds,
-							}),
-						);
-					} catch (err) {
-						problems.push({ policy: policyName(p), message: `${dir}[${index}]: ${(err as Error).message}` });
-					}
-				});
-			}
-		}
-		endpoints.set(v.ip, ep);
+		});
 	}
-	return { ipcache, endpoints, entries, rules, identityLabels: identityLabelMap, problems };
+
+	// Each policy compiles on its own; while the world is unchanged, an unchanged
+	// policy reuses its output, and only changed policies touch the merged trie.
+	const ctx: PolicyContext = { input, locals: world.locals, views: world.views, byIdentity: world.byIdentity, nsByName: world.nsByName, cidrIds: world.cidrIds };
+	const seen = new Set<string>();
+	const outputs: PolicyOutput[] = [];
+	for (const p of input.policies) {
+		const key = policyName(p);
+		seen.add(key);
+		const psig = JSON.stringify(p.spec ?? null);
+		let out = cache.policies.get(key);
+		if (!out || out.sig !== psig) {
+			if (out) cache.unmerge(out);
+			out = compilePolicy(p, ctx, psig);
+			out.trie = toTrie(out.entries);
+			// With a long-lived cache the trie is what lives on; entries only on request.
+			if (!cache.keepEntries) out.entries = [];
+			cache.policies.set(key, out);
+			cache.merge(out);
+		}
+		outputs.push(out);
+	}
+	for (const [k, out] of cache.policies) {
+		if (seen.has(k)) continue;
+		cache.unmerge(out);
+		cache.policies.delete(k);
+	}
+
+	const rules = new Map<number, RuleRef>();
+	const problems = [...world.problems];
+	for (const out of outputs) {
+		for (const r of out.rules) rules.set(r.ruleId, r);
+		for (const iso of out.isolation) {
+			const ep = endpoints.get(iso.ip)!;
+			ep.flags |= iso.dir === 'ingress' ? EndpointFlags.IngressIsolated : EndpointFlags.EgressIsolated;
+			ep.isolatedBy[iso.dir].push(out.name);
+		}
+		problems.push(...out.problems);
+	}
+	const compiled: Compiled = {
+		ipcache: world.ipcache,
+		endpoints,
+		entries: [],
+		policyTrie: cache.trie,
+		policyChanges: cache.takeChanges(),
+		rules,
+		identityLabels: world.identityLabels,
+		problems,
+	};
+	// The flat entry list is for tests and tools; build it only when asked.
+	let flat: PolicyEntry[] | undefined;
+	Object.defineProperty(compiled, 'entries', { get: () => (flat ??= outputs.flatMap((o) => o.entries)), enumerable: true });
+	return compiled;
+}
+
+/**
+ * State kept between compiles: the world, each policy's output, and the merged trie
+ * of all policies (a key claimed by several rules keeps the lowest rule id), with the
+ * keys changed since the last compile so the reconciler need not diff everything.
+ */
+export class CompileCache {
+	/** keep each policy's flat entries (tests, tools); agents keep only the trie */
+	constructor(readonly keepEntries = false) {}
+	worldState: World | undefined;
+	readonly policies = new Map<string, PolicyOutput>();
+	readonly trie = new Map<string, TrieEntry>();
+	private readonly claims = new Map<string, TrieEntry[]>();
+	private changes: Set<string> | undefined = undefined;
+
+	reset(world: World): void {
+		this.worldState = world;
+		this.policies.clear();
+		this.trie.clear();
+		this.claims.clear();
+		this.changes = undefined; // everything may have changed: full diff
+	}
+
+	merge(out: PolicyOutput): void {
+		for (const [hex, t] of out.trie!) {
+			const list = this.claims.get(hex);
+			if (list) list.push(t);
+			else this.claims.set(hex, [t]);
+			this.refresh(hex);
+		}
+	}
+
+	unmerge(out: PolicyOutput): void {
+		for (const [hex, t] of out.trie ?? []) {
+			const list = this.claims.get(hex);
+			if (!list) continue;
+			const i = list.indexOf(t);
+			if (i >= 0) list.splice(i, 1);
+			if (list.length === 0) this.claims.delete(hex);
+			this.refresh(hex);
+		}
+	}
+
+	private refresh(hex: string): void {
+		const list = this.claims.get(hex);
+		let best: TrieEntry | undefined;
+		for (const t of list ?? []) if (!best || t.ruleId < best.ruleId) best = t;
+		if (best) this.trie.set(hex, best);
+		else this.trie.delete(hex);
+		this.changes?.add(hex);
+	}
+
+	/** Keys changed since the last call (undefined: unknown, diff everything). */
+	takeChanges(): Set<string> | undefined {
+		const c = this.changes;
+		this.changes = new Set();
+		return c;
+	}
+}
+
+export interface PolicyOutput {
+	name: string;
+	sig: string;
+	entries: PolicyEntry[];
+	/** the entries as trie keys, encoded on first use */
+	trie?: Map<string, TrieEntry>;
+	isolation: Array<{ ip: string; dir: Direction }>;
+	rules: RuleRef[];
+	problems: CompileProblem[];
+}
+
+interface PolicyContext {
+	input: CompileInput;
+	locals: Array<{ v: PodView; epId: number }>;
+	views: PodView[];
+	byIdentity: Map<number, PodView[]>;
+	nsByName: Map<string, NamespaceInfo>;
+	cidrIds: Map<string, number>;
+}
+
+function compilePolicy(p: NetworkPolicy, c: PolicyContext, sig: string): PolicyOutput {
+	const name = policyName(p);
+	const out: PolicyOutput = { name, sig, entries: [], isolation: [], rules: [], problems: [] };
+	const ns = p.metadata?.namespace ?? 'default';
+	if (!p.spec) return out;
+	let selected: Array<{ v: PodView; epId: number }>;
+	try {
+		const sel = p.spec.podSelector ?? {};
+		selected = c.locals.filter((l) => l.v.pod.namespace === ns && selectorMatches(sel, l.v.pod.labels));
+	} catch (err) {
+		out.problems.push({ policy: name, message: (err as Error).message });
+		return out;
+	}
+	if (selected.length === 0) return out;
+	for (const dir of ['ingress', 'egress'] as const) {
+		if (!policyAffects(p, dir)) continue;
+		for (const l of selected) out.isolation.push({ ip: l.v.ip!, dir });
+		const ruleList = dir === 'ingress' ? p.spec.ingress ?? [] : p.spec.egress ?? [];
+		ruleList.forEach((rule, index) => {
+			const ruleId = c.input.rules.idFor(ns, p.metadata?.name ?? '', dir, index);
+			out.rules.push({ ruleId, namespace: ns, name: p.metadata?.name ?? '', direction: dir, index });
+			const peers = dir === 'ingress' ? (rule as { from?: NetworkPolicyPeer[] }).from : (rule as { to?: NetworkPolicyPeer[] }).to;
+			try {
+				// The peers' identities are the same for every selected pod: compute them once.
+				const base = { dir, ruleId, policyNs: ns, peers, ports: rule.ports, views: c.views, byIdentity: c.byIdentity, nsByName: c.nsByName, cidrIds: c.cidrIds };
+				const peerIds = peersToIdentities(base as RuleContext);
+				for (const l of selected) {
+					for (const e of ruleEntries({ ...base, epId: l.epId, self: l.v } as RuleContext, peerIds)) out.entries.push(e);
+				}
+			} catch (err) {
+				out.problems.push({ policy: name, message: `${dir}[${index}]: ${(err as Error).message}` });
+			}
+		});
+	}
+	return out;
+}
+
+/** The identities a rule's peers select, or 'all' for missing/empty peers. */
+function peersToIdentities(ctx: RuleContext): Set<number> | 'all' {
+	if (!ctx.peers || ctx.peers.length === 0) return 'all';
+	const ids = new Set<number>();
+	for (const peer of ctx.peers) for (const id of peerIdentities(peer, ctx)) ids.add(id);
+	return ids;
 }
 
 function allPeers(p: NetworkPolicy): NetworkPolicyPeer[] {
@@ -322,15 +506,12 @@ function isNamed(p: NetworkPolicyPort): boolean {
 	return typeof p.port === 'string' && !/^\d+$/.test(p.port);
 }
 
-function ruleEntries(ctx: RuleContext): PolicyEntry[] {
+function ruleEntries(ctx: RuleContext, peerIds: Set<number> | 'all'): PolicyEntry[] {
 	const direction: DirValue = ctx.dir === 'ingress' ? Dir.Ingress : Dir.Egress;
 	// Missing or empty peers: every peer (the wildcard identity).
-	const allPeers = !ctx.peers || ctx.peers.length === 0;
-	const identities = new Set<number>();
-	if (!allPeers) {
-		for (const peer of ctx.peers!) for (const id of peerIdentities(peer, ctx)) identities.add(id);
-		if (identities.size === 0) return [];
-	}
+	const allPeers = peerIds === 'all';
+	const identities = allPeers ? new Set<number>() : peerIds;
+	if (!allPeers && identities.size === 0) return [];
 	const out: PolicyEntry[] = [];
 	const push = (identity: number, ports: ResolvedPort[] | 'all'): void => {
 		if (ports === 'all') {

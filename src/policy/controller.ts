@@ -5,10 +5,10 @@
 import type * as k8s from '@kubernetes/client-node';
 import { EndpointInfo } from '../bpf/codecs.js';
 import { FlowContext } from '../observe/flow.js';
-import { Compiled, RuleIdAllocator, compile } from './compiler.js';
+import { CompileCache, Compiled, RuleIdAllocator, compile } from './compiler.js';
 import { IdentityAllocator } from './identity.js';
 import { NamespaceInfo, NetworkPolicy, NodeInfo, PodInfo } from './model.js';
-import { ApplyStats, MapReconciler, PolicyMaps, toTrie } from './reconcile.js';
+import { ApplyStats, MapReconciler, PolicyMaps } from './reconcile.js';
 
 /** A pod wired on this node by the CNI. */
 export interface LocalEndpoint {
@@ -100,6 +100,7 @@ export function workloadOf(p: k8s.V1Pod): string {
 export class PolicyController {
 	private readonly identities = new IdentityAllocator();
 	private readonly rules = new RuleIdAllocator();
+	private readonly cache = new CompileCache();
 	private readonly reconciler: MapReconciler;
 	private timer: NodeJS.Timeout | undefined;
 	private last: Compiled | undefined;
@@ -159,6 +160,7 @@ export class PolicyController {
 				identities: this.identities,
 				rules: this.rules,
 				previousIpcache: this.reconciler.appliedIpcache(),
+				cache: this.cache,
 			});
 			const ifindex = new Map(local.map((e) => [e.ip, e.ifindex]));
 			const endpoints = new Map<string, EndpointInfo>();
@@ -166,7 +168,7 @@ export class PolicyController {
 				const idx = ifindex.get(ip);
 				if (idx !== undefined) endpoints.set(ip, { epId: ep.epId, identity: ep.identity, ifindex: idx, flags: ep.flags });
 			}
-			const stats = this.reconciler.apply({ ipcache: compiled.ipcache, endpoints, policy: toTrie(compiled.entries) });
+			const stats = this.reconciler.apply({ ipcache: compiled.ipcache, endpoints, policy: compiled.policyTrie, policyChanges: compiled.policyChanges });
 			this.remember(compiled, snap);
 			for (const p of compiled.problems) this.opts.log.warn({ policy: p.policy, problem: p.message }, 'NetworkPolicy not fully enforceable');
 			this.runs++;

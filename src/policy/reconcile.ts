@@ -20,8 +20,8 @@ export interface PolicyMaps {
 	deletePolicyRaw(key: Buffer): boolean;
 }
 
+/** One policy-map entry; its key is the map key it is stored under (hex). */
 export interface TrieEntry {
-	key: Buffer;
 	value: Buffer;
 	ruleId: number;
 }
@@ -29,12 +29,17 @@ export interface TrieEntry {
 /** Policy entries as trie keys; one key claimed by several rules keeps the lowest rule id. */
 export function toTrie(entries: readonly PolicyEntry[]): Map<string, TrieEntry> {
 	const out = new Map<string, TrieEntry>();
+	const seen = new Set<string>();
 	for (const e of entries) {
-		const value = policyValue(e);
+		// Many rules produce the same entry (same pod, peer, port): encode each once.
+		const id = `${e.epId}|${e.identity}|${e.direction}|${e.protocol}|${e.port}|${e.endPort}|${e.ruleId}`;
+		if (seen.has(id)) continue;
+		seen.add(id);
+		let value: Buffer | undefined;
 		for (const key of policyKeys(e)) {
 			const hex = key.toString('hex');
 			const cur = out.get(hex);
-			if (!cur || e.ruleId < cur.ruleId) out.set(hex, { key, value, ruleId: e.ruleId });
+			if (!cur || e.ruleId < cur.ruleId) out.set(hex, { value: (value ??= policyValue(e)), ruleId: e.ruleId });
 		}
 	}
 	return out;
@@ -45,6 +50,8 @@ export interface DesiredMaps {
 	/** endpoints whose identity/flags the policy decides (other fields come from the CNI) */
 	endpoints: ReadonlyMap<string, EndpointInfo>;
 	policy: ReadonlyMap<string, TrieEntry>;
+	/** keys of `policy` that may differ from the last apply; undefined: compare all */
+	policyChanges?: ReadonlySet<string> | undefined;
 }
 
 export interface ApplyStats {
@@ -78,10 +85,14 @@ export class MapReconciler {
 
 	apply(desired: DesiredMaps): ApplyStats {
 		const stats: ApplyStats = { policyAdded: 0, policyRemoved: 0, ipcacheSet: 0, ipcacheRemoved: 0, endpointsSet: 0 };
-		for (const [hex, e] of desired.policy) {
+		const changed = desired.policyChanges;
+		const candidates: Iterable<string> = changed ?? desired.policy.keys();
+		for (const hex of candidates) {
+			const e = desired.policy.get(hex);
+			if (!e) continue;
 			const v = e.value.toString('hex');
 			if (this.policy.get(hex) === v) continue;
-			this.maps.putPolicyRaw(e.key, e.value);
+			this.maps.putPolicyRaw(Buffer.from(hex, 'hex'), e.value);
 			this.policy.set(hex, v);
 			stats.policyAdded++;
 		}
@@ -98,8 +109,8 @@ export class MapReconciler {
 			this.endpoints.set(ip, { ...info });
 			stats.endpointsSet++;
 		}
-		for (const hex of [...this.policy.keys()]) {
-			if (desired.policy.has(hex)) continue;
+		for (const hex of changed ? [...changed] : [...this.policy.keys()]) {
+			if (desired.policy.has(hex) || !this.policy.has(hex)) continue;
 			this.maps.deletePolicyRaw(Buffer.from(hex, 'hex'));
 			this.policy.delete(hex);
 			stats.policyRemoved++;

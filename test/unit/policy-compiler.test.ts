@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { IPPROTO } from '../../src/bpf/codecs.js';
 import { Dir, EndpointFlags, Identity } from '../../src/bpf/layout.js';
 import { IdentityAllocator } from '../../src/policy/identity.js';
-import { RuleIdAllocator, compile, policyAffects } from '../../src/policy/compiler.js';
+import { CompileCache, RuleIdAllocator, compile, policyAffects } from '../../src/policy/compiler.js';
 import { NetworkPolicy, PodInfo } from '../../src/policy/model.js';
 import { selectorMatches } from '../../src/policy/selector.js';
 import { toTrie } from '../../src/policy/reconcile.js';
@@ -118,7 +118,28 @@ test('bad policies are reported, not guessed at', () => {
 		{ metadata: { namespace: 'x', name: 'bad-cidr' }, spec: { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/40' } }] }] } },
 		{ metadata: { namespace: 'x', name: 'bad-proto' }, spec: { podSelector: {}, ingress: [{ ports: [{ protocol: 'ICMP', port: 1 }] }] } },
 	]);
-	assert.deepEqual(c.problems.map((p) => p.policy).sort(), ['x/bad-cidr', 'x/bad-proto', 'x/bad-proto']);
+	assert.deepEqual(c.problems.map((p) => p.policy).sort(), ['x/bad-cidr', 'x/bad-proto'], 'one report per broken rule');
 	// Still isolating (fail closed): the selected pods are isolated, the broken rule admits nothing.
 	assert.equal(c.endpoints.get('10.220.0.10')!.flags & EndpointFlags.IngressIsolated, EndpointFlags.IngressIsolated);
+});
+
+test('a compile that reuses per-policy results equals a fresh compile, case after case', () => {
+	const cache = new CompileCache(true);
+	const identities = new IdentityAllocator();
+	const rules = new RuleIdAllocator();
+	const norm = (c: ReturnType<typeof compile>): string[] => [...toTrie(c.entries).keys()].sort();
+	let reused = 0;
+	const cases = generateCases();
+	for (let i = 0; i < cases.length; i++) {
+		// Every other step keeps the previous case's policies and adds the next one's.
+		const policies = (i % 2 ? [...cases[i - 1]!.policies, ...cases[i]!.policies] : cases[i]!.policies) as NetworkPolicy[];
+		const base = { pods, namespaces: NAMESPACES, policies, nodes: [], localNode: 'n1', endpointIds, identities, rules };
+		const before = cache.policies.size;
+		const cached = compile({ ...base, cache });
+		if (i % 2 && before > 0) reused++;
+		const fresh = compile(base);
+		assert.deepEqual(norm(cached), norm(fresh), cases[i]!.name);
+		assert.deepEqual([...cached.endpoints.values()].map((e) => e.flags), [...fresh.endpoints.values()].map((e) => e.flags));
+	}
+	assert.ok(reused > 10);
 });
