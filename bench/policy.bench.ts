@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
+import { createServer } from 'node:net';
 import { Datapath, removePinRoot } from '../src/bpf/datapath.js';
 import { IPPROTO, ipcacheKey, policyKeys } from '../src/bpf/codecs.js';
 import { Dir } from '../src/bpf/layout.js';
@@ -22,6 +23,7 @@ import { RuleIdAllocator, compile } from '../src/policy/compiler.js';
 import { NamespaceInfo, NetworkPolicy, PodInfo } from '../src/policy/model.js';
 import { MapReconciler, toTrie } from '../src/policy/reconcile.js';
 import { repoRoot } from '../src/paths.js';
+import { AGENT_NODE_FLAGS } from '../src/agent/runtime.js';
 import { startCluster } from '../hack/cluster/cluster.js';
 import { ensureBpffs, requireRoot, testPinRoot } from '../test/helpers/bpf.js';
 
@@ -31,7 +33,7 @@ const NAMESPACES = 20;
 const LOCAL = 100; // pods on the measured node
 const CHANGES = 100;
 const NODE = 'bench-node';
-const PORT = 19963;
+let PORT = 0; // a free port, found at start (fixed ports collide with other labs on this machine)
 
 interface World {
 	namespaces: NamespaceInfo[];
@@ -113,6 +115,7 @@ async function compileBench(w: World): Promise<void> {
 
 async function changeBench(w: World): Promise<void> {
 	const work = mkdtempSync(join(tmpdir(), 'weir-policy-bench-'));
+	PORT = await freePort();
 	const cluster = await startCluster({ name: 'wbench', mode: 'control-plane', log: () => undefined });
 	const pinRoot = testPinRoot('bench-agent');
 	let agent: ChildProcess | undefined;
@@ -148,7 +151,9 @@ async function changeBench(w: World): Promise<void> {
 
 		const locals = w.pods.filter((p) => p.nodeName === NODE);
 		writeFileSync(join(work, 'endpoints.json'), JSON.stringify(locals.map((p, i) => ({ namespace: p.namespace, pod: p.name, ip: p.ips[0], epId: i + 1, ifindex: 1000 + i }))));
+		// The agent runs as the DaemonSet runs it: with a bounded V8 heap (AGENT_NODE_FLAGS).
 		agent = spawn(process.execPath, [
+			...AGENT_NODE_FLAGS,
 			resolve(repoRoot, 'dist/src/agent/main.js'), '--node-name', NODE, '--pin-root', pinRoot, '--kubeconfig', cluster.kubeconfig,
 			'--endpoints-file', join(work, 'endpoints.json'), '--observer-host', '127.0.0.1', '--observer-port', String(PORT), '--log-level', 'warn',
 		], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -220,3 +225,15 @@ console.log(`# Weir policy benchmark (${new Date().toISOString()})`);
 const w = world();
 await compileBench(w);
 await changeBench(w);
+
+/** A TCP port nobody listens on right now. */
+async function freePort(): Promise<number> {
+	return new Promise((res, rej) => {
+		const srv = createServer();
+		srv.once('error', rej);
+		srv.listen(0, '127.0.0.1', () => {
+			const port = (srv.address() as { port: number }).port;
+			srv.close(() => res(port));
+		});
+	});
+}

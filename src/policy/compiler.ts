@@ -140,10 +140,15 @@ interface World {
  * endpoints, CIDR identities. Its signature is read straight off the inputs, so an
  * unchanged world is recognised before any identity work.
  */
-function worldSignature(input: CompileInput): string {
+function worldSignature(input: CompileInput, memo: WeakMap<PodInfo, string>): string {
 	const parts: string[] = [input.localNode];
 	for (const p of input.pods) {
-		parts.push(`${p.namespace}/${p.name}|${p.hostNetwork ? 1 : 0}|${p.nodeName ?? ''}|${p.ips.join(',')}|${JSON.stringify(p.labels)}|${JSON.stringify(p.ports)}`);
+		let sig = memo.get(p);
+		if (sig === undefined) {
+			sig = `${p.namespace}/${p.name}|${p.hostNetwork ? 1 : 0}|${p.nodeName ?? ''}|${p.ips.join(',')}|${JSON.stringify(p.labels)}|${JSON.stringify(p.ports)}`;
+			memo.set(p, sig);
+		}
+		parts.push(sig);
 	}
 	for (const n of input.namespaces) parts.push(`ns:${n.name}=${JSON.stringify(n.labels)}`);
 	for (const n of input.nodes) parts.push(`node:${n.name}=${n.ips.join(',')}`);
@@ -220,7 +225,7 @@ function buildWorld(input: CompileInput, sig: string): World {
 
 export function compile(input: CompileInput): Compiled {
 	const cache = input.cache ?? new CompileCache(true);
-	const sig = worldSignature(input);
+	const sig = worldSignature(input, cache.podSignatures);
 	let world = cache.worldState;
 	if (!world || world.sig !== sig) {
 		world = buildWorld(input, sig);
@@ -303,6 +308,8 @@ export class CompileCache {
 	/** keep each policy's flat entries (tests, tools); agents keep only the trie */
 	constructor(readonly keepEntries = false) {}
 	worldState: World | undefined;
+	/** per pod object: its part of the world signature (pod objects are replaced on change) */
+	readonly podSignatures = new WeakMap<PodInfo, string>();
 	readonly policies = new Map<string, PolicyOutput>();
 	readonly trie = new Map<string, TrieEntry>();
 	private readonly claims = new Map<string, TrieEntry[]>();

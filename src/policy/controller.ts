@@ -101,6 +101,8 @@ export class PolicyController {
 	private readonly identities = new IdentityAllocator();
 	private readonly rules = new RuleIdAllocator();
 	private readonly cache = new CompileCache();
+	/** informer objects are replaced on change: convert each one once */
+	private readonly podInfos = new WeakMap<k8s.V1Pod, PodInfo | null>();
 	private readonly reconciler: MapReconciler;
 	private timer: NodeJS.Timeout | undefined;
 	private last: Compiled | undefined;
@@ -141,14 +143,16 @@ export class PolicyController {
 		if (!snap.synced) return false;
 		const t0 = process.hrtime.bigint();
 		try {
-			const pods = snap.pods.map(podInfo).filter((p): p is PodInfo => !!p);
+			const pods = snap.pods.map((p) => this.podInfoOf(p)).filter((p): p is PodInfo => !!p);
 			const local = this.opts.endpoints();
 			const endpointIds = new Map(local.map((e) => [`${e.namespace}/${e.pod}`, e.epId]));
 			// The CNI's address wins for local pods whose status the API has not caught up with.
+			const byName = new Map(pods.map((p, i) => [`${p.namespace}/${p.name}`, i]));
 			for (const e of local) {
-				const p = pods.find((x) => x.namespace === e.namespace && x.name === e.pod);
-				if (p && !p.ips.includes(e.ip)) p.ips = [e.ip, ...p.ips];
-				if (p && !p.nodeName) p.nodeName = this.opts.node;
+				const i = byName.get(`${e.namespace}/${e.pod}`);
+				if (i === undefined) continue;
+				const p = pods[i]!;
+				if (!p.ips.includes(e.ip) || !p.nodeName) pods[i] = { ...p, ips: p.ips.includes(e.ip) ? p.ips : [e.ip, ...p.ips], nodeName: p.nodeName ?? this.opts.node };
 			}
 			const compiled = compile({
 				pods,
@@ -183,11 +187,20 @@ export class PolicyController {
 		}
 	}
 
+	private podInfoOf(p: k8s.V1Pod): PodInfo | undefined {
+		let info = this.podInfos.get(p);
+		if (info === undefined) {
+			info = podInfo(p) ?? null;
+			this.podInfos.set(p, info);
+		}
+		return info ?? undefined;
+	}
+
 	private remember(c: Compiled, snap: Snapshot): void {
 		this.last = c;
 		const byIp = new Map<string, { namespace: string; name: string; workload: string; labels: Record<string, string> }>();
 		for (const p of snap.pods) {
-			const info = podInfo(p);
+			const info = this.podInfoOf(p);
 			if (!info || info.hostNetwork) continue;
 			for (const ip of info.ips) byIp.set(ip, { namespace: info.namespace, name: info.name, workload: workloadOf(p), labels: info.labels });
 		}

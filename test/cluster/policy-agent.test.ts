@@ -13,6 +13,7 @@ import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, closeSync }
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { createServer } from 'node:net';
 import { Datapath, removePinRoot } from '../../src/bpf/datapath.js';
 import { Flow } from '../../src/observe/flow.js';
 import { repoRoot } from '../../src/paths.js';
@@ -23,7 +24,7 @@ import { ensureBpffs, requireRoot, testPinRoot } from '../helpers/bpf.js';
 const run = promisify(execFile);
 const NODE = 'lab-node';
 const REDIS = 6379;
-const OBSERVER_PORT = 19962;
+let OBSERVER_PORT = 0; // a free port, found at start (fixed ports collide with other labs on this machine)
 const AGENT = resolve(repoRoot, 'dist/src/agent/main.js');
 const WEIR = resolve(repoRoot, 'dist/src/cli/weir.js');
 
@@ -84,6 +85,7 @@ function startAgent(): ChildProcess {
 async function waitReady(timeoutMs = 20_000): Promise<void> {
 	const deadline = Date.now() + timeoutMs;
 	for (;;) {
+		if (agent && agent.exitCode !== null) throw new Error(`agent exited (${agent.exitCode}); log:\n${readFileSync(join(work, 'agent.log'), 'utf8').slice(-3000)}`);
 		try {
 			const r = await fetch(`http://127.0.0.1:${OBSERVER_PORT}/readyz`);
 			if (r.ok) return;
@@ -119,6 +121,7 @@ async function until(what: string, timeoutMs: number, pred: () => Promise<boolea
 before(async () => {
 	requireRoot();
 	ensureBpffs();
+	OBSERVER_PORT = await freePort();
 	work = mkdtempSync(join(tmpdir(), 'weir-agent-test-'));
 	cluster = await startCluster({ name: 'wpolicy', mode: 'control-plane', log: () => undefined });
 	topo = Topology.create(0, 240);
@@ -179,12 +182,21 @@ after(async () => {
 	if (pinRoot) removePinRoot(pinRoot);
 	topo?.destroy();
 	if (cluster) await cluster.stop();
-	if (work) rmSync(work, { recursive: true, force: true });
+	if (work && process.env['WEIR_KEEP_TEST_DIR']) process.stderr.write(`kept ${work}\n`);
+	else if (work) rmSync(work, { recursive: true, force: true });
 });
 
 describe('segregation scenario against a real API server', () => {
 	test('before any policy every pair connects', async () => {
-		for (const from of ['ingress', 'apache', 'app']) assert.ok(await probe(from, 'redis'), `${from} -> redis`);
+		const dump = async (): Promise<string> => {
+			const dp = await Datapath.open({ pinRoot });
+			try {
+				return JSON.stringify({ endpoints: dp.endpointEntries(), ipcache: dp.ipcacheEntries(), policy: dp.policyEntryCount(), metrics: dp.readMetrics().samples.map((m) => `${m.reasonName}/${m.direction}=${m.packets}`) });
+			} finally {
+				dp.close();
+			}
+		};
+		for (const from of ['ingress', 'apache', 'app']) assert.ok(await probe(from, 'redis'), `${from} -> redis; maps: ${await dump()}`);
 		assert.ok(await probe('redis', 'app'), 'redis -> app');
 	});
 
@@ -300,3 +312,15 @@ describe('faults', () => {
 		assert.match(log, /watch failed; keeping the last state and retrying/);
 	});
 });
+
+/** A TCP port nobody listens on right now. */
+async function freePort(): Promise<number> {
+	return new Promise((res, rej) => {
+		const srv = createServer();
+		srv.once('error', rej);
+		srv.listen(0, '127.0.0.1', () => {
+			const port = (srv.address() as { port: number }).port;
+			srv.close(() => res(port));
+		});
+	});
+}
