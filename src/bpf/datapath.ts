@@ -226,6 +226,20 @@ export class Datapath {
 		this.attachments.delete(ifindex);
 	}
 
+	/**
+	 * Whether this datapath's current programs are attached at both hooks of an
+	 * interface (tcx query, or legacy clsact filters). `netns` is where the ifindex lives.
+	 */
+	isAttached(ifindex: number, netns?: string): boolean {
+		this.assertOpen();
+		const n = native();
+		const want = { ingress: this.obj.program('weir_from_pod').id, egress: this.obj.program('weir_to_pod').id };
+		return (['ingress', 'egress'] as const).every((dir) => {
+			const ids = [...n.tcxQuery(ifindex, dir, netns), ...n.tcLegacyQuery(ifindex, dir, netns)];
+			return ids.includes(want[dir]);
+		});
+	}
+
 	/** ifindexes with pinned links under this datapath's pin root. */
 	pinnedAttachments(): number[] {
 		const dir = join(this.pinRoot, 'links');
