@@ -110,6 +110,8 @@ export interface NativeProgram {
 	testRun(opts: TestRunOptions): TestRunResult;
 	/** tcx link where the kernel has it (BPF_TCX_INGRESS/EGRESS via bpf_link_create), else legacy clsact + bpf_tc_attach (handle 1, priority 1). */
 	attachTc(ifindex: number, direction: TcDirection, opts?: { legacy?: boolean; netns?: string }): NativeLink;
+	/** attachTc on the libuv pool (the kernel's RCU waits off the event loop). */
+	attachTcAsync(ifindex: number, direction: TcDirection, opts?: { legacy?: boolean; netns?: string }): Promise<NativeLink>;
 	/** cgroup link (bpf_link_create with the given attach type name, e.g. 'cgroup_inet4_connect') on a cgroup v2 directory. */
 	attachCgroup(cgroupPath: string, attachType: string): NativeLink;
 	close(): void;
@@ -209,28 +211,29 @@ export interface NativeBinding {
 	ifNameToIndex(name: string, netns?: string): number;
 	/** number of possible CPUs (libbpf_num_possible_cpus). */
 	numPossibleCpus(): number;
+	// rtnetlink calls run on the libuv pool (AsyncWorker) and resolve when done.
 	/** veth pair `name` (in netns) / `peerName` (created directly in `peerNetns` when given). */
-	nlVethAdd(opts: { name: string; peerName: string; peerNetns?: string; mtu?: number; peerMac?: string }, netns?: string): void;
+	nlVethAdd(opts: { name: string; peerName: string; peerNetns?: string; mtu?: number; peerMac?: string }, netns?: string): Promise<void>;
 	/** set flags/attributes of a link; `netnsPath` moves it into that namespace. */
-	nlLinkSet(name: string, opts: { up?: boolean; mtu?: number; mac?: string; newName?: string; netnsPath?: string }, netns?: string): void;
+	nlLinkSet(name: string, opts: { up?: boolean; mtu?: number; mac?: string; newName?: string; netnsPath?: string }, netns?: string): Promise<void>;
 	/** false when there was no such link */
-	nlLinkDel(name: string, netns?: string): boolean;
-	nlLinkList(netns?: string): NativeLinkRow[];
-	nlAddrAdd(dev: string, cidr: string, netns?: string): boolean;
+	nlLinkDel(name: string, netns?: string): Promise<boolean>;
+	nlLinkList(netns?: string): Promise<NativeLinkRow[]>;
+	nlAddrAdd(dev: string, cidr: string, netns?: string): Promise<boolean>;
 	/** false when the address or the link was not there */
-	nlAddrDel(dev: string, cidr: string, netns?: string): boolean;
-	nlAddrList(netns?: string): NativeAddrRow[];
-	nlRouteAdd(route: NativeRouteSpec, netns?: string): boolean;
+	nlAddrDel(dev: string, cidr: string, netns?: string): Promise<boolean>;
+	nlAddrList(netns?: string): Promise<NativeAddrRow[]>;
+	nlRouteAdd(route: NativeRouteSpec, netns?: string): Promise<boolean>;
 	/** false when no such route (or link) */
-	nlRouteDel(route: NativeRouteSpec, netns?: string): boolean;
+	nlRouteDel(route: NativeRouteSpec, netns?: string): Promise<boolean>;
 	/** routes of the main table */
-	nlRouteList(netns?: string): NativeRouteRow[];
+	nlRouteList(netns?: string): Promise<NativeRouteRow[]>;
 	/** permanent neighbour entry (replaces) */
-	nlNeighAdd(opts: { dev: string; ip: string; mac: string }, netns?: string): void;
-	nlNeighList(netns?: string): NativeNeighRow[];
+	nlNeighAdd(opts: { dev: string; ip: string; mac: string }, netns?: string): Promise<void>;
+	nlNeighList(netns?: string): Promise<NativeNeighRow[]>;
 	/** write a net.* sysctl of the netns ('net.ipv4.ip_forward' or 'net/ipv4/conf/eth0.1/rp_filter') */
-	nlSysctlWrite(key: string, value: string, netns?: string): void;
-	nlSysctlRead(key: string, netns?: string): string;
+	nlSysctlWrite(key: string, value: string, netns?: string): Promise<void>;
+	nlSysctlRead(key: string, netns?: string): Promise<string>;
 }
 
 function addonPath(): string {

@@ -1,6 +1,7 @@
 // Typed rtnetlink for pod wiring. Every method takes the netns path it works in
 // (undefined = the agent's own); the addon does the work on a thread that entered it.
-// Errors are NativeErrors (code = errno name, op = the rtnetlink message).
+// Errors are NativeErrors (code = errno name, op = the rtnetlink message). Every call
+// is asynchronous: the kernel work (and its RCU waits) never blocks the event loop.
 import {
 	NativeAddrRow,
 	NativeError,
@@ -30,63 +31,63 @@ export class Netlink {
 		return new Netlink(netns);
 	}
 
-	vethAdd(opts: { name: string; peerName: string; peerNetns?: string; mtu?: number; peerMac?: string }): void {
-		native().nlVethAdd(opts, this.netns);
+	async vethAdd(opts: { name: string; peerName: string; peerNetns?: string; mtu?: number; peerMac?: string }): Promise<void> {
+		await native().nlVethAdd(opts, this.netns);
 	}
 
-	linkSet(name: string, opts: { up?: boolean; mtu?: number; mac?: string; newName?: string; netnsPath?: string }): void {
-		native().nlLinkSet(name, opts, this.netns);
+	async linkSet(name: string, opts: { up?: boolean; mtu?: number; mac?: string; newName?: string; netnsPath?: string }): Promise<void> {
+		await native().nlLinkSet(name, opts, this.netns);
 	}
 
-	linkDel(name: string): boolean {
+	linkDel(name: string): Promise<boolean> {
 		return native().nlLinkDel(name, this.netns);
 	}
 
-	links(): LinkRow[] {
+	links(): Promise<LinkRow[]> {
 		return native().nlLinkList(this.netns);
 	}
 
-	link(name: string): LinkRow | undefined {
-		return this.links().find((l) => l.name === name);
+	async link(name: string): Promise<LinkRow | undefined> {
+		return (await this.links()).find((l) => l.name === name);
 	}
 
-	addrAdd(dev: string, cidr: string): void {
-		native().nlAddrAdd(dev, cidr, this.netns);
+	async addrAdd(dev: string, cidr: string): Promise<void> {
+		await native().nlAddrAdd(dev, cidr, this.netns);
 	}
 
-	addrDel(dev: string, cidr: string): boolean {
+	addrDel(dev: string, cidr: string): Promise<boolean> {
 		return native().nlAddrDel(dev, cidr, this.netns);
 	}
 
-	addrs(): AddrRow[] {
+	addrs(): Promise<AddrRow[]> {
 		return native().nlAddrList(this.netns);
 	}
 
-	routeAdd(route: RouteSpec): void {
-		native().nlRouteAdd(route, this.netns);
+	async routeAdd(route: RouteSpec): Promise<void> {
+		await native().nlRouteAdd(route, this.netns);
 	}
 
-	routeDel(route: RouteSpec): boolean {
+	routeDel(route: RouteSpec): Promise<boolean> {
 		return native().nlRouteDel(route, this.netns);
 	}
 
-	routes(): RouteRow[] {
+	routes(): Promise<RouteRow[]> {
 		return native().nlRouteList(this.netns);
 	}
 
-	neighAdd(opts: { dev: string; ip: string; mac: string }): void {
-		native().nlNeighAdd(opts, this.netns);
+	async neighAdd(opts: { dev: string; ip: string; mac: string }): Promise<void> {
+		await native().nlNeighAdd(opts, this.netns);
 	}
 
-	neighbours(): NeighRow[] {
+	neighbours(): Promise<NeighRow[]> {
 		return native().nlNeighList(this.netns);
 	}
 
-	sysctl(key: string, value: string): void {
-		native().nlSysctlWrite(key, value, this.netns);
+	async sysctl(key: string, value: string): Promise<void> {
+		await native().nlSysctlWrite(key, value, this.netns);
 	}
 
-	readSysctl(key: string): string {
+	readSysctl(key: string): Promise<string> {
 		return native().nlSysctlRead(key, this.netns);
 	}
 }

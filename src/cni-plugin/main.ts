@@ -3,6 +3,9 @@
 // usable on a node where policy is managed elsewhere. Endpoints are admitted with the
 // identity given by --identity (default: the fail-closed "init" identity, both
 // directions isolated, as the agent does before its watches have synced).
+// rtnetlink work runs on the libuv pool and concurrent ADDs/DELs wait in the kernel
+// (RCU grace periods): start it with UV_THREADPOOL_SIZE=16 (the pool is sized before
+// any of this module runs, so it cannot be set from here).
 //
 //   node dist/src/cni-plugin/main.js --pin-root /sys/fs/bpf/weir-x --socket /run/x.sock \
 //        --state /run/x/endpoints.json [--host-netns /run/netns/node] [--identity N --open]

@@ -14,7 +14,10 @@ import { GATEWAY_IP, buildResult, expectedFromPrev, formatResult, hostIfName, ip
 /** What the plugin needs from the datapath (src/bpf/datapath.ts implements it). */
 export interface DatapathPort {
 	attach(ifindex: number, opts: { netns?: string }): unknown;
+	attachAsync(ifindex: number, opts: { netns?: string }): Promise<unknown>;
 	detach(ifindex: number): void;
+	/** drop handles and pins of an attachment whose interface is gone (no detach call) */
+	release(ifindex: number): void;
 	deleteEndpoint(ip: string): boolean;
 	isAttached(ifindex: number, netns?: string): boolean;
 }
@@ -156,10 +159,10 @@ export class CniPlugin {
 		const podNl = new Netlink(env.netns);
 		let success = false;
 		// Journal first: a crash from here on leaves a record the next agent undoes.
+		// IPAM DEL of an address never allocated is harmless: mark it before the call.
+		rec.ipamAllocated = true;
 		store.put(rec);
 		try {
-			rec.ipamAllocated = true;
-			store.put(rec);
 			const ipamResult = await this.deps.ipam.exec({
 				command: 'ADD',
 				type: conf.ipam.type,
@@ -172,38 +175,38 @@ export class CniPlugin {
 			store.put(rec);
 
 			// Leftovers of an interrupted ADD whose journal was lost: our name, our veth.
-			this.host.linkDel(hostIf);
-			if (podNl.link(env.ifname)) {
+			await this.host.linkDel(hostIf);
+			if (await podNl.link(env.ifname)) {
 				throw new CniError(CniCode.Other, `interface ${env.ifname} already exists in ${env.netns}`, 'another plugin or a previous ADD owns it');
 			}
 			const mtu = conf.mtu;
-			this.host.vethAdd({ name: hostIf, peerName: env.ifname, peerNetns: env.netns, ...(mtu ? { mtu } : {}) });
-			const hostLink = this.host.link(hostIf);
+			await this.host.vethAdd({ name: hostIf, peerName: env.ifname, peerNetns: env.netns, ...(mtu ? { mtu } : {}) });
+			const hostLink = await this.host.link(hostIf);
 			if (!hostLink) throw new CniError(CniCode.Other, `veth ${hostIf} vanished after creation`);
 			rec.hostIfindex = hostLink.ifindex;
-			store.put(rec);
 
 			// Node side: no IPv6 on the veth, no reverse-path filtering, forwarding on.
-			this.host.sysctl(`net/ipv6/conf/${hostIf}/disable_ipv6`, '1');
-			this.host.sysctl(`net/ipv4/conf/${hostIf}/rp_filter`, '0');
-			this.host.sysctl(`net/ipv4/conf/${hostIf}/forwarding`, '1');
-			this.host.linkSet(hostIf, { up: true });
+			await Promise.all([
+				this.host.sysctl(`net/ipv6/conf/${hostIf}/disable_ipv6`, '1'),
+				this.host.sysctl(`net/ipv4/conf/${hostIf}/rp_filter`, '0'),
+				this.host.sysctl(`net/ipv4/conf/${hostIf}/forwarding`, '1'),
+			]);
+			await this.host.linkSet(hostIf, { up: true });
 
 			// Pod side: lo up, the /32, the link-local gateway by its MAC (no ARP for it,
 			// Cilium's way), a default route through it.
-			podNl.linkSet('lo', { up: true });
-			podNl.sysctl(`net/ipv6/conf/${env.ifname}/disable_ipv6`, '1');
-			podNl.addrAdd(env.ifname, `${addr.ip}/32`);
-			podNl.linkSet(env.ifname, { up: true });
-			podNl.neighAdd({ dev: env.ifname, ip: GATEWAY_IP, mac: hostLink.mac });
-			podNl.routeAdd({ dst: `${GATEWAY_IP}/32`, dev: env.ifname, scope: 'link' });
-			podNl.routeAdd({ dst: '0.0.0.0/0', gateway: GATEWAY_IP, dev: env.ifname, onlink: true });
-			const podLink = podNl.link(env.ifname);
+			await Promise.all([podNl.linkSet('lo', { up: true }), podNl.sysctl(`net/ipv6/conf/${env.ifname}/disable_ipv6`, '1')]);
+			await podNl.addrAdd(env.ifname, `${addr.ip}/32`);
+			await podNl.linkSet(env.ifname, { up: true });
+			await podNl.neighAdd({ dev: env.ifname, ip: GATEWAY_IP, mac: hostLink.mac });
+			await podNl.routeAdd({ dst: `${GATEWAY_IP}/32`, dev: env.ifname, scope: 'link' });
+			await podNl.routeAdd({ dst: '0.0.0.0/0', gateway: GATEWAY_IP, dev: env.ifname, onlink: true });
+			const podLink = await podNl.link(env.ifname);
 			if (!podLink) throw new CniError(CniCode.Other, `interface ${env.ifname} vanished in ${env.netns}`);
 
 			// Node side route to the pod, then the datapath on the host veth.
-			this.host.routeAdd({ dst: `${addr.ip}/32`, dev: hostIf, scope: 'link' });
-			datapath.attach(hostLink.ifindex, this.deps.hostNetns ? { netns: this.deps.hostNetns } : {});
+			await this.host.routeAdd({ dst: `${addr.ip}/32`, dev: hostIf, scope: 'link' });
+			await datapath.attachAsync(hostLink.ifindex, this.deps.hostNetns ? { netns: this.deps.hostNetns } : {});
 
 			rec.state = 'ready';
 			store.put(rec);
@@ -240,17 +243,13 @@ export class CniPlugin {
 	async teardown(rec: EndpointRecord, opts: { lenientIpam?: boolean } = {}): Promise<void> {
 		const { store, datapath, log } = this.deps;
 		if (rec.ip) datapath.deleteEndpoint(rec.ip);
-		const link = this.host.link(rec.hostIf);
+		const link = await this.host.link(rec.hostIf);
 		const ifindex = link?.ifindex ?? rec.hostIfindex;
-		if (ifindex) {
-			try {
-				datapath.detach(ifindex);
-			} catch (err) {
-				// The interface is gone, so is the attachment; the pins were removed.
-				log.warn({ hostIf: rec.hostIf, err: (err as Error).message }, 'detach of a vanished interface');
-			}
-		}
-		if (link) this.host.linkDel(rec.hostIf);
+		// Deleting the veth (the peer and the host route go with it) detaches the tcx
+		// links in the kernel; then only our pins remain to drop. An explicit detach
+		// first would cost two RCU grace periods per pod for nothing.
+		if (link) await this.host.linkDel(rec.hostIf);
+		if (ifindex) datapath.release(ifindex);
 		// A pod side left behind by a crash between veth creation and move cannot
 		// exist: the peer is created inside the pod netns. Nothing else to undo there.
 		if (rec.ipamAllocated) {
@@ -280,14 +279,10 @@ export class CniPlugin {
 			// Unknown to us (never added, or already deleted): still release what might
 			// be left under our deterministic names, and the IPAM allocation.
 			const hostIf = hostIfName(env.containerId, env.ifname);
-			const link = this.host.link(hostIf);
+			const link = await this.host.link(hostIf);
 			if (link) {
-				try {
-					this.deps.datapath.detach(link.ifindex);
-				} catch {
-					// best effort
-				}
-				this.host.linkDel(hostIf);
+				await this.host.linkDel(hostIf);
+				this.deps.datapath.release(link.ifindex);
 			}
 			await this.deps.ipam.exec({
 				command: 'DEL',
@@ -312,26 +307,26 @@ export class CniPlugin {
 		if (exp.ip !== rec.ip) throw drift(`prevResult address ${exp.ip} is not the pod's ${rec.ip}`);
 		if (!existsSync(env.netns)) throw drift(`network namespace ${env.netns} is gone`);
 		const podNl = new Netlink(env.netns);
-		const podLink = podNl.link(env.ifname);
+		const podLink = await podNl.link(env.ifname);
 		if (!podLink) throw drift(`interface ${env.ifname} is missing in ${env.netns}`);
 		if (!podLink.up) throw drift(`interface ${env.ifname} is down`);
 		if (exp.podMac && podLink.mac !== exp.podMac) throw drift(`interface ${env.ifname} has MAC ${podLink.mac}, prevResult says ${exp.podMac}`);
-		const addrs = podNl.addrs().filter((a) => a.ifindex === podLink.ifindex && a.family === 4);
+		const addrs = (await podNl.addrs()).filter((a) => a.ifindex === podLink.ifindex && a.family === 4);
 		if (!addrs.some((a) => a.address === rec.ip && a.prefixLen === 32)) {
 			throw drift(`address ${rec.ip}/32 is missing on ${env.ifname}`, `found: ${addrs.map((a) => `${a.address}/${a.prefixLen}`).join(', ') || 'none'}`);
 		}
-		const routes = podNl.routes();
+		const routes = await podNl.routes();
 		if (!routes.some((r) => r.dst === '0.0.0.0/0' && r.gateway === GATEWAY_IP && r.ifindex === podLink.ifindex)) {
 			throw drift(`default route via ${GATEWAY_IP} dev ${env.ifname} is missing`);
 		}
 		if (!routes.some((r) => r.dst === `${GATEWAY_IP}/32` && r.ifindex === podLink.ifindex)) throw drift(`route to the gateway ${GATEWAY_IP} is missing`);
-		const hostLink = this.host.link(rec.hostIf);
+		const hostLink = await this.host.link(rec.hostIf);
 		if (!hostLink) throw drift(`host veth ${rec.hostIf} is missing`);
 		if (!hostLink.up) throw drift(`host veth ${rec.hostIf} is down`);
 		if (exp.hostIf && exp.hostIf !== rec.hostIf) throw drift(`prevResult names host veth ${exp.hostIf}, weir made ${rec.hostIf}`);
-		const gw = podNl.neighbours().find((n) => n.ip === GATEWAY_IP && n.ifindex === podLink.ifindex);
+		const gw = (await podNl.neighbours()).find((n) => n.ip === GATEWAY_IP && n.ifindex === podLink.ifindex);
 		if (!gw || !gw.permanent || gw.mac !== hostLink.mac) throw drift(`gateway neighbour entry is missing or not ${hostLink.mac}`);
-		if (!this.host.routes().some((r) => r.dst === `${rec.ip}/32` && r.ifindex === hostLink.ifindex)) {
+		if (!(await this.host.routes()).some((r) => r.dst === `${rec.ip}/32` && r.ifindex === hostLink.ifindex)) {
 			throw drift(`host route ${rec.ip}/32 dev ${rec.hostIf} is missing`);
 		}
 		if (!this.deps.datapath.isAttached(hostLink.ifindex, this.deps.hostNetns)) {
@@ -380,7 +375,7 @@ export class CniPlugin {
 		const removed: string[] = [];
 		let kept = 0;
 		for (const r of this.deps.store.all()) {
-			const link = this.host.link(r.hostIf);
+			const link = await this.host.link(r.hostIf);
 			const alive = r.state === 'ready' && !!link && existsSync(r.netns);
 			if (alive) {
 				try {

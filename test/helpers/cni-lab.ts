@@ -110,7 +110,7 @@ export class CniLab {
 			sh('ip', ['netns', 'exec', lab.nodeNs, 'ip', 'link', 'set', 'lo', 'up']);
 			// The node's address, TEST-NET-1 on lo; forwarding between pods only.
 			sh('ip', ['netns', 'exec', lab.nodeNs, 'ip', 'addr', 'add', '192.0.2.1/32', 'dev', 'lo']);
-			lab.node.sysctl('net.ipv4.ip_forward', '1');
+			sh('ip', ['netns', 'exec', lab.nodeNs, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
 		} catch (err) {
 			lab.destroy();
 			throw err;
@@ -153,9 +153,9 @@ export class CniLab {
 			'--log-level', 'warn',
 		];
 		if (this.opts.openIdentity !== undefined) args.push('--identity', String(this.opts.openIdentity), '--open');
-		const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+		const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, UV_THREADPOOL_SIZE: '16' } });
 		this.agent = child;
-		child.stderr!.on('data', (d: Buffer) => (this.agentLog = (this.agentLog + d.toString()).slice(-20000)));
+		child.stderr!.on('data', (d: Buffer) => { if (process.env['WEIR_PROF']) process.stderr.write(d); this.agentLog = (this.agentLog + d.toString()).slice(-20000); });
 		await new Promise<void>((res, rej) => {
 			const timer = setTimeout(() => rej(new Error(`CNI node did not start: ${this.agentLog}`)), 20_000);
 			child.stdout!.once('data', () => {
@@ -225,8 +225,8 @@ export class CniLab {
 
 	// ---- leak inspection -------------------------------------------------------------
 
-	hostVeths(): string[] {
-		return this.node.links().filter((l) => l.name.startsWith('lxc')).map((l) => l.name);
+	async hostVeths(): Promise<string[]> {
+		return (await this.node.links()).filter((l) => l.name.startsWith('lxc')).map((l) => l.name);
 	}
 
 	/** host-local's allocations (files named by address) */
@@ -252,8 +252,8 @@ export class CniLab {
 		}
 	}
 
-	hostRoutes(): string[] {
-		return this.node.routes().filter((r) => r.dst.startsWith(this.opts.subnet.split('.').slice(0, 2).join('.'))).map((r) => r.dst);
+	async hostRoutes(): Promise<string[]> {
+		return (await this.node.routes()).filter((r) => r.dst.startsWith(this.opts.subnet.split('.').slice(0, 2).join('.'))).map((r) => r.dst);
 	}
 
 	destroy(): void {

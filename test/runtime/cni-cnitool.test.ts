@@ -61,12 +61,12 @@ async function connect(netnsPath: string, ip: string, port: number, timeoutMs = 
 	return r.stdout.trim() === 'ok';
 }
 
-function assertNothingLeft(l: CniLab): void {
-	assert.deepEqual(l.hostVeths(), [], 'host veths left behind');
+async function assertNothingLeft(l: CniLab): Promise<void> {
+	assert.deepEqual(await l.hostVeths(), [], 'host veths left behind');
 	assert.deepEqual(l.ipamAllocations(), [], 'host-local allocations left behind');
 	assert.deepEqual(l.linkPins(), [], 'tcx link pins left behind');
 	assert.equal(l.endpointKeys(), 0, 'endpoint map entries left behind');
-	assert.deepEqual(l.hostRoutes(), [], 'host routes left behind');
+	assert.deepEqual(await l.hostRoutes(), [], 'host routes left behind');
 }
 
 describe('weir-cni under cnitool', () => {
@@ -137,7 +137,7 @@ describe('weir-cni under cnitool', () => {
 			const del = await l.cnitool('del', ns);
 			assert.equal(del.code, 0, `DEL: ${del.stderr}${del.stdout}`);
 		}
-		assertNothingLeft(l);
+		await assertNothingLeft(l);
 		await l.stopAgent();
 	});
 
@@ -171,7 +171,7 @@ describe('weir-cni under cnitool', () => {
 		const viaWeir = await l.plugin(env, JSON.stringify(badIpam));
 		await expectError('IPAM failure', viaWeir, direct.json!['code'] as number);
 		assert.match(String(viaWeir.json!['msg']), /host-local/);
-		assert.deepEqual(l.hostVeths(), [], 'failed ADD rolled back');
+		assert.deepEqual(await l.hostVeths(), [], 'failed ADD rolled back');
 
 		// CHECK of a container Weir never wired.
 		const prev = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: pod }], ips: [{ address: '10.77.0.9/32', interface: 0 }] };
@@ -204,19 +204,19 @@ describe('weir-cni under cnitool', () => {
 		assert.equal(rk.json!['cniVersion'], '1.1.0');
 		const rd = await l.cnitool('add', drop);
 		assert.equal(rd.code, 0, rd.stderr);
-		assert.equal(l.hostVeths().length, 2);
+		assert.equal((await l.hostVeths()).length, 2);
 		const keepId = (await import('node:crypto')).createHash('sha512').update(keep).digest('hex').slice(0, 20);
 		const gc = await l.plugin(
 			{ CNI_COMMAND: 'GC' },
 			JSON.stringify({ ...l.netconf(), 'cni.dev/valid-attachments': [{ containerID: `cnitool-${keepId}`, ifname: 'eth0' }] }),
 		);
 		assert.equal(gc.code, 0, gc.stdout);
-		assert.equal(l.hostVeths().length, 1, 'GC removed the attachment not listed');
+		assert.equal((await l.hostVeths()).length, 1, 'GC removed the attachment not listed');
 		assert.deepEqual(l.ipamAllocations(), [resultIp(rk.json)]);
 		assert.equal((await l.cnitool('check', keep)).code, 0);
 		assert.equal((await l.cnitool('del', keep)).code, 0);
 		assert.equal((await l.cnitool('del', drop)).code, 0, 'DEL after GC is still success');
-		assertNothingLeft(l);
+		await assertNothingLeft(l);
 		await l.stopAgent();
 	});
 
@@ -236,7 +236,7 @@ describe('weir-cni under cnitool', () => {
 		assert.deepEqual(reach.map((ok, i) => (ok ? '' : `${i}`)).filter(Boolean), [], 'unreachable pods');
 		const dels = await Promise.all(pods.map((p) => l.cnitool('del', p)));
 		dels.forEach((r, i) => assert.equal(r.code, 0, `DEL ${i}: ${r.stderr}${r.stdout}`));
-		assertNothingLeft(l);
+		await assertNothingLeft(l);
 		assert.deepEqual(JSON.parse((await import('node:fs')).readFileSync(l.stateFile, 'utf8')).endpoints, []);
 		await l.stopAgent();
 	});
@@ -273,7 +273,7 @@ describe('weir-cni under cnitool', () => {
 		assert.equal(l.ipamAllocations().length, 1, 'exactly one address after the retry');
 		assert.equal((await l.cnitool('check', pod)).code, 0);
 		assert.equal((await l.cnitool('del', pod)).code, 0);
-		assertNothingLeft(l);
+		await assertNothingLeft(l);
 		await l.stopAgent();
 	});
 });

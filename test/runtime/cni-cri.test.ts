@@ -50,7 +50,7 @@ describe('weir-cni under containerd CRI', () => {
 			await ctrd.rmp(id);
 		}
 		assert.deepEqual(await ctrd.pods(), []);
-		assert.deepEqual(lab.hostVeths(), []);
+		assert.deepEqual(await lab.hostVeths(), []);
 		assert.deepEqual(lab.ipamAllocations(), []);
 		assert.deepEqual(lab.linkPins(), []);
 		assert.equal(lab.endpointKeys(), 0);

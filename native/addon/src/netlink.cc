@@ -23,7 +23,7 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
+#include <memory>
 #include <functional>
 #include <vector>
 
@@ -253,21 +253,61 @@ std::string Netns(const Napi::CallbackInfo &info, size_t i, const char *op)
 	return ArgString(info, i, op, "netns");
 }
 
-/// Runs fn in the netns with an open rtnetlink socket; throws its Failure.
-void Run(Napi::Env env, const std::string &netns, const char *op,
-	 const std::function<Failure(NlSock &)> &fn)
-{
-	Failure f = InNetns(netns, [&]() -> Failure {
-		NlSock s;
-		if (int err = s.Open())
-			return {"socket(NETLINK_ROUTE)", netns, err};
-		return fn(s);
-	});
-	if (f.err) {
-		if (f.op.empty())
-			f.op = op;
-		Throw(env, f);
+/// The work of one call on the libuv pool; the netns switch happens on a thread of
+/// its own inside (InNetns), so pool threads never change namespace.
+class NlWorker : public Napi::AsyncWorker {
+public:
+	NlWorker(Napi::Env env, std::function<Failure()> work, std::function<Napi::Value(Napi::Env)> done)
+		: Napi::AsyncWorker(env, "weir:netlink"), work_(std::move(work)), done_(std::move(done)),
+		  deferred_(Napi::Promise::Deferred::New(env))
+	{
 	}
+	void Execute() override { f_ = work_(); }
+	void OnOK() override
+	{
+		Napi::Env env = Env();
+		if (f_.err)
+			deferred_.Reject(MakeError(env, f_).Value());
+		else
+			deferred_.Resolve(done_ ? done_(env) : env.Undefined());
+	}
+	Napi::Promise Promise() const { return deferred_.Promise(); }
+
+private:
+	std::function<Failure()> work_;
+	std::function<Napi::Value(Napi::Env)> done_;
+	Napi::Promise::Deferred deferred_;
+	Failure f_;
+};
+
+/// Queues work on the pool; resolves with done(env) or rejects with the Failure.
+Napi::Value Queue(Napi::Env env, std::function<Failure()> work, std::function<Napi::Value(Napi::Env)> done = nullptr)
+{
+	auto *w = new NlWorker(env, std::move(work), std::move(done));
+	Napi::Promise p = w->Promise();
+	w->Queue();
+	return p;
+}
+
+/// Runs fn off the JS thread in the netns with an open rtnetlink socket. fn must own
+/// (capture by value) everything it uses.
+Napi::Value Run(Napi::Env env, const std::string &netns, const char *op, std::function<Failure(NlSock &)> fn,
+		std::function<Napi::Value(Napi::Env)> done = nullptr)
+{
+	return Queue(
+		env,
+		[netns, op, fn]() -> Failure {
+			Failure f = InNetns(netns, [&]() -> Failure {
+				NlSock s;
+				if (int err = s.Open())
+					return {"socket(NETLINK_ROUTE)", netns, err};
+				return fn(s);
+			});
+			if (f.err && f.op.empty())
+				f.op = op;
+			return f;
+		},
+		std::move(done));
 }
 
 /// if_nametoindex in the current (thread's) netns.
@@ -378,13 +418,13 @@ Napi::Value NlVethAdd(const Napi::CallbackInfo &info)
 	uint8_t mac[6];
 	if (!peerMac.empty() && !ParseMac(peerMac, mac))
 		Throw(env, op, peerMac, EINVAL, "peerMac must be aa:bb:cc:dd:ee:ff");
-	Fd peerNs;
+	auto peerNs = std::make_shared<Fd>();
 	if (!peerNetns.empty()) {
-		peerNs.reset(open(peerNetns.c_str(), O_RDONLY | O_CLOEXEC));
-		if (!peerNs.valid())
+		peerNs->reset(open(peerNetns.c_str(), O_RDONLY | O_CLOEXEC));
+		if (!peerNs->valid())
 			Throw(env, "open", peerNetns, errno, "opening the peer's network namespace");
 	}
-	Run(env, netns, op, [&](NlSock &s) -> Failure {
+	return Run(env, netns, op, [=](NlSock &s) -> Failure {
 		NlMsg m(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
 		m.Fixed<struct ifinfomsg>()->ifi_family = AF_UNSPEC;
 		m.Str(IFLA_IFNAME, name);
@@ -401,8 +441,8 @@ Napi::Value NlVethAdd(const Napi::CallbackInfo &info)
 		if (!peerMac.empty())
 			m.Attr(IFLA_ADDRESS, mac, 6);
 		// The peer is born in the pod's netns: its name never meets the host's names.
-		if (peerNs.valid())
-			m.U32(IFLA_NET_NS_FD, (uint32_t)peerNs.get());
+		if (peerNs->valid())
+			m.U32(IFLA_NET_NS_FD, (uint32_t)peerNs->get());
 		m.End(p);
 		m.End(data);
 		m.End(li);
@@ -411,7 +451,6 @@ Napi::Value NlVethAdd(const Napi::CallbackInfo &info)
 				err == EEXIST ? "an interface with that name exists" : ""};
 		return {};
 	});
-	return env.Undefined();
 }
 
 /// nlLinkSet(name, {up?, mtu?, mac?, newName?, netnsPath?}, netns?)
@@ -432,13 +471,13 @@ Napi::Value NlLinkSet(const Napi::CallbackInfo &info)
 		Throw(env, op, macs, EINVAL, "mac must be aa:bb:cc:dd:ee:ff");
 	if (newName.size() >= IFNAMSIZ)
 		Throw(env, op, newName, EINVAL, "interface names must be at most 15 characters");
-	Fd targetNs;
+	auto targetNs = std::make_shared<Fd>();
 	if (!target.empty()) {
-		targetNs.reset(open(target.c_str(), O_RDONLY | O_CLOEXEC));
-		if (!targetNs.valid())
+		targetNs->reset(open(target.c_str(), O_RDONLY | O_CLOEXEC));
+		if (!targetNs->valid())
 			Throw(env, "open", target, errno, "opening the target network namespace");
 	}
-	Run(env, netns, op, [&](NlSock &s) -> Failure {
+	return Run(env, netns, op, [=](NlSock &s) -> Failure {
 		Failure f;
 		int idx = Index(name, &f, op);
 		if (!idx)
@@ -457,13 +496,12 @@ Napi::Value NlLinkSet(const Napi::CallbackInfo &info)
 			m.Attr(IFLA_ADDRESS, mac, 6);
 		if (!newName.empty())
 			m.Str(IFLA_IFNAME, newName);
-		if (targetNs.valid())
-			m.U32(IFLA_NET_NS_FD, (uint32_t)targetNs.get());
+		if (targetNs->valid())
+			m.U32(IFLA_NET_NS_FD, (uint32_t)targetNs->get());
 		if (int err = s.Talk(m))
 			return {"RTM_NEWLINK", name, err};
 		return {};
 	});
-	return env.Undefined();
 }
 
 /// nlLinkDel(name, netns?) -> false when there was no such link.
@@ -473,8 +511,8 @@ Napi::Value NlLinkDel(const Napi::CallbackInfo &info)
 	Napi::Env env = info.Env();
 	std::string name = ArgString(info, 0, op, "name");
 	std::string netns = Netns(info, 1, op);
-	bool deleted = false;
-	Run(env, netns, op, [&](NlSock &s) -> Failure {
+	auto deleted = std::make_shared<bool>(false);
+	return Run(env, netns, op, [=](NlSock &s) -> Failure {
 		unsigned idx = if_nametoindex(name.c_str());
 		if (!idx)
 			return {};
@@ -487,10 +525,9 @@ Napi::Value NlLinkDel(const Napi::CallbackInfo &info)
 			return {};
 		if (err)
 			return {"RTM_DELLINK", name, err};
-		deleted = true;
+		*deleted = true;
 		return {};
-	});
-	return Napi::Boolean::New(env, deleted);
+	}, [deleted](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *deleted); });
 }
 
 /// nlLinkList(netns?) -> links
@@ -499,16 +536,17 @@ Napi::Value NlLinkList(const Napi::CallbackInfo &info)
 	const char *op = "nlLinkList";
 	Napi::Env env = info.Env();
 	std::string netns = Netns(info, 0, op);
-	std::vector<LinkRow> rows;
-	Run(env, netns, op, [&](NlSock &s) -> Failure {
-		if (int err = DumpLinks(s, &rows))
+	auto rows = std::make_shared<std::vector<LinkRow>>();
+	return Run(env, netns, op, [=](NlSock &s) -> Failure {
+		if (int err = DumpLinks(s, rows.get()))
 			return {"RTM_GETLINK", "dump", err};
 		return {};
+	}, [rows](Napi::Env env) -> Napi::Value {
+		Napi::Array out = Napi::Array::New(env, rows->size());
+		for (size_t i = 0; i < rows->size(); i++)
+			out.Set((uint32_t)i, LinkJs(env, (*rows)[i]));
+		return out;
 	});
-	Napi::Array out = Napi::Array::New(env, rows.size());
-	for (size_t i = 0; i < rows.size(); i++)
-		out.Set((uint32_t)i, LinkJs(env, rows[i]));
-	return out;
 }
 
 // ---- addresses --------------------------------------------------------------------
@@ -526,8 +564,8 @@ Napi::Value AddrChange(const Napi::CallbackInfo &info, bool add)
 	int plen;
 	if (!ParseCidr(cidr, &ip, &plen))
 		Throw(env, op, cidr, EINVAL, "not an address/prefix");
-	bool changed = false;
-	Run(env, netns, op, [&](NlSock &s) -> Failure {
+	auto changed = std::make_shared<bool>(false);
+	return Run(env, netns, op, [=](NlSock &s) -> Failure {
 		Failure f;
 		int idx = Index(dev, &f, op);
 		if (!idx)
@@ -545,10 +583,9 @@ Napi::Value AddrChange(const Napi::CallbackInfo &info, bool add)
 			return {};
 		if (err)
 			return {add ? "RTM_NEWADDR" : "RTM_DELADDR", cidr + " dev " + dev, err};
-		changed = true;
+		*changed = true;
 		return {};
-	});
-	return Napi::Boolean::New(env, changed);
+	}, [changed](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *changed); });
 }
 
 } // namespace
@@ -566,8 +603,8 @@ Napi::Value NlAddrList(const Napi::CallbackInfo &info)
 		int ifindex, family, plen, scope;
 		std::string addr;
 	};
-	std::vector<Row> rows;
-	Run(env, netns, op, [&](NlSock &s) -> Failure {
+	auto rows = std::make_shared<std::vector<Row>>();
+	return Run(env, netns, op, [=](NlSock &s) -> Failure {
 		NlMsg m(RTM_GETADDR, NLM_F_DUMP);
 		m.Fixed<struct ifaddrmsg>()->ifa_family = AF_UNSPEC;
 		int err = s.Talk(m, [&](struct nlmsghdr *h) {
@@ -584,23 +621,24 @@ Napi::Value NlAddrList(const Napi::CallbackInfo &info)
 					address = IpString(ifa->ifa_family, RTA_DATA(a));
 			}
 			r.addr = local.empty() ? address : local;
-			rows.push_back(r);
+			rows->push_back(r);
 		});
 		if (err)
 			return {"RTM_GETADDR", "dump", err};
 		return {};
-	});
-	Napi::Array out = Napi::Array::New(env, rows.size());
-	for (size_t i = 0; i < rows.size(); i++) {
+	}, [rows](Napi::Env env) -> Napi::Value {
+	Napi::Array out = Napi::Array::New(env, rows->size());
+	for (size_t i = 0; i < rows->size(); i++) {
 		Napi::Object o = Napi::Object::New(env);
-		o.Set("ifindex", rows[i].ifindex);
-		o.Set("family", rows[i].family);
-		o.Set("address", rows[i].addr);
-		o.Set("prefixLen", rows[i].plen);
-		o.Set("scope", rows[i].scope);
+		o.Set("ifindex", (*rows)[i].ifindex);
+		o.Set("family", (*rows)[i].family);
+		o.Set("address", (*rows)[i].addr);
+		o.Set("prefixLen", (*rows)[i].plen);
+		o.Set("scope", (*rows)[i].scope);
 		out.Set((uint32_t)i, o);
 	}
 	return out;
+	});
 }
 
 // ---- routes -----------------------------------------------------------------------
@@ -651,8 +689,8 @@ Napi::Value RouteChange(const Napi::CallbackInfo &info, bool add)
 	Napi::Env env = info.Env();
 	RouteSpec r = ArgRoute(info, op);
 	std::string netns = Netns(info, 1, op);
-	bool changed = false;
-	Run(env, netns, op, [&](NlSock &s) -> Failure {
+	auto changed = std::make_shared<bool>(false);
+	return Run(env, netns, op, [=](NlSock &s) -> Failure {
 		int idx = 0;
 		if (!r.dev.empty()) {
 			Failure f;
@@ -684,10 +722,9 @@ Napi::Value RouteChange(const Napi::CallbackInfo &info, bool add)
 		if (err)
 			return {add ? "RTM_NEWROUTE" : "RTM_DELROUTE", IpString(r.dst.family, r.dst.bytes) + "/" +
 				std::to_string(r.plen) + (r.dev.empty() ? "" : " dev " + r.dev), err};
-		changed = true;
+		*changed = true;
 		return {};
-	});
-	return Napi::Boolean::New(env, changed);
+	}, [changed](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *changed); });
 }
 
 } // namespace
@@ -709,8 +746,8 @@ Napi::Value NlRouteList(const Napi::CallbackInfo &info)
 		bool onlink;
 		int type;
 	};
-	std::vector<Row> rows;
-	Run(env, netns, op, [&](NlSock &s) -> Failure {
+	auto rows = std::make_shared<std::vector<Row>>();
+	return Run(env, netns, op, [=](NlSock &s) -> Failure {
 		NlMsg m(RTM_GETROUTE, NLM_F_DUMP);
 		m.Fixed<struct rtmsg>()->rtm_family = AF_UNSPEC;
 		int err = s.Talk(m, [&](struct nlmsghdr *h) {
@@ -734,15 +771,15 @@ Napi::Value NlRouteList(const Napi::CallbackInfo &info)
 					r.table = *(uint32_t *)RTA_DATA(a);
 			}
 			r.dst = dst + "/" + std::to_string(rt->rtm_dst_len);
-			rows.push_back(r);
+			rows->push_back(r);
 		});
 		if (err)
 			return {"RTM_GETROUTE", "dump", err};
 		return {};
-	});
+	}, [rows](Napi::Env env) -> Napi::Value {
 	Napi::Array out = Napi::Array::New(env);
 	uint32_t n = 0;
-	for (const Row &r : rows) {
+	for (const Row &r : *rows) {
 		if (r.table != RT_TABLE_MAIN)
 			continue;
 		Napi::Object o = Napi::Object::New(env);
@@ -757,6 +794,7 @@ Napi::Value NlRouteList(const Napi::CallbackInfo &info)
 		out.Set(n++, o);
 	}
 	return out;
+	});
 }
 
 // ---- neighbours -------------------------------------------------------------------
@@ -777,7 +815,7 @@ Napi::Value NlNeighAdd(const Napi::CallbackInfo &info)
 		Throw(env, op, ips, EINVAL, "ip must be an address");
 	if (!ParseMac(macs, mac))
 		Throw(env, op, macs, EINVAL, "mac must be aa:bb:cc:dd:ee:ff");
-	Run(env, netns, op, [&](NlSock &s) -> Failure {
+	return Run(env, netns, op, [=](NlSock &s) -> Failure {
 		Failure f;
 		int idx = Index(dev, &f, op);
 		if (!idx)
@@ -793,7 +831,6 @@ Napi::Value NlNeighAdd(const Napi::CallbackInfo &info)
 			return {"RTM_NEWNEIGH", ips + " dev " + dev, err};
 		return {};
 	});
-	return env.Undefined();
 }
 
 /// nlNeighList(netns?) -> permanent IPv4/IPv6 entries [{ifindex, ip, mac, permanent}]
@@ -807,8 +844,8 @@ Napi::Value NlNeighList(const Napi::CallbackInfo &info)
 		std::string ip, mac;
 		bool permanent;
 	};
-	std::vector<Row> rows;
-	Run(env, netns, op, [&](NlSock &s) -> Failure {
+	auto rows = std::make_shared<std::vector<Row>>();
+	return Run(env, netns, op, [=](NlSock &s) -> Failure {
 		NlMsg m(RTM_GETNEIGH, NLM_F_DUMP);
 		m.Fixed<struct ndmsg>()->ndm_family = AF_UNSPEC;
 		int err = s.Talk(m, [&](struct nlmsghdr *h) {
@@ -826,22 +863,23 @@ Napi::Value NlNeighList(const Napi::CallbackInfo &info)
 				else if (a->rta_type == NDA_LLADDR)
 					r.mac = MacString((const uint8_t *)RTA_DATA(a), RTA_PAYLOAD(a));
 			}
-			rows.push_back(r);
+			rows->push_back(r);
 		});
 		if (err)
 			return {"RTM_GETNEIGH", "dump", err};
 		return {};
-	});
-	Napi::Array out = Napi::Array::New(env, rows.size());
-	for (size_t i = 0; i < rows.size(); i++) {
+	}, [rows](Napi::Env env) -> Napi::Value {
+	Napi::Array out = Napi::Array::New(env, rows->size());
+	for (size_t i = 0; i < rows->size(); i++) {
 		Napi::Object o = Napi::Object::New(env);
-		o.Set("ifindex", rows[i].ifindex);
-		o.Set("ip", rows[i].ip);
-		o.Set("mac", rows[i].mac);
-		o.Set("permanent", rows[i].permanent);
+		o.Set("ifindex", (*rows)[i].ifindex);
+		o.Set("ip", (*rows)[i].ip);
+		o.Set("mac", (*rows)[i].mac);
+		o.Set("permanent", (*rows)[i].permanent);
 		out.Set((uint32_t)i, o);
 	}
 	return out;
+	});
 }
 
 // ---- sysctls ----------------------------------------------------------------------
@@ -877,17 +915,16 @@ Napi::Value NlSysctlWrite(const Napi::CallbackInfo &info)
 	std::string path;
 	if (!SysctlPath(key, &path))
 		Throw(env, op, key, EINVAL, "only net.* sysctls");
-	Failure f = InNetns(netns, [&]() -> Failure {
-		Fd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
-		if (!fd.valid())
-			return {"open", path, errno};
-		if (write(fd.get(), value.data(), value.size()) < 0)
-			return {"write", path, errno};
-		return {};
+	return Queue(env, [=]() -> Failure {
+		return InNetns(netns, [&]() -> Failure {
+			Fd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+			if (!fd.valid())
+				return {"open", path, errno};
+			if (write(fd.get(), value.data(), value.size()) < 0)
+				return {"write", path, errno};
+			return {};
+		});
 	});
-	if (f.err)
-		Throw(env, f);
-	return env.Undefined();
 }
 
 /// nlSysctlRead(key, netns?) -> value without the trailing newline.
@@ -897,25 +934,28 @@ Napi::Value NlSysctlRead(const Napi::CallbackInfo &info)
 	Napi::Env env = info.Env();
 	std::string key = ArgString(info, 0, op, "key");
 	std::string netns = Netns(info, 1, op);
-	std::string path, out;
+	std::string path;
+	auto out = std::make_shared<std::string>();
 	if (!SysctlPath(key, &path))
 		Throw(env, op, key, EINVAL, "only net.* sysctls");
-	Failure f = InNetns(netns, [&]() -> Failure {
-		Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-		if (!fd.valid())
-			return {"open", path, errno};
-		char buf[256];
-		ssize_t n = read(fd.get(), buf, sizeof(buf));
-		if (n < 0)
-			return {"read", path, errno};
-		out.assign(buf, n);
-		while (!out.empty() && (out.back() == '\n' || out.back() == ' '))
-			out.pop_back();
-		return {};
-	});
-	if (f.err)
-		Throw(env, f);
-	return Napi::String::New(env, out);
+	return Queue(
+		env,
+		[=]() -> Failure {
+			return InNetns(netns, [&]() -> Failure {
+				Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+				if (!fd.valid())
+					return {"open", path, errno};
+				char buf[256];
+				ssize_t n = read(fd.get(), buf, sizeof(buf));
+				if (n < 0)
+					return {"read", path, errno};
+				out->assign(buf, n);
+				while (!out->empty() && (out->back() == '\n' || out->back() == ' '))
+					out->pop_back();
+				return {};
+			});
+		},
+		[out](Napi::Env env) -> Napi::Value { return Napi::String::New(env, *out); });
 }
 
 } // namespace weir
