@@ -52,6 +52,7 @@ export interface EndpointSource {
 export class Agent {
 	private unsubscribe: (() => void) | undefined;
 	private gcTimer: NodeJS.Timeout | undefined;
+	private podCidrTimer: NodeJS.Timeout | undefined;
 
 	constructor(
 		readonly config: AgentConfig,
@@ -82,11 +83,34 @@ export class Agent {
 		// The CNI server (and the conflist, which tells the runtime to use Weir) come
 		// after the datapath is loaded and stale endpoints are gone.
 		await this.cni?.start();
+		if (this.cni?.needsPodCidr) this.awaitPodCidr(this.cni);
 		await this.http.listen({ host: this.config.observerHost, port: this.config.observerPort });
 		this.log.info({ port: this.config.observerPort }, 'observer API and metrics listening');
 	}
 
+	/** Writes the conflist once this node's spec.podCIDR is in the watch cache. */
+	private awaitPodCidr(cni: CniNode): void {
+		const tryOnce = (): boolean => {
+			const node = this.watches.nodes.list().find((n) => n.metadata?.name === this.config.nodeName);
+			const cidr = node?.spec?.podCIDRs?.find((c) => !c.includes(':')) ?? node?.spec?.podCIDR;
+			if (!cidr) return false;
+			cni.writeConflist(cidr);
+			return true;
+		};
+		if (tryOnce()) return;
+		this.log.info({ node: this.config.nodeName }, 'CNI configuration waits for the node PodCIDR');
+		this.podCidrTimer = setInterval(() => {
+			try {
+				if (tryOnce()) clearInterval(this.podCidrTimer);
+			} catch (err) {
+				this.log.error({ err: (err as Error).message }, 'writing the CNI configuration failed');
+			}
+		}, 500);
+		this.podCidrTimer.unref();
+	}
+
 	async stop(): Promise<void> {
+		clearInterval(this.podCidrTimer);
 		await this.cni?.stop();
 		clearInterval(this.gcTimer);
 		this.unsubscribe?.();

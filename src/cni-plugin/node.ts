@@ -4,7 +4,7 @@
 import { Datapath } from '../bpf/datapath.js';
 import { EndpointFlags, Identity } from '../bpf/layout.js';
 import type { LocalEndpoint } from '../policy/controller.js';
-import { ConflistOptions, buildConflist, writeConflist } from './conflist.js';
+import { ConflistOptions, buildConflist, installPlugin, writeConflist } from './conflist.js';
 import { EndpointStore } from './endpoint-store.js';
 import { ExecIpam, Ipam } from './ipam.js';
 import { CniPlugin, PluginLogger } from './plugin.js';
@@ -19,7 +19,11 @@ export interface CniConfig {
 	hostNetns?: string;
 	/** runtime's CNI conf dir; the conflist is written there once ready (undefined: not written) */
 	confDir?: string;
-	conflist?: Omit<ConflistOptions, 'agentSocket'>;
+	/** conflist options; without podCidr the agent learns it from its Node object first */
+	conflist?: Omit<ConflistOptions, 'agentSocket' | 'podCidr'> & { podCidr?: string };
+	/** runtime's CNI bin dir: weir-cni (pluginSource) is installed there before the conflist */
+	binDir?: string;
+	pluginSource?: string;
 }
 
 export const DEFAULT_CNI_CONFIG: Pick<CniConfig, 'socketPath' | 'stateFile'> = {
@@ -77,10 +81,27 @@ export class CniNode {
 		await this.server.start();
 		this.ready.value = true;
 		this.ready.why = '';
-		if (this.config.confDir && this.config.conflist) {
-			const path = writeConflist(this.config.confDir, buildConflist({ ...this.config.conflist, agentSocket: this.config.socketPath }));
-			this.log.info({ path }, 'CNI configuration written');
+		if (this.config.conflist?.podCidr) this.writeConflist(this.config.conflist.podCidr);
+	}
+
+	/** Whether a conflist is wanted but still waits for the node's PodCIDR. */
+	get needsPodCidr(): boolean {
+		return !!this.config.confDir && !!this.config.conflist && !this.config.conflist.podCidr;
+	}
+
+	/**
+	 * Installs weir-cni (when a bin dir is configured) and then writes the conflist:
+	 * the runtime starts calling Weir only once both are in place and the server is up.
+	 */
+	writeConflist(podCidr: string): void {
+		const { confDir, conflist, binDir, pluginSource } = this.config;
+		if (!confDir || !conflist) return;
+		if (binDir && pluginSource) {
+			const dest = installPlugin(pluginSource, binDir);
+			this.log.info({ path: dest }, 'weir-cni installed');
 		}
+		const path = writeConflist(confDir, buildConflist({ ...conflist, podCidr, agentSocket: this.config.socketPath }));
+		this.log.info({ path, podCidr }, 'CNI configuration written');
 	}
 
 	setNotReady(why: string): void {
