@@ -241,6 +241,36 @@ describe('weir-cni under cnitool', () => {
 		await l.stopAgent();
 	});
 
+	test('agent restart: live endpoints survive (state file + pins), stale ones are removed at start', async () => {
+		requireRoot();
+		const l = lab({ portmap: false, openIdentity: 300 });
+		await l.startAgent();
+		const live = l.addPodNs('live');
+		const gone = l.addPodNs('gone');
+		const peer = l.addPodNs('peer');
+		const ips: string[] = [];
+		for (const ns of [live, gone, peer]) {
+			const r = await l.cnitool('add', ns);
+			assert.equal(r.code, 0, r.stderr);
+			ips.push(resultIp(r.json));
+		}
+		await l.stopAgent();
+		// While the agent is away: enforcement continues, and one pod's sandbox disappears.
+		assert.ok(await ping(live, ips[2]!), 'traffic with no agent');
+		l.delPodNs(gone);
+		await l.startAgent();
+		assert.equal((await l.hostVeths()).length, 2);
+		assert.equal(l.ipamAllocations().length, 2, 'the stale pod released its address at start');
+		assert.equal(l.endpointKeys(), 2);
+		assert.equal(l.linkPins().length, 4);
+		assert.equal((await l.cnitool('check', live)).code, 0, 'CHECK after restart (programs re-attached)');
+		assert.ok(await ping(live, ips[2]!), 'traffic after restart');
+		assert.equal((await l.cnitool('del', gone)).code, 0, 'DEL of the stale pod is still success');
+		for (const ns of [live, peer]) assert.equal((await l.cnitool('del', ns)).code, 0);
+		await assertNothingLeft(l);
+		await l.stopAgent();
+	});
+
 	test('agent killed in the middle of an ADD: the retry succeeds and a later DEL leaves nothing', async () => {
 		requireRoot();
 		const l = lab({ portmap: false, ipamType: 'slow-ipam', openIdentity: 300 });
