@@ -104,9 +104,9 @@ export class CniPlugin {
 				case 'CHECK':
 					return await this.lock.run(`${env.containerId}/${env.ifname}`, () => this.cmdCheck(env, conf));
 				case 'GC':
-					return await this.cmdGc(env, conf);
+					return await this.cmdGc(conf);
 				case 'STATUS':
-					return this.cmdStatus(conf);
+					return this.cmdStatus();
 			}
 		} catch (err) {
 			const e = asCniError(err, 'weir: unexpected failure');
@@ -342,7 +342,7 @@ export class CniPlugin {
 		return { code: 0, stdout: '' };
 	}
 
-	private async cmdGc(env: CniEnv, conf: NetConf): Promise<CniResponse> {
+	private async cmdGc(conf: NetConf): Promise<CniResponse> {
 		const valid = new Set((conf.validAttachments ?? []).map((a) => `${a.containerID}/${a.ifname}`));
 		const stale = this.deps.store.all().filter((r) => r.network === conf.name && !valid.has(`${r.containerId}/${r.ifname}`));
 		const failures: string[] = [];
@@ -354,15 +354,13 @@ export class CniPlugin {
 			}
 		}
 		this.deps.log.info({ removed: stale.length - failures.length, network: conf.name }, 'GC');
-		void env;
 		if (failures.length) throw new CniError(CniCode.Other, `GC could not remove ${failures.length} attachment(s)`, failures.join('; '));
 		return { code: 0, stdout: '' };
 	}
 
-	private cmdStatus(conf: NetConf): CniResponse {
+	private cmdStatus(): CniResponse {
 		const why = this.deps.notReady();
 		if (why) throw new CniError(CniCode.NotAvailable, 'weir agent is not ready', why);
-		void conf;
 		return { code: 0, stdout: '' };
 	}
 
