@@ -28,6 +28,8 @@ make -s -C native/bpf
 make -s -C bench/bpf
 step "building test fixture eBPF objects"
 make -s -C test/fixtures/bpf
+step "building the weir-cni executable (static)"
+make -s -C native/cni
 step "building the addon"
 npx cmake-js compile -d native/addon -O build/addon --log-level error >/dev/null
 step "compiling TypeScript"

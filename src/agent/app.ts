@@ -12,6 +12,8 @@ import { observeApi } from '../observe/api.js';
 import { LocalEndpoint, PolicyController, monoToWallClock } from '../policy/controller.js';
 import { ClusterWatches } from '../policy/watch.js';
 import { AgentMetrics } from './metrics.js';
+import { CniConfig, CniNode, failClosedEntry } from '../cni-plugin/node.js';
+import { EndpointStore } from '../cni-plugin/endpoint-store.js';
 
 export interface AgentConfig {
 	/** this node's name, as in the Node object */
@@ -28,6 +30,8 @@ export interface AgentConfig {
 	/** conntrack GC period (ms) */
 	ctGcIntervalMs: number;
 	logLevel: string;
+	/** the CNI server (socket, endpoint state, conf dir); none: endpoints come from elsewhere */
+	cni?: CniConfig;
 }
 
 export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
@@ -48,6 +52,7 @@ export interface EndpointSource {
 export class Agent {
 	private unsubscribe: (() => void) | undefined;
 	private gcTimer: NodeJS.Timeout | undefined;
+	private podCidrTimer: NodeJS.Timeout | undefined;
 
 	constructor(
 		readonly config: AgentConfig,
@@ -58,6 +63,7 @@ export class Agent {
 		readonly flows: FlowRing,
 		readonly http: FastifyInstance,
 		readonly metrics: AgentMetrics,
+		readonly cni?: CniNode,
 	) {}
 
 	async start(): Promise<void> {
@@ -74,11 +80,38 @@ export class Agent {
 			if (removed) this.log.debug({ removed }, 'conntrack GC');
 		}, this.config.ctGcIntervalMs);
 		this.gcTimer.unref();
+		// The CNI server (and the conflist, which tells the runtime to use Weir) come
+		// after the datapath is loaded and stale endpoints are gone.
+		await this.cni?.start();
+		if (this.cni?.needsPodCidr) this.awaitPodCidr(this.cni);
 		await this.http.listen({ host: this.config.observerHost, port: this.config.observerPort });
 		this.log.info({ port: this.config.observerPort }, 'observer API and metrics listening');
 	}
 
+	/** Writes the conflist once this node's spec.podCIDR is in the watch cache. */
+	private awaitPodCidr(cni: CniNode): void {
+		const tryOnce = (): boolean => {
+			const node = this.watches.nodes.list().find((n) => n.metadata?.name === this.config.nodeName);
+			const cidr = node?.spec?.podCIDRs?.find((c) => !c.includes(':')) ?? node?.spec?.podCIDR;
+			if (!cidr) return false;
+			cni.writeConflist(cidr);
+			return true;
+		};
+		if (tryOnce()) return;
+		this.log.info({ node: this.config.nodeName }, 'CNI configuration waits for the node PodCIDR');
+		this.podCidrTimer = setInterval(() => {
+			try {
+				if (tryOnce()) clearInterval(this.podCidrTimer);
+			} catch (err) {
+				this.log.error({ err: (err as Error).message }, 'writing the CNI configuration failed');
+			}
+		}, 500);
+		this.podCidrTimer.unref();
+	}
+
 	async stop(): Promise<void> {
+		clearInterval(this.podCidrTimer);
+		await this.cni?.stop();
 		clearInterval(this.gcTimer);
 		this.unsubscribe?.();
 		this.controller.stop();
@@ -89,8 +122,15 @@ export class Agent {
 	}
 }
 
-export async function buildAgent(config: AgentConfig, endpoints: EndpointSource, log: Logger = pino({ level: config.logLevel })): Promise<Agent> {
+/**
+ * Builds the agent. Local endpoints come from `endpoints` when given, else from the
+ * CNI server's endpoint store (config.cni).
+ */
+export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource, log: Logger = pino({ level: config.logLevel })): Promise<Agent> {
 	ensureBpffs();
+	const store = config.cni ? new EndpointStore(config.cni.stateFile) : undefined;
+	const source: EndpointSource | undefined = endpoints ?? store;
+	if (!source) throw new Error('buildAgent: no endpoint source (pass one, or configure the CNI server with config.cni)');
 	const datapath = await Datapath.open({ pinRoot: config.pinRoot });
 	const kc = new k8s.KubeConfig();
 	if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
@@ -108,12 +148,30 @@ export async function buildAgent(config: AgentConfig, endpoints: EndpointSource,
 			policies: watches.policies.list(),
 			nodes: watches.nodes.list(),
 		}),
-		endpoints: () => endpoints.list(),
+		endpoints: () => source.list(),
 		maps: datapath,
 		log: log.child({ component: 'policy' }),
 		observer: metrics,
 	});
-	endpoints.onChange(() => controller!.schedule());
+	source.onChange(() => controller!.schedule());
+
+	// A pod wired by the CNI is born with its policy: the controller runs synchronously
+	// inside ADD, so the endpoint entry it writes is the compiled one. Until the watches
+	// have synced the agent cannot know the pod's labels nor the policies that select
+	// it; the endpoint is then written fail-closed (reserved identity "init", both
+	// directions isolated: nothing in or out but this node's own traffic, e.g. kubelet
+	// probes) and the first run after sync replaces it. Same when the pod is not in
+	// the watch cache yet. See docs/cni.md.
+	const cniLog = log.child({ component: 'cni' });
+	const admit = (ep: LocalEndpoint): void => {
+		if (watches.isSynced && controller!.run() && datapath.endpointEntries().some((e) => e.ip === ep.ip)) return;
+		datapath.setEndpoint(ep.ip, failClosedEntry(ep));
+		cniLog.warn(
+			{ namespace: ep.namespace, pod: ep.pod, ip: ep.ip, synced: watches.isSynced },
+			'endpoint written fail-closed (identity init, isolated both ways) until its policy is known',
+		);
+	};
+	const cni = config.cni ? CniNode.create(config.cni, datapath, admit, cniLog, store ? { store } : {}) : undefined;
 
 	const flows = new FlowRing(config.flowBuffer);
 	const http = Fastify({ logger: false });
@@ -128,5 +186,5 @@ export async function buildAgent(config: AgentConfig, endpoints: EndpointSource,
 		reply.code(ready ? 200 : 503);
 		return { ready, synced: watches.isSynced, lastError: controller!.lastError ?? null };
 	});
-	return new Agent(config, log, datapath, watches, controller, flows, http, metrics);
+	return new Agent(config, log, datapath, watches, controller, flows, http, metrics, cni);
 }

@@ -8,6 +8,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
 import { AgentConfig, DEFAULT_AGENT_CONFIG, EndpointSource, buildAgent } from './app.js';
 import { FileEndpointSource } from './endpoint-file.js';
+import { DEFAULT_CNI_CONFIG } from '../cni-plugin/node.js';
+import { buildPath } from '../paths.js';
 
 /** ConfigMap keys (files under --config-dir) and the flags they stand for. */
 export const CONFIG_KEYS = {
@@ -64,6 +66,36 @@ export interface MainOptions {
 	logLevel?: string;
 	configDir?: string;
 	endpointsFile?: string;
+	cniSocket?: string;
+	cniStateFile?: string;
+	cniConfDir?: string;
+	cniBinDir?: string;
+	cniPlugin?: string;
+	cniVersion?: string;
+	podCidr?: string;
+	portmap?: boolean;
+}
+
+/**
+ * The CNI server's configuration from the flags (unless endpoints come from a file).
+ * The conflist names the network 'weir', chains portmap and uses the node's PodCIDR
+ * (from --pod-cidr, else from the Node object once the watches have it).
+ */
+export function cniConfig(o: MainOptions): AgentConfig['cni'] {
+	if (o.endpointsFile) return undefined;
+	return {
+		socketPath: o.cniSocket ?? DEFAULT_CNI_CONFIG.socketPath,
+		stateFile: o.cniStateFile ?? DEFAULT_CNI_CONFIG.stateFile,
+		confDir: o.cniConfDir ?? '/etc/cni/net.d',
+		binDir: o.cniBinDir ?? '/opt/cni/bin',
+		pluginSource: o.cniPlugin ?? buildPath('cni/weir-cni'),
+		conflist: {
+			name: 'weir',
+			cniVersion: o.cniVersion ?? '1.0.0',
+			portmap: o.portmap ?? true,
+			...(o.podCidr ? { podCidr: o.podCidr } : {}),
+		},
+	};
 }
 
 export function resolveConfig(o: MainOptions, env: NodeJS.ProcessEnv = process.env): AgentConfig {
@@ -92,17 +124,23 @@ export function buildMainCli(run: (cfg: AgentConfig, o: MainOptions) => Promise<
 		.option('--log-level <level>', 'pino log level')
 		.option('--config-dir <dir>', 'one file per setting (mounted ConfigMap)')
 		.option('--endpoints-file <path>', 'read local endpoints from a JSON file instead of the CNI server')
+		.option('--cni-socket <path>', 'CNI server socket (weir-cni talks to it)', DEFAULT_CNI_CONFIG.socketPath)
+		.option('--cni-state-file <path>', 'CNI endpoint state (survives agent restarts)', DEFAULT_CNI_CONFIG.stateFile)
+		.option('--cni-conf-dir <dir>', "the runtime's CNI conf dir (Weir writes 05-weir.conflist there once ready)", '/etc/cni/net.d')
+		.option('--cni-bin-dir <dir>', "the runtime's CNI bin dir (weir-cni is installed there)", '/opt/cni/bin')
+		.option('--cni-plugin <path>', 'the weir-cni executable to install (default: build/cni/weir-cni)')
+		.option('--cni-version <v>', 'cniVersion of the conflist', '1.0.0')
+		.option('--pod-cidr <cidr>', "this node's PodCIDR for host-local (default: the Node object's spec.podCIDR)")
+		.option('--no-portmap', 'do not chain portmap (hostPort) after weir-cni')
 		.action(async (o: MainOptions) => run(resolveConfig(o), o));
 }
 
 async function run(cfg: AgentConfig, o: MainOptions): Promise<void> {
 	const log = pino({ level: cfg.logLevel, base: { component: 'agent', node: cfg.nodeName } });
-	let endpoints: EndpointSource;
-	if (o.endpointsFile) {
-		endpoints = new FileEndpointSource(o.endpointsFile, log.child({ component: 'endpoints' }));
-	} else {
-		throw new ConfigError('no endpoint source: pass --endpoints-file (the CNI server is not wired in this build)');
-	}
+	// Local endpoints: from a JSON file (labs), else from the CNI server's store.
+	let endpoints: EndpointSource | undefined;
+	if (o.endpointsFile) endpoints = new FileEndpointSource(o.endpointsFile, log.child({ component: 'endpoints' }));
+	else cfg.cni = cniConfig(o);
 	const agent = await buildAgent(cfg, endpoints, log);
 	await agent.start();
 	log.info({ pinRoot: cfg.pinRoot }, 'agent started');

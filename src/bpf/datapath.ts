@@ -210,6 +210,35 @@ export class Datapath {
 		}
 	}
 
+	/**
+	 * attach() for a fresh interface, off the event loop: both hooks are attached
+	 * concurrently on the libuv pool (a tcx attach waits for RCU grace periods in the
+	 * kernel). Interfaces with pinned links take the synchronous update path.
+	 */
+	async attachAsync(ifindex: number, opts: { legacy?: boolean; netns?: string } = {}): Promise<Attachment> {
+		this.assertOpen();
+		if (['ingress', 'egress'].some((dir) => existsSync(this.linkPath(ifindex, dir as TcDirection)))) return this.attach(ifindex, opts);
+		mkdirSync(join(this.pinRoot, 'links'), { recursive: true });
+		const from = this.obj.program('weir_from_pod');
+		const to = this.obj.program('weir_to_pod');
+		// tc ingress of the host veth = what the pod sends; tc egress = what it receives.
+		const settled = await Promise.allSettled([from.attachTcAsync(ifindex, 'ingress', opts), to.attachTcAsync(ifindex, 'egress', opts)]);
+		const made = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+		try {
+			for (const r of settled) if (r.status === 'rejected') throw r.reason;
+			const [ingress, egress] = made as [NativeLink, NativeLink];
+			if (ingress.kind === 'tcx') ingress.pin(this.linkPath(ifindex, 'ingress'));
+			if (egress.kind === 'tcx') egress.pin(this.linkPath(ifindex, 'egress'));
+			const a = { ifindex, ingress, egress };
+			this.attachments.set(ifindex, a);
+			return a;
+		} catch (err) {
+			for (const l of made) l.detach();
+			for (const dir of ['ingress', 'egress'] as const) rmSync(this.linkPath(ifindex, dir), { force: true });
+			throw err;
+		}
+	}
+
 	/** Detaches from an interface and removes the pins. Missing attachments are fine. */
 	detach(ifindex: number): void {
 		const a = this.attachments.get(ifindex);
@@ -224,6 +253,35 @@ export class Datapath {
 			}
 		}
 		this.attachments.delete(ifindex);
+	}
+
+	/**
+	 * Whether this datapath's current programs are attached at both hooks of an
+	 * interface (tcx query, or legacy clsact filters). `netns` is where the ifindex lives.
+	 */
+	isAttached(ifindex: number, netns?: string): boolean {
+		this.assertOpen();
+		const n = native();
+		const want = { ingress: this.obj.program('weir_from_pod').id, egress: this.obj.program('weir_to_pod').id };
+		return (['ingress', 'egress'] as const).every((dir) => {
+			const ids = [...n.tcxQuery(ifindex, dir, netns), ...n.tcLegacyQuery(ifindex, dir, netns)];
+			return ids.includes(want[dir]);
+		});
+	}
+
+	/**
+	 * Forgets an attachment whose interface is gone (or being deleted): closes our link
+	 * handles and removes the pins, without a detach call. The kernel detached the tcx
+	 * links with the device; the last reference, the pin, frees them.
+	 */
+	release(ifindex: number): void {
+		const a = this.attachments.get(ifindex);
+		if (a) {
+			a.ingress.close();
+			a.egress.close();
+			this.attachments.delete(ifindex);
+		}
+		for (const dir of ['ingress', 'egress'] as const) rmSync(this.linkPath(ifindex, dir), { force: true });
 	}
 
 	/** ifindexes with pinned links under this datapath's pin root. */

@@ -8,6 +8,8 @@ export const Identity = {
 	Unknown: 0,
 	Host: 1,
 	World: 2,
+	/** a pod wired by the CNI before its labels/policy are known: isolated both ways */
+	Init: 5,
 	RemoteNode: 6,
 	FirstPod: 256,
 	FirstCidr: 1 << 24,

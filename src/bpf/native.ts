@@ -110,6 +110,8 @@ export interface NativeProgram {
 	testRun(opts: TestRunOptions): TestRunResult;
 	/** tcx link where the kernel has it (BPF_TCX_INGRESS/EGRESS via bpf_link_create), else legacy clsact + bpf_tc_attach (handle 1, priority 1). */
 	attachTc(ifindex: number, direction: TcDirection, opts?: { legacy?: boolean; netns?: string }): NativeLink;
+	/** attachTc on the libuv pool (the kernel's RCU waits off the event loop). */
+	attachTcAsync(ifindex: number, direction: TcDirection, opts?: { legacy?: boolean; netns?: string }): Promise<NativeLink>;
 	/** cgroup link (bpf_link_create with the given attach type name, e.g. 'cgroup_inet4_connect') on a cgroup v2 directory. */
 	attachCgroup(cgroupPath: string, attachType: string): NativeLink;
 	close(): void;
@@ -129,6 +131,62 @@ export interface NativeObject {
 export interface NativeRingBuffer {
 	/** stop the poller thread and release the map fd. Idempotent. */
 	close(): void;
+}
+
+// rtnetlink (native/addon/src/netlink.cc). The optional last `netns` argument is a
+// namespace path; the work then runs on a native thread that entered it.
+
+export interface NativeLinkRow {
+	ifindex: number;
+	name: string;
+	/** IFLA_INFO_KIND ('veth', 'bridge' …; '' for none) */
+	kind: string;
+	mac: string;
+	mtu: number;
+	/** administratively up (IFF_UP) */
+	up: boolean;
+	operUp: boolean;
+	/** IFLA_LINK: for a veth, the peer's ifindex (in the peer's netns) */
+	peerIfindex: number;
+	/** IFLA_LINK_NETNSID, -1 when the peer is in the same netns */
+	linkNetnsid: number;
+	master: number;
+}
+
+export interface NativeAddrRow {
+	ifindex: number;
+	family: 4 | 6;
+	address: string;
+	prefixLen: number;
+	scope: number;
+}
+
+export interface NativeRouteSpec {
+	/** 'a.b.c.d/len' ('0.0.0.0/0' for a default route) */
+	dst: string;
+	gateway?: string;
+	/** interface name (resolved in the netns) */
+	dev?: string;
+	scope?: 'universe' | 'link' | 'host';
+	onlink?: boolean;
+	table?: number;
+}
+
+export interface NativeRouteRow {
+	family: 4 | 6;
+	dst: string;
+	gateway?: string;
+	ifindex: number;
+	scope: 'universe' | 'link' | 'host';
+	table: number;
+	onlink: boolean;
+}
+
+export interface NativeNeighRow {
+	ifindex: number;
+	ip: string;
+	mac: string;
+	permanent: boolean;
 }
 
 export interface NativeBinding {
@@ -153,6 +211,29 @@ export interface NativeBinding {
 	ifNameToIndex(name: string, netns?: string): number;
 	/** number of possible CPUs (libbpf_num_possible_cpus). */
 	numPossibleCpus(): number;
+	// rtnetlink calls run on the libuv pool (AsyncWorker) and resolve when done.
+	/** veth pair `name` (in netns) / `peerName` (created directly in `peerNetns` when given). */
+	nlVethAdd(opts: { name: string; peerName: string; peerNetns?: string; mtu?: number; peerMac?: string }, netns?: string): Promise<void>;
+	/** set flags/attributes of a link; `netnsPath` moves it into that namespace. */
+	nlLinkSet(name: string, opts: { up?: boolean; mtu?: number; mac?: string; newName?: string; netnsPath?: string }, netns?: string): Promise<void>;
+	/** false when there was no such link */
+	nlLinkDel(name: string, netns?: string): Promise<boolean>;
+	nlLinkList(netns?: string): Promise<NativeLinkRow[]>;
+	nlAddrAdd(dev: string, cidr: string, netns?: string): Promise<boolean>;
+	/** false when the address or the link was not there */
+	nlAddrDel(dev: string, cidr: string, netns?: string): Promise<boolean>;
+	nlAddrList(netns?: string): Promise<NativeAddrRow[]>;
+	nlRouteAdd(route: NativeRouteSpec, netns?: string): Promise<boolean>;
+	/** false when no such route (or link) */
+	nlRouteDel(route: NativeRouteSpec, netns?: string): Promise<boolean>;
+	/** routes of the main table */
+	nlRouteList(netns?: string): Promise<NativeRouteRow[]>;
+	/** permanent neighbour entry (replaces) */
+	nlNeighAdd(opts: { dev: string; ip: string; mac: string }, netns?: string): Promise<void>;
+	nlNeighList(netns?: string): Promise<NativeNeighRow[]>;
+	/** write a net.* sysctl of the netns ('net.ipv4.ip_forward' or 'net/ipv4/conf/eth0.1/rp_filter') */
+	nlSysctlWrite(key: string, value: string, netns?: string): Promise<void>;
+	nlSysctlRead(key: string, netns?: string): Promise<string>;
 }
 
 function addonPath(): string {

@@ -94,6 +94,7 @@ function protocolName(p: number): string {
 function reservedFor(identity: number): string | undefined {
 	if (identity === Identity.Host) return 'host';
 	if (identity === Identity.World) return 'world';
+	if (identity === Identity.Init) return 'init';
 	if (identity === Identity.RemoteNode) return 'remote-node';
 	return undefined;
 }

@@ -37,6 +37,7 @@ const constants: Array<[string, number]> = [
 	['WEIR_ID_UNKNOWN', Identity.Unknown],
 	['WEIR_ID_HOST', Identity.Host],
 	['WEIR_ID_WORLD', Identity.World],
+	['WEIR_ID_INIT', Identity.Init],
 	['WEIR_ID_REMOTE_NODE', Identity.RemoteNode],
 	['WEIR_ID_FIRST_POD', Identity.FirstPod],
 	['WEIR_ID_FIRST_CIDR', Identity.FirstCidr],

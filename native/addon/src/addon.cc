@@ -3,6 +3,7 @@
 
 #include "link.h"
 #include "map.h"
+#include "netlink.h"
 #include "object.h"
 #include "pinned.h"
 #include "program.h"
@@ -32,6 +33,19 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("tcLegacyQuery", Napi::Function::New<TcLegacyQueryJs>(env, "tcLegacyQuery"));
 	exports.Set("ifNameToIndex", Napi::Function::New<IfNameToIndex>(env, "ifNameToIndex"));
 	exports.Set("numPossibleCpus", Napi::Function::New<NumPossibleCpus>(env, "numPossibleCpus"));
+	// rtnetlink and per-netns sysctls for pod wiring (netlink.cc)
+	static const struct {
+		const char *name;
+		Napi::Value (*fn)(const Napi::CallbackInfo &);
+	} nl[] = {
+		{"nlVethAdd", NlVethAdd},	{"nlLinkSet", NlLinkSet},	  {"nlLinkDel", NlLinkDel},
+		{"nlLinkList", NlLinkList},	{"nlAddrAdd", NlAddrAdd},	  {"nlAddrDel", NlAddrDel},
+		{"nlAddrList", NlAddrList},	{"nlRouteAdd", NlRouteAdd},	  {"nlRouteDel", NlRouteDel},
+		{"nlRouteList", NlRouteList},	{"nlNeighAdd", NlNeighAdd},	  {"nlNeighList", NlNeighList},
+		{"nlSysctlWrite", NlSysctlWrite}, {"nlSysctlRead", NlSysctlRead},
+	};
+	for (const auto &f : nl)
+		exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
 	return exports;
 }
 

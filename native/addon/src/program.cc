@@ -52,6 +52,7 @@ Napi::Function Program::Define(Napi::Env env)
 				   InstanceMethod<&Program::Pin>("pin"),
 				   InstanceMethod<&Program::TestRun>("testRun"),
 				   InstanceMethod<&Program::AttachTc>("attachTc"),
+				   InstanceMethod<&Program::AttachTcAsync>("attachTcAsync"),
 				   InstanceMethod<&Program::AttachCgroup>("attachCgroup"),
 				   InstanceMethod<&Program::Close>("close"),
 			   });
@@ -237,39 +238,117 @@ Failure AttachTcHere(int prog_fd, const std::string &prog, int ifindex, TcDir di
 
 } // namespace
 
+namespace {
+
+struct TcRequest {
+	int ifindex = 0;
+	TcDir dir = TcDir::Ingress;
+	bool legacy = false;
+	std::string netns, what;
+};
+
+} // namespace
+
+/// The arguments of attachTc/attachTcAsync, checked on the JS thread.
+static TcRequest ParseTcRequest(const Napi::CallbackInfo &info, const std::string &prog, uint32_t type,
+				const char *op)
+{
+	Napi::Env env = info.Env();
+	if (info.Length() < 1 || !info[0].IsNumber())
+		Throw(env, op, prog, EINVAL, "ifindex must be a number");
+	double dif = info[0].As<Napi::Number>().DoubleValue();
+	std::string dirs = ArgString(info, 1, op, "direction");
+	TcRequest r;
+	if (!ParseTcDir(dirs, &r.dir))
+		Throw(env, op, prog, EINVAL, "direction must be 'ingress' or 'egress', got '" + dirs + "'");
+	if (info.Length() > 2 && info[2].IsObject()) {
+		r.legacy = info[2].As<Napi::Object>().Get("legacy").ToBoolean();
+		r.netns = NetnsOption(env, info[2], op);
+	}
+	if (!(dif >= 0 && dif <= 2147483647.0) || dif != (double)(int64_t)dif)
+		Throw(env, op, prog, EINVAL, "ifindex must be a non-negative integer");
+	r.ifindex = (int)dif;
+	if (type != BPF_PROG_TYPE_SCHED_CLS)
+		Throw(env, op, prog, EINVAL,
+		      "not a tc program (prog type " + std::to_string(type) + ", want BPF_PROG_TYPE_SCHED_CLS)");
+	r.what = "ifindex " + std::to_string(r.ifindex) + " " + dirs + (r.netns.empty() ? "" : " in " + r.netns);
+	return r;
+}
+
 Napi::Value Program::AttachTc(const Napi::CallbackInfo &info)
 {
 	Napi::Env env = info.Env();
 	CheckOpen(env, "attachTc");
-	if (info.Length() < 1 || !info[0].IsNumber())
-		Throw(env, "attachTc", name_, EINVAL, "ifindex must be a number");
-	double dif = info[0].As<Napi::Number>().DoubleValue();
-	std::string dirs = ArgString(info, 1, "attachTc", "direction");
-	TcDir dir;
-	if (!ParseTcDir(dirs, &dir))
-		Throw(env, "attachTc", name_, EINVAL, "direction must be 'ingress' or 'egress', got '" + dirs + "'");
-	bool legacy = false;
-	std::string netns;
-	if (info.Length() > 2 && info[2].IsObject()) {
-		legacy = info[2].As<Napi::Object>().Get("legacy").ToBoolean();
-		netns = NetnsOption(env, info[2], "attachTc");
-	}
-	if (!(dif >= 0 && dif <= 2147483647.0) || dif != (double)(int64_t)dif)
-		Throw(env, "attachTc", name_, EINVAL, "ifindex must be a non-negative integer");
-	int ifindex = (int)dif;
-	if (type_ != BPF_PROG_TYPE_SCHED_CLS)
-		Throw(env, "attachTc", name_, EINVAL,
-		      "not a tc program (prog type " + std::to_string(type_) + ", want BPF_PROG_TYPE_SCHED_CLS)");
-	std::string what = "ifindex " + std::to_string(ifindex) + " " + dirs + (netns.empty() ? "" : " in " + netns);
-
+	TcRequest r = ParseTcRequest(info, name_, type_, "attachTc");
 	TcAttached a;
 	int prog_fd = fd_.get();
-	Failure f = InNetns(netns, [&] { return AttachTcHere(prog_fd, name_, ifindex, dir, legacy, what, &a); });
+	Failure f = InNetns(r.netns, [&] { return AttachTcHere(prog_fd, name_, r.ifindex, r.dir, r.legacy, r.what, &a); });
 	if (f.err)
 		Throw(env, f);
-	LinkInit init{a.kind, std::move(a.fd), ifindex, dir, a.handle, a.priority, what};
-	init.netns = netns;
+	LinkInit init{a.kind, std::move(a.fd), r.ifindex, r.dir, a.handle, a.priority, r.what};
+	init.netns = r.netns;
 	return Link::New(env, std::move(init));
+}
+
+namespace {
+
+/**
+ * TcAttachWorker - attachTc off the JS thread. A tcx attach waits for RCU grace
+ * periods in the kernel (milliseconds each); on the pool, concurrent attaches share
+ * them and the event loop keeps serving. Owns a duplicate of the program fd.
+ */
+class TcAttachWorker : public Napi::AsyncWorker {
+public:
+	TcAttachWorker(Napi::Env env, Fd prog, std::string name, TcRequest r)
+		: Napi::AsyncWorker(env, "weir:attachTc"), prog_(std::move(prog)), name_(std::move(name)),
+		  r_(std::move(r)), deferred_(Napi::Promise::Deferred::New(env))
+	{
+	}
+	void Execute() override
+	{
+		int fd = prog_.get();
+		f_ = InNetns(r_.netns, [&] { return AttachTcHere(fd, name_, r_.ifindex, r_.dir, r_.legacy, r_.what, &a_); });
+	}
+	void OnOK() override
+	{
+		Napi::Env env = Env();
+		if (f_.err) {
+			deferred_.Reject(MakeError(env, f_).Value());
+			return;
+		}
+		try {
+			LinkInit init{a_.kind, std::move(a_.fd), r_.ifindex, r_.dir, a_.handle, a_.priority, r_.what};
+			init.netns = r_.netns;
+			deferred_.Resolve(Link::New(env, std::move(init)));
+		} catch (const Napi::Error &e) {
+			deferred_.Reject(e.Value());
+		}
+	}
+	Napi::Promise Promise() const { return deferred_.Promise(); }
+
+private:
+	Fd prog_;
+	std::string name_;
+	TcRequest r_;
+	TcAttached a_;
+	Failure f_;
+	Napi::Promise::Deferred deferred_;
+};
+
+} // namespace
+
+Napi::Value Program::AttachTcAsync(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	CheckOpen(env, "attachTcAsync");
+	TcRequest r = ParseTcRequest(info, name_, type_, "attachTcAsync");
+	Fd dup(fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0));
+	if (!dup.valid())
+		Throw(env, "fcntl(F_DUPFD_CLOEXEC)", name_, errno);
+	auto *w = new TcAttachWorker(env, std::move(dup), name_, std::move(r));
+	Napi::Promise p = w->Promise();
+	w->Queue();
+	return p;
 }
 
 Napi::Value Program::AttachCgroup(const Napi::CallbackInfo &info)

@@ -24,6 +24,7 @@
 #define WEIR_ID_UNKNOWN		0	/* also: "any peer" in a policy key */
 #define WEIR_ID_HOST		1	/* this node */
 #define WEIR_ID_WORLD		2	/* outside the cluster, no CIDR identity */
+#define WEIR_ID_INIT		5	/* a pod wired before its policy is known (fail-closed) */
 #define WEIR_ID_REMOTE_NODE	6	/* another node of the cluster */
 #define WEIR_ID_FIRST_POD	256	/* first identity of a pod label set */
 #define WEIR_ID_FIRST_CIDR	(1u << 24)	/* first identity of an ipBlock CIDR */
