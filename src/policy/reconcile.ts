@@ -85,6 +85,9 @@ export class MapReconciler {
 
 	apply(desired: DesiredMaps): ApplyStats {
 		const stats: ApplyStats = { policyAdded: 0, policyRemoved: 0, ipcacheSet: 0, ipcacheRemoved: 0, endpointsSet: 0 };
+		// The CNI writes endpoint entries too (fail-closed at ADD, removal at DEL): read
+		// them from the map every time rather than trusting a copy (one batch syscall).
+		this.endpoints = new Map(this.maps.endpointEntries().map(({ ip, ...info }) => [ip, info]));
 		const changed = desired.policyChanges;
 		const candidates: Iterable<string> = changed ?? desired.policy.keys();
 		for (const hex of candidates) {
