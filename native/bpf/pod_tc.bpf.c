@@ -38,24 +38,19 @@ static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 	__u16 ethertype;
 	int ret, res;
 
-	__builtin_memset(&v, 0, sizeof(v));
 	__builtin_memset(&p, 0, sizeof(p));
-	v.type = WEIR_EVENT_DROP;
-	v.dir = dir;
-	v.verdict = WEIR_VERDICT_DROPPED;
-
 	ret = weir_parse_l3(skb, &ethertype);
 	if (ret == WEIR_L3_ARP)
 		return TC_ACT_OK;
 	if (ret == WEIR_L3_OTHER) {
 		ret = WEIR_DROP_UNSUPPORTED_L3;
-		goto drop_err;
+		goto drop_early;
 	}
 	if (ret < 0)
-		goto drop_err;
+		goto drop_early;
 	ret = weir_parse_ipv4(skb, &p);
 	if (ret < 0)
-		goto drop_err;
+		goto drop_early;
 
 	/*
 	 * Fast path: a packet of a connection this pod's interface already admitted
@@ -68,6 +63,12 @@ static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 		weir_count(WEIR_OK, dir, p.len);
 		return TC_ACT_OK;
 	}
+
+	/* Off the fast path: the verdict record for events. */
+	__builtin_memset(&v, 0, sizeof(v));
+	v.type = WEIR_EVENT_DROP;
+	v.dir = dir;
+	v.verdict = WEIR_VERDICT_DROPPED;
 
 	if (dir == WEIR_DIR_EGRESS) {
 		ep = weir_endpoint_lookup4(p.saddr);
@@ -139,6 +140,11 @@ static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 	weir_count(WEIR_OK, dir, p.len);
 	return TC_ACT_OK;
 
+drop_early:
+	__builtin_memset(&v, 0, sizeof(v));
+	v.type = WEIR_EVENT_DROP;
+	v.dir = dir;
+	v.verdict = WEIR_VERDICT_DROPPED;
 drop_err:
 	v.reason = ret;
 	weir_emit(skb, &p, &v);
