@@ -78,6 +78,7 @@ export class AgentMetrics {
 		this.mapChanges.inc({ map: 'ipcache', op: 'put' }, stats.ipcacheSet);
 		this.mapChanges.inc({ map: 'ipcache', op: 'delete' }, stats.ipcacheRemoved);
 		this.mapChanges.inc({ map: 'endpoints', op: 'put' }, stats.endpointsSet);
+		this.mapChanges.inc({ map: 'endpoints', op: 'delete' }, stats.endpointsRemoved);
 		this.policies.set(c.rules.size);
 		this.endpoints.set(c.endpoints.size);
 	}

@@ -172,7 +172,7 @@ export class PolicyController {
 				const idx = ifindex.get(ip);
 				if (idx !== undefined) endpoints.set(ip, { epId: ep.epId, identity: ep.identity, ifindex: idx, flags: ep.flags });
 			}
-			const stats = this.reconciler.apply({ ipcache: compiled.ipcache, endpoints, policy: compiled.policyTrie, policyChanges: compiled.policyChanges });
+			const stats = this.reconciler.apply({ ipcache: compiled.ipcache, endpoints, policy: compiled.policyTrie, policyChanges: compiled.policyChanges, liveEndpoints: new Set(local.map((e) => e.ip)) });
 			this.remember(compiled, snap);
 			for (const p of compiled.problems) this.opts.log.warn({ policy: p.policy, problem: p.message }, 'NetworkPolicy not fully enforceable');
 			this.runs++;

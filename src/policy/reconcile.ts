@@ -15,6 +15,7 @@ export interface PolicyMaps {
 	deleteIpcache(cidr: string): boolean;
 	endpointEntries(): Array<{ ip: string } & EndpointInfo>;
 	setEndpoint(ip: string, info: EndpointInfo): void;
+	deleteEndpoint(ip: string): boolean;
 	policyRaw(): Array<[Buffer, Buffer]>;
 	putPolicyRaw(key: Buffer, value: Buffer): void;
 	deletePolicyRaw(key: Buffer): boolean;
@@ -52,6 +53,12 @@ export interface DesiredMaps {
 	policy: ReadonlyMap<string, TrieEntry>;
 	/** keys of `policy` that may differ from the last apply; undefined: compare all */
 	policyChanges?: ReadonlySet<string> | undefined;
+	/**
+	 * Addresses of every endpoint the CNI holds now. When given, endpoint entries for
+	 * other addresses are removed: a pod deleted while a compile was in flight must not
+	 * keep an entry that compile wrote back.
+	 */
+	liveEndpoints?: ReadonlySet<string>;
 }
 
 export interface ApplyStats {
@@ -60,6 +67,7 @@ export interface ApplyStats {
 	ipcacheSet: number;
 	ipcacheRemoved: number;
 	endpointsSet: number;
+	endpointsRemoved: number;
 }
 
 export class MapReconciler {
@@ -84,7 +92,7 @@ export class MapReconciler {
 	}
 
 	apply(desired: DesiredMaps): ApplyStats {
-		const stats: ApplyStats = { policyAdded: 0, policyRemoved: 0, ipcacheSet: 0, ipcacheRemoved: 0, endpointsSet: 0 };
+		const stats: ApplyStats = { policyAdded: 0, policyRemoved: 0, ipcacheSet: 0, ipcacheRemoved: 0, endpointsSet: 0, endpointsRemoved: 0 };
 		// The CNI writes endpoint entries too (fail-closed at ADD, removal at DEL): read
 		// them from the map every time rather than trusting a copy (one batch syscall).
 		this.endpoints = new Map(this.maps.endpointEntries().map(({ ip, ...info }) => [ip, info]));
@@ -123,6 +131,14 @@ export class MapReconciler {
 			this.maps.deleteIpcache(cidr);
 			this.ipcache.delete(cidr);
 			stats.ipcacheRemoved++;
+		}
+		if (desired.liveEndpoints) {
+			for (const ip of [...this.endpoints.keys()]) {
+				if (desired.liveEndpoints.has(ip)) continue;
+				this.maps.deleteEndpoint(ip);
+				this.endpoints.delete(ip);
+				stats.endpointsRemoved++;
+			}
 		}
 		return stats;
 	}

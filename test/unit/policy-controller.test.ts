@@ -47,6 +47,10 @@ class MemoryMaps implements PolicyMaps {
 		this.writes.push(`endpoint ${ip}`);
 		this.endpoints.set(ip, e);
 	}
+	deleteEndpoint(ip: string) {
+		this.writes.push(`endpoint delete ${ip}`);
+		return this.endpoints.delete(ip);
+	}
 	policyRaw(): Array<[Buffer, Buffer]> {
 		return [...this.policy].map(([k, v]) => [Buffer.from(k, 'hex'), v]);
 	}
@@ -106,6 +110,13 @@ test('the controller enforces nothing before sync, then writes policy before ide
 	assert.equal(again.run(), true);
 	assert.deepEqual(new Map(maps.ipcache), before);
 	assert.deepEqual(maps.writes.filter((w) => w.startsWith('ipcache')), [], 'no identity moved');
+
+	// A pod the CNI has let go of loses its entry, even if an earlier compile wrote it back.
+	endpoints.splice(1, 1);
+	maps.endpoints.set('10.0.0.2', { epId: 2, identity: 999, ifindex: 12, flags: 0 });
+	assert.equal(again.run(), true);
+	assert.equal(maps.endpoints.has('10.0.0.2'), false);
+	assert.equal(maps.endpoints.has('10.0.0.3'), true);
 	void Dir;
 });
 
