@@ -13,7 +13,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { createServer } from 'node:net';
 import { Datapath, removePinRoot } from '../src/bpf/datapath.js';
 import { IPPROTO, ipcacheKey, policyKeys } from '../src/bpf/codecs.js';
 import { Dir } from '../src/bpf/layout.js';
@@ -24,7 +23,7 @@ import { NamespaceInfo, NetworkPolicy, PodInfo } from '../src/policy/model.js';
 import { MapReconciler, toTrie } from '../src/policy/reconcile.js';
 import { repoRoot } from '../src/paths.js';
 import { AGENT_NODE_FLAGS } from '../src/agent/runtime.js';
-import { startCluster } from '../hack/cluster/cluster.js';
+import { freePort, startCluster } from '../hack/cluster/cluster.js';
 import { ensureBpffs, requireRoot, testPinRoot } from '../test/helpers/bpf.js';
 
 const PODS = 1000;
@@ -226,14 +225,3 @@ const w = world();
 await compileBench(w);
 await changeBench(w);
 
-/** A TCP port nobody listens on right now. */
-async function freePort(): Promise<number> {
-	return new Promise((res, rej) => {
-		const srv = createServer();
-		srv.once('error', rej);
-		srv.listen(0, '127.0.0.1', () => {
-			const port = (srv.address() as { port: number }).port;
-			srv.close(() => res(port));
-		});
-	});
-}

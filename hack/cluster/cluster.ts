@@ -107,7 +107,8 @@ const KUBELET_TUNABLES: Record<string, number> = {
 	'kernel/keys/root_maxbytes': 25000000,
 };
 
-function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that nobody listens on right now. */
+export function freePort(): Promise<number> {
 	return new Promise((resolve, reject) => {
 		const srv = createServer();
 		srv.on('error', reject);

@@ -204,8 +204,7 @@ export class Datapath {
 			this.attachments.set(ifindex, a);
 			return a;
 		} catch (err) {
-			for (const l of made) l.detach();
-			for (const dir of ['ingress', 'egress'] as const) rmSync(this.linkPath(ifindex, dir), { force: true });
+			this.undoAttach(ifindex, made);
 			throw err;
 		}
 	}
@@ -233,10 +232,15 @@ export class Datapath {
 			this.attachments.set(ifindex, a);
 			return a;
 		} catch (err) {
-			for (const l of made) l.detach();
-			for (const dir of ['ingress', 'egress'] as const) rmSync(this.linkPath(ifindex, dir), { force: true });
+			this.undoAttach(ifindex, made);
 			throw err;
 		}
+	}
+
+	/** Rolls back a failed attach: what it attached, and any pins it made. */
+	private undoAttach(ifindex: number, made: readonly NativeLink[]): void {
+		for (const l of made) l.detach();
+		for (const dir of ['ingress', 'egress'] as const) rmSync(this.linkPath(ifindex, dir), { force: true });
 	}
 
 	/** Detaches from an interface and removes the pins. Missing attachments are fine. */

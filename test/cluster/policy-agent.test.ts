@@ -13,11 +13,10 @@ import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, closeSync }
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { createServer } from 'node:net';
 import { Datapath, removePinRoot } from '../../src/bpf/datapath.js';
 import { Flow } from '../../src/observe/flow.js';
 import { repoRoot } from '../../src/paths.js';
-import { Cluster, startCluster } from '../../hack/cluster/cluster.js';
+import { Cluster, freePort, startCluster } from '../../hack/cluster/cluster.js';
 import { NODE_IP, Pod, Prober, Topology } from '../../hack/lab/topology.js';
 import { ensureBpffs, requireRoot, testPinRoot } from '../helpers/bpf.js';
 
@@ -313,14 +312,3 @@ describe('faults', () => {
 	});
 });
 
-/** A TCP port nobody listens on right now. */
-async function freePort(): Promise<number> {
-	return new Promise((res, rej) => {
-		const srv = createServer();
-		srv.once('error', rej);
-		srv.listen(0, '127.0.0.1', () => {
-			const port = (srv.address() as { port: number }).port;
-			srv.close(() => res(port));
-		});
-	});
-}
