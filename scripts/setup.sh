@@ -18,6 +18,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Node.js 20 or newer runs Weir's TypeScript (fastify 5, commander 14 need it). The
+# machine image this project targets ships it; say so plainly where it is missing.
+if ! command -v node >/dev/null 2>&1; then
+	step "installing Node.js from Debian"
+	apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+	echo "Weir needs Node.js 20 or newer; this machine has $(node --version) at $(command -v node)." >&2
+	exit 1
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
 	step "installing npm packages"
 	npm ci --no-audit --no-fund
