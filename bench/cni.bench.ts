@@ -4,7 +4,7 @@
 // namespace: 100 sequential pods, then 30 pods at once. Both plugins are invoked the
 // way a runtime does (exec with CNI_* env and the config on stdin), from the node
 // network namespace (nsenter --net).
-//   bash scripts/bench-cni.sh [--pods 100] [--parallel 30]
+//   bash scripts/bench.sh cni   (or: node dist/bench/cni.bench.js [--pods 100] [--parallel 30])
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { CniLab, run } from '../test/helpers/cni-lab.js';
