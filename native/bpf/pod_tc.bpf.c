@@ -38,7 +38,16 @@ static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 	__u16 ethertype;
 	int ret, res;
 
-	__builtin_memset(&p, 0, sizeof(p));
+	/* Events read the addresses even when parsing stopped early. */
+	p.saddr = 0;
+	p.daddr = 0;
+	p.protocol = 0;
+	p.tcp_flags = 0;
+	p.sport = 0;
+	p.dport = 0;
+	p.icmp_type = 0;
+	p.icmp_code = 0;
+	p.len = 0;
 	ret = weir_parse_l3(skb, &ethertype);
 	if (ret == WEIR_L3_ARP)
 		return TC_ACT_OK;

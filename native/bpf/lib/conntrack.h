@@ -100,7 +100,8 @@ static __always_inline void weir_ct_account(struct weir_ct_entry *e, const struc
 			flags = WEIR_CT_F_SYN;
 		}
 		life = weir_ct_tcp_lifetime(flags);
-		e->tcp_flags_seen |= p->tcp_flags;
+		if ((e->tcp_flags_seen | p->tcp_flags) != e->tcp_flags_seen)
+			e->tcp_flags_seen |= p->tcp_flags;
 	} else {
 		life = weir_cfg_ct_other_lifetime;
 	}

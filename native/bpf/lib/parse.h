@@ -110,6 +110,13 @@ static __always_inline int weir_parse_ipv4(struct __sk_buff *skb, struct weir_pk
 	p->daddr = ip->daddr;
 	p->protocol = ip->protocol;
 	p->len = skb->len;
+	/* Fields only some protocols set (no memset of the whole struct per packet). */
+	p->sport = 0;
+	p->dport = 0;
+	p->tcp_flags = 0;
+	p->icmp_type = 0;
+	p->icmp_code = 0;
+	p->is_icmp_error = 0;
 
 	/* More-fragments set, or a non-zero offset: a fragment. */
 	if (ip->frag_off & bpf_htons(0x3fff))
