@@ -22,7 +22,7 @@ import { RuleIdAllocator, compile } from '../src/policy/compiler.js';
 import { NamespaceInfo, NetworkPolicy, PodInfo } from '../src/policy/model.js';
 import { MapReconciler, toTrie } from '../src/policy/reconcile.js';
 import { repoRoot } from '../src/paths.js';
-import { AGENT_NODE_FLAGS } from '../src/agent/runtime.js';
+import { AGENT_ENV, AGENT_NODE_FLAGS } from '../src/agent/runtime.js';
 import { freePort, startCluster } from '../hack/cluster/cluster.js';
 import { ensureBpffs, requireRoot, testPinRoot } from '../test/helpers/bpf.js';
 
@@ -155,7 +155,7 @@ async function changeBench(w: World): Promise<void> {
 			...AGENT_NODE_FLAGS,
 			resolve(repoRoot, 'dist/src/agent/main.js'), '--node-name', NODE, '--pin-root', pinRoot, '--kubeconfig', cluster.kubeconfig,
 			'--endpoints-file', join(work, 'endpoints.json'), '--observer-host', '127.0.0.1', '--observer-port', String(PORT), '--log-level', 'warn',
-		], { stdio: ['ignore', 'ignore', 'inherit'] });
+		], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...AGENT_ENV } });
 		const tReady = performance.now();
 		for (;;) {
 			try {
