@@ -14,6 +14,7 @@ import { ClusterWatches } from '../policy/watch.js';
 import { AgentMetrics } from './metrics.js';
 import { CniConfig, CniNode, failClosedEntry } from '../cni-plugin/node.js';
 import { EndpointStore } from '../cni-plugin/endpoint-store.js';
+import { statusApi } from './status.js';
 
 export interface AgentConfig {
 	/** this node's name, as in the Node object */
@@ -176,6 +177,7 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 	const flows = new FlowRing(config.flowBuffer);
 	const http = Fastify({ logger: false });
 	await http.register(observeApi, { ring: flows });
+	await http.register(statusApi, { sources: { node: config.nodeName, startedAt: new Date(), pinRoot: config.pinRoot, datapath, watches, controller, endpoints: source } });
 	http.get('/metrics', async (_req, reply) => {
 		reply.header('content-type', metrics.registry.contentType);
 		return metrics.registry.metrics();

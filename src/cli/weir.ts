@@ -3,6 +3,7 @@
 // like `hubble observe`.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { Flow } from '../observe/flow.js';
+import { statusCommand } from './status.js';
 
 export const DEFAULT_SERVER = process.env['WEIR_OBSERVER'] ?? 'http://127.0.0.1:9962';
 
@@ -94,6 +95,7 @@ export function buildCli(out: (s: string) => void = (s) => void process.stdout.w
 		.option('-f, --follow', 'keep printing flows as they happen')
 		.addOption(new Option('-o, --output <format>', 'output format').choices(['compact', 'json']).default('compact'))
 		.action(async (opts: ObserveOpts) => observe(opts, out));
+	program.addCommand(statusCommand(out));
 	return program;
 }
 
