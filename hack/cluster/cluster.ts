@@ -93,6 +93,8 @@ const NODE_DIRS = [
 	'/var/lib/containerd',
 	'/run/containerd',
 	'/run/netns',
+	// The Weir agent's CNI socket directory: per node, as on a real machine.
+	'/run/weir',
 	'/var/log/pods',
 	'/var/log/containers',
 ];

@@ -7,7 +7,7 @@
 //              Weir's CNI config, the executables init installed and the socket dir.
 // Only what Weir itself put on the node is ever removed: other CNI configs and
 // plugins stay as they were.
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { BPFFS_ROOT, ensureBpffs, isBpffs } from '../bpf/bpffs.js';
@@ -148,8 +148,15 @@ export function uninstallNode(p: NodePaths, detacher: LinkDetacher): SetupReport
 	}
 	rmSync(join(p.cniBinDir, INSTALLED_RECORD), { force: true });
 	if (existsSync(p.runDir)) {
-		rmSync(p.runDir, { recursive: true, force: true });
-		rep.actions.push(`removed ${p.runDir}`);
+		for (const f of readdirSync(p.runDir)) rmSync(join(p.runDir, f), { recursive: true, force: true });
+		try {
+			rmdirSync(p.runDir);
+			rep.actions.push(`removed ${p.runDir}`);
+		} catch (err) {
+			// A mount point (the node's own /var/run/weir) stays, empty.
+			if ((err as { code?: string }).code !== 'EBUSY') throw err;
+			rep.actions.push(`emptied ${p.runDir}`);
+		}
 	}
 	return rep;
 }
