@@ -1,0 +1,194 @@
+// The install surface without a cluster: the agent's /v1/status (in-process with
+// inject), `weir status` formatting and exit status, node setup and uninstall on
+// temporary directories, and the deploy/ manifests' invariants.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Fastify from 'fastify';
+import { agentStatus, statusApi, type StatusSources } from '../../src/agent/status.js';
+import { formatStatus, healthy, runStatus, type StatusReport } from '../../src/cli/status.js';
+import { INSTALLED_RECORD, initNode, uninstallNode, type NodePaths } from '../../src/agent/node-setup.js';
+import { buildCli } from '../../src/cli/weir.js';
+import { repoRoot } from '../../src/paths.js';
+
+function sources(over: Partial<StatusSources> = {}): StatusSources {
+	return {
+		node: 'n2',
+		version: '0.1.0',
+		startedAt: new Date('2026-01-01T00:00:00Z'),
+		pinRoot: tmpdir(),
+		datapath: {
+			pinnedAttachments: () => [7, 9],
+			ipcacheEntries: () => [1, 2, 3],
+			endpointEntries: () => [1, 2],
+			policyEntryCount: () => 4,
+		},
+		watches: { isSynced: true, policies: { list: () => [{}, {}] } },
+		controller: {
+			runs: 3,
+			lastError: undefined,
+			lastApplied: new Date('2026-01-01T00:00:05Z'),
+			compiled: {
+				endpoints: new Map([
+					['10.244.1.5', { isolatedBy: { ingress: ['d-redis/redis-allow-c-app'], egress: [] } }],
+					['10.244.1.6', { isolatedBy: { ingress: [], egress: [] } }],
+				]),
+				problems: [],
+			},
+		},
+		endpoints: { list: () => [{}, {}] },
+		...over,
+	};
+}
+
+test('status: ready agent with a loaded datapath names the policies it enforces', () => {
+	const s = agentStatus(sources());
+	assert.equal(s.ready, true);
+	assert.equal(s.datapath.loaded, true);
+	assert.equal(s.datapath.attachments, 2);
+	assert.equal(s.datapath.policyEntries, 4);
+	assert.deepEqual(s.endpoints, { local: 2, isolated: 1 });
+	assert.deepEqual(s.policy.enforcedHere, ['d-redis/redis-allow-c-app']);
+	assert.equal(s.policy.networkPolicies, 2);
+	assert.equal(s.lastError, null);
+});
+
+test('status: a failing map read is the last error and the datapath is not loaded; never throws', () => {
+	const s = agentStatus(
+		sources({
+			datapath: {
+				pinnedAttachments: () => [],
+				ipcacheEntries: () => {
+					throw new Error('EBADF');
+				},
+				endpointEntries: () => [],
+				policyEntryCount: () => 0,
+			},
+			controller: { runs: 0, lastError: undefined, lastApplied: undefined, compiled: undefined },
+		}),
+	);
+	assert.equal(s.ready, false);
+	assert.equal(s.datapath.loaded, false);
+	assert.match(s.lastError ?? '', /ipcache map: EBADF/);
+});
+
+test('GET /v1/status through the fastify plugin', async () => {
+	const app = Fastify();
+	await app.register(statusApi, { sources: sources() });
+	const res = await app.inject({ method: 'GET', url: '/v1/status' });
+	assert.equal(res.statusCode, 200);
+	const body = res.json() as { node: string; schema: number; ready: boolean };
+	assert.equal(body.node, 'n2');
+	assert.equal(body.schema, 1);
+	assert.equal(body.ready, true);
+	await app.close();
+});
+
+test('weir status: a table per node, exit status follows health', async () => {
+	const good = agentStatus(sources());
+	const report: StatusReport = {
+		daemonSet: { desired: 2, ready: 1, updated: 2, available: 1, image: 'weir.local/weir-agent:0.1.0' },
+		nodes: [
+			{ node: 'n1', pod: 'weir-agent-abc', podPhase: 'Running', podReady: false, restarts: 2, unreachable: 'agent API not answering (503)' },
+			{ node: 'n2', pod: 'weir-agent-def', podPhase: 'Running', podReady: true, restarts: 0, status: good },
+		],
+	};
+	const lines = formatStatus(report);
+	assert.match(lines[0]!, /1\/2 ready/);
+	assert.ok(lines.some((l) => /^n1\s+weir-agent-abc Running not-ready .*agent API not answering/.test(l)), lines.join('\n'));
+	assert.ok(lines.some((l) => /^n2\s+ready v0\.1\.0\s+loaded, 2 veths\s+2 \(1 isolated\)\s+1 enforced \/ 2\s+-/.test(l)), lines.join('\n'));
+	assert.equal(healthy(report), false);
+	assert.equal(healthy({ nodes: [report.nodes[1]!] }), true);
+	const out: string[] = [];
+	assert.equal(await runStatus({ collect: async () => ({ nodes: [report.nodes[1]!] }) }, 'json', (s) => out.push(s)), true);
+	assert.equal((JSON.parse(out.join('\n')) as StatusReport).nodes[0]!.status!.node, 'n2');
+});
+
+test('weir status is registered on the CLI', () => {
+	const cli = buildCli(() => {});
+	assert.ok(cli.commands.some((c) => c.name() === 'status'));
+});
+
+function nodeDirs(): { root: string; p: NodePaths } {
+	const root = mkdtempSync(join(tmpdir(), 'weir-node-'));
+	const src = join(root, 'image');
+	mkdirSync(join(src, 'plugins'), { recursive: true });
+	writeFileSync(join(src, 'weir-cni'), '#!/bin/sh\n');
+	for (const p of ['host-local', 'loopback', 'portmap']) writeFileSync(join(src, 'plugins', p), `image ${p}\n`);
+	const p: NodePaths = {
+		cniBinDir: join(root, 'opt/cni/bin'),
+		cniConfDir: join(root, 'etc/cni/net.d'),
+		bpffsRoot: join(root, 'bpffs'),
+		pinRoot: join(root, 'bpffs/weir'),
+		runDir: join(root, 'run/weir'),
+		weirCniSource: join(src, 'weir-cni'),
+		pluginSourceDir: join(src, 'plugins'),
+	};
+	return { root, p };
+}
+
+test('node setup: installs weir-cni and only the chained plugins the node lacks; uninstall removes only those', () => {
+	const { root, p } = nodeDirs();
+	try {
+		mkdirSync(p.cniBinDir, { recursive: true });
+		mkdirSync(p.cniConfDir, { recursive: true });
+		writeFileSync(join(p.cniBinDir, 'loopback'), 'node loopback\n');
+		writeFileSync(join(p.cniBinDir, 'ptp'), 'node ptp\n');
+		writeFileSync(join(p.cniConfDir, '10-kindnet.conflist'), '{}');
+		let mounted = '';
+		const rep = initNode(p, (r) => {
+			mounted = r;
+			mkdirSync(r, { recursive: true });
+		});
+		assert.equal(mounted, p.bpffsRoot, 'bpffs is mounted when missing');
+		assert.equal(readFileSync(join(p.cniBinDir, 'loopback'), 'utf8'), 'node loopback\n', "the node's own plugin is never overwritten");
+		assert.equal(readFileSync(join(p.cniBinDir, 'host-local'), 'utf8'), 'image host-local\n');
+		assert.deepEqual(JSON.parse(readFileSync(join(p.cniBinDir, INSTALLED_RECORD), 'utf8')), ['host-local', 'portmap', 'weir-cni']);
+		assert.ok(rep.actions.some((a) => a.includes('weir-cni')));
+		assert.ok(existsSync(p.runDir));
+		// A second init (agent upgrade) keeps the record and replaces weir-cni.
+		initNode(p, () => {});
+		assert.deepEqual(JSON.parse(readFileSync(join(p.cniBinDir, INSTALLED_RECORD), 'utf8')), ['host-local', 'portmap', 'weir-cni']);
+
+		// What the agent adds at run time.
+		writeFileSync(join(p.cniConfDir, '05-weir.conflist'), '{}');
+		mkdirSync(join(p.pinRoot, 'links'), { recursive: true });
+		writeFileSync(join(p.pinRoot, 'links', '12-ingress'), '');
+		writeFileSync(join(p.pinRoot, 'links', '12-egress'), '');
+		writeFileSync(join(p.pinRoot, 'weir_policy'), '');
+		writeFileSync(join(p.runDir, 'cni.sock'), '');
+
+		const detached: string[] = [];
+		const un = uninstallNode(p, { detachPinnedLink: (path) => void detached.push(path) });
+		assert.deepEqual(detached.map((d) => d.slice(p.pinRoot.length)), ['/links/12-egress', '/links/12-ingress']);
+		assert.ok(!existsSync(p.pinRoot));
+		assert.ok(!existsSync(p.runDir));
+		assert.deepEqual(readdirSync(p.cniConfDir), ['10-kindnet.conflist'], 'other CNI configs stay');
+		assert.deepEqual(readdirSync(p.cniBinDir).sort(), ['loopback', 'ptp'], "the node's own plugins stay");
+		assert.ok(un.warnings.length === 0, un.warnings.join('; '));
+		// Idempotent.
+		const again = uninstallNode(p, { detachPinnedLink: () => assert.fail('nothing left to detach') });
+		assert.equal(again.actions.length, 0);
+	} finally {
+		rmSync(root, { recursive: true, force: true });
+	}
+});
+
+test('deploy/: least-privilege RBAC, tolerations everywhere, probes on the configured port', () => {
+	const rbac = readFileSync(join(repoRoot, 'deploy', 'rbac.yaml'), 'utf8');
+	const verbs = [...rbac.matchAll(/verbs: \[([^\]]*)\]/g)].map((m) => m[1]);
+	assert.ok(verbs.length >= 3 && verbs.every((v) => v === 'get, list, watch'), `the agent only reads: ${verbs.join(' | ')}`);
+	assert.ok(!/\*/.test(rbac), 'no wildcards');
+	const ds = readFileSync(join(repoRoot, 'deploy', 'daemonset.yaml'), 'utf8');
+	assert.match(ds, /tolerations:\n\s+- operator: Exists/);
+	assert.match(ds, /hostNetwork: true/);
+	for (const m of ['/sys/fs/bpf', '/sys/fs/cgroup', '/opt/cni/bin', '/etc/cni/net.d', '/var/run/netns', '/var/run/weir']) assert.ok(ds.includes(`path: ${m}`), m);
+	const cm = readFileSync(join(repoRoot, 'deploy', 'configmap.yaml'), 'utf8');
+	const port = /observer-port: "(\d+)"/.exec(cm)?.[1];
+	assert.equal(port, '9962');
+	assert.equal([...ds.matchAll(/port: (\d+)$/gm)].filter((m) => m[1] === port).length, 2, 'readiness and liveness probe the observer port');
+	const docs = readFileSync(join(repoRoot, 'docs', 'configuration.md'), 'utf8');
+	for (const key of [...cm.slice(cm.indexOf('\ndata:')).matchAll(/^  ([a-z-]+):/gm)].map((m) => m[1]!)) assert.ok(docs.includes(`\`${key}\``), `docs/configuration.md documents ${key}`);
+});
