@@ -1,7 +1,23 @@
 #!/usr/bin/env bash
-# Weir's main job, for now: the datapath demonstration (segregation scenario on lab pod
-# namespaces, the drop printed from the ring buffer). Pass --keep to leave it running.
+# Weir's main job: a local Kubernetes cluster, Weir installed from deploy/ with kubectl
+# exactly as on kind, the segregation scenario, its NetworkPolicy and the DROPPED flow.
+# Leaves the cluster running and prints the next commands (docs/quickstart.md).
+#   bash scripts/demo.sh            run it (builds what is missing first)
+#   bash scripts/demo.sh --down     stop the demo cluster
+#   bash scripts/demo.sh --lab      the datapath-only demo on lab namespaces (no Kubernetes);
+#                                   --lab --keep streams its flows until Ctrl-C
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in
+--down)
+	exec node dist/hack/demo/cluster-demo.js "$@"
+	;;
+--lab)
+	shift
+	bash scripts/setup.sh
+	exec node --enable-source-maps dist/hack/demo/datapath-demo.js "$@"
+	;;
+esac
+printf '==> building Weir (Debian and npm packages, eBPF objects, addon, weir-cni, TypeScript; cached)\n'
 bash scripts/setup.sh
-exec node --enable-source-maps dist/hack/demo/datapath-demo.js "$@"
+exec node --enable-source-maps dist/hack/demo/cluster-demo.js "$@"
