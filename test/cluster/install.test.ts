@@ -1,0 +1,226 @@
+// Weir installed on the local cluster exactly as a kind user installs it: no CNI, the
+// agent image imported into each node's containerd, `kubectl apply -k deploy/`. Then:
+// nodes and agents Ready, the segregation scenario Running, its NetworkPolicy, the
+// connectivity matrix, the drop in `weir observe`, `weir status`; an in-place upgrade
+// while a client streams to a server across nodes and an attacker keeps knocking (the
+// stream survives, the attacker never gets through); uninstall leaves the nodes clean.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { startCluster, clusterStatus, type Cluster } from '../../hack/cluster/cluster.js';
+import { leftovers } from '../../hack/cluster/resources.js';
+import { sleep, waitFor } from '../../hack/cluster/exec.js';
+import { agentDiagnostics, applyDeploy, daemonSetStatus, loadAgentImage, nodeLeftovers, uninstallWeir, waitWeirReady, WEIR_NS } from '../../hack/demo/install.js';
+import { forwardObservers } from '../../hack/demo/observer-forward.js';
+import { placement, deployScenario, probe, redisPolicy, waitScenario, formatProbe, POLICY_NAME, type PodRef } from '../../hack/demo/scenario.js';
+import { defaultAgentRef } from '../../hack/image/agent-image.js';
+import { repoRoot } from '../../src/paths.js';
+
+const NAME = 'winst';
+const OBSERVER_PORT = 29962;
+let c: Cluster | undefined;
+let pids: number[] = [];
+const children = new Set<ChildProcess>();
+let pods = new Map<string, PodRef>();
+
+function cluster(): Cluster {
+	assert.ok(c, 'the cluster did not start');
+	return c;
+}
+
+function weirCli(args: string[]): Promise<{ code: number; out: string }> {
+	return new Promise((resolve) => {
+		const child = spawn(process.execPath, [join(repoRoot, 'dist', 'src', 'cli', 'weir.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+		let out = '';
+		child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+		child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+		child.on('close', (code) => resolve({ code: code ?? 1, out }));
+	});
+}
+
+/** A long-running `kubectl exec` whose output lines are collected with their arrival time. */
+function execStream(k: Cluster, ns: string, pod: string, script: string): { lines: Array<{ t: number; l: string }>; child: ChildProcess; exited: () => boolean } {
+	const child = spawn(k.bins.kubectl, ['--kubeconfig', k.kubeconfig, '-n', ns, 'exec', pod, '--', 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+	children.add(child);
+	const lines: Array<{ t: number; l: string }> = [];
+	let buf = '';
+	let done = false;
+	child.stdout!.on('data', (d: Buffer) => {
+		buf += d.toString();
+		let i: number;
+		while ((i = buf.indexOf('\n')) >= 0) {
+			lines.push({ t: Date.now(), l: buf.slice(0, i).trim() });
+			buf = buf.slice(i + 1);
+		}
+	});
+	child.on('close', () => {
+		done = true;
+		children.delete(child);
+	});
+	return { lines, child, exited: () => done };
+}
+
+before(async () => {
+	assert.equal(process.getuid?.(), 0, 'the cluster tier needs root');
+	c = await startCluster({ name: NAME, cni: 'none', coreDns: false, log: () => {} });
+	pids = clusterStatus(NAME).processes.map((p) => p.pid);
+});
+
+after(async () => {
+	for (const ch of children) ch.kill('SIGKILL');
+	if (c) {
+		const rep = await c.stop();
+		assert.deepEqual(rep.left, [], 'the cluster left nothing behind');
+		assert.deepEqual(await leftovers(NAME, pids), []);
+	}
+});
+
+test('kubectl apply -k deploy/ on a cluster with no CNI: agents Ready, nodes Ready, Weir conflist and weir-cni on every node', { timeout: 600_000 }, async (t) => {
+	const k = cluster();
+	const before = await k.kubectl(['get', 'nodes', '-o', 'jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}']);
+	assert.deepEqual(before.stdout.trim().split(' '), ['False', 'False'], 'no CNI yet: nodes NotReady');
+	const img = await loadAgentImage(k, (m) => t.diagnostic(m));
+	assert.equal(img.ref, defaultAgentRef());
+	t.diagnostic(`image ${img.ref}: ${(img.bytes / 1e6).toFixed(1)} MB`);
+	await applyDeploy(k);
+	await waitWeirReady(k, (m) => t.diagnostic(m), 240_000);
+	for (const n of k.nodes) {
+		const files = await k.nodeExec(n.name, ['sh', '-c', 'ls /etc/cni/net.d /opt/cni/bin']);
+		assert.match(files.stdout, /weir\.conflist/, `${n.name}: Weir's conflist written`);
+		assert.match(files.stdout, /\bweir-cni\b/, `${n.name}: weir-cni installed`);
+		const pins = await k.nodeExec(n.name, ['ls', '/sys/fs/bpf/weir']);
+		assert.match(pins.stdout, /weir_policy/, `${n.name}: datapath pinned`);
+	}
+});
+
+test('segregation scenario: pods Running on both nodes, the policy gives the expected matrix', { timeout: 600_000 }, async (t) => {
+	const k = cluster();
+	await deployScenario(k, placement(k.nodes.map((n) => n.name)));
+	try {
+		pods = await waitScenario(k, 180_000, (m) => t.diagnostic(m));
+	} catch (err) {
+		t.diagnostic(await agentDiagnostics(k));
+		throw err;
+	}
+	const [ingress, apache, app, redis] = ['ingress', 'apache', 'app', 'redis'].map((n) => pods.get(n)!) as [PodRef, PodRef, PodRef, PodRef];
+	assert.notEqual(app.node, redis.node, 'app -> redis crosses nodes');
+	for (const p of pods.values()) {
+		const podCidr = k.nodes.find((n) => n.name === p.node)!.podCIDR;
+		assert.ok(p.ip.startsWith(podCidr.split('.').slice(0, 3).join('.') + '.'), `${p.pod} ${p.ip} in ${podCidr}`);
+	}
+	// Without a policy everyone reaches redis.
+	for (const from of [app, apache]) {
+		const r = await probe(k, from, redis, 6379);
+		t.diagnostic(formatProbe(r));
+		assert.ok(r.ok, `before the policy: ${formatProbe(r)}`);
+	}
+	await k.kubectl(['apply', '-f', '-'], { input: JSON.stringify(redisPolicy()) });
+	await waitFor('the policy enforced', 30_000, async () => ((await probe(k, apache, redis, 6379)).ok ? undefined : true), 500);
+	const matrix: Array<[PodRef, PodRef, 6379 | 8080, boolean]> = [
+		[app, redis, 6379, true],
+		[apache, redis, 6379, false],
+		[ingress, redis, 6379, false],
+		[app, redis, 8080, false], // only 6379 is admitted
+		[ingress, apache, 8080, true], // namespaces without a policy stay open
+		[apache, app, 8080, true],
+	];
+	const got: string[] = [];
+	for (const [from, to, port, want] of matrix) {
+		const r = await probe(k, from, to, port);
+		got.push(`${formatProbe(r)}${r.ok === want ? '' : '   <-- UNEXPECTED'}`);
+	}
+	t.diagnostic(got.join('\n'));
+	assert.ok(!got.some((l) => l.includes('UNEXPECTED')), got.join('\n'));
+	// A Service ClusterIP works too (kube-proxy DNAT; the datapath sees the backend at redis).
+	const svc = (await k.kubectl(['-n', 'd-redis', 'get', 'svc', 'redis', '-o', 'jsonpath={.spec.clusterIP}'])).stdout.trim();
+	assert.ok((await probe(k, app, redis, 6379, svc)).ok, 'app -> redis via its ClusterIP');
+});
+
+test('weir observe shows the DROPPED flow with its reason and policy; weir status is healthy', { timeout: 120_000 }, async (t) => {
+	const k = cluster();
+	const redis = pods.get('redis');
+	const apache = pods.get('apache');
+	assert.ok(redis && apache, 'the scenario ran');
+	const fwd = await forwardObservers(k, OBSERVER_PORT);
+	const server = fwd.find((f) => f.node === redis.node)!.url;
+	await probe(k, apache, redis, 6379);
+	const obs = await weirCli(['observe', '--server', server, '--verdict', 'DROPPED', '--namespace', 'd-redis', '--last', '20']);
+	t.diagnostic(obs.out);
+	assert.equal(obs.code, 0, obs.out);
+	const line = obs.out.split('\n').find((l) => l.includes('b-apache/') && l.includes('d-redis/'));
+	assert.ok(line, `a DROPPED flow from b-apache to d-redis:\n${obs.out}`);
+	assert.match(line, /DROPPED/);
+	assert.match(line, new RegExp(POLICY_NAME));
+	const json = await weirCli(['observe', '--server', server, '--verdict', 'DROPPED', '--namespace', 'd-redis', '--last', '20', '-o', 'json']);
+	const flows = json.out.trim().split('\n').map((l) => JSON.parse(l) as { dropReason?: string; source: { namespace?: string } });
+	assert.ok(flows.some((f) => f.source.namespace === 'b-apache' && f.dropReason === 'POLICY_DENIED'), json.out);
+
+	const st = await weirCli(['status', '--kubeconfig', k.kubeconfig]);
+	t.diagnostic(st.out);
+	assert.equal(st.code, 0, st.out);
+	assert.match(st.out, /healthy on every node/);
+	const js = JSON.parse((await weirCli(['status', '--kubeconfig', k.kubeconfig, '-o', 'json'])).out) as {
+		nodes: Array<{ node: string; status?: { ready: boolean; datapath: { loaded: boolean; attachments: number }; policy: { enforcedHere: string[] } } }>;
+	};
+	assert.equal(js.nodes.length, 2);
+	const atRedis = js.nodes.find((n) => n.node === redis.node)!.status!;
+	assert.ok(atRedis.ready && atRedis.datapath.loaded && atRedis.datapath.attachments >= 1);
+	assert.deepEqual(atRedis.policy.enforcedHere, [`d-redis/${POLICY_NAME}`]);
+});
+
+test('upgrade in place: a stream across nodes survives the rollout and the policy never lapses', { timeout: 600_000 }, async (t) => {
+	const k = cluster();
+	const app = pods.get('app');
+	const apache = pods.get('apache');
+	const redis = pods.get('redis');
+	assert.ok(app && apache && redis, 'the scenario ran');
+	// One TCP connection app (n1) -> redis (n2), a PING every 200 ms for the whole rollout.
+	const stream = execStream(k, 'c-app', app.pod, `(while true; do printf 'PING\\r\\n'; sleep 0.2; done) | nc ${redis.ip} 6379`);
+	// apache keeps knocking with new connections; any answer is a lapse.
+	const knock = execStream(k, 'b-apache', apache.pod, `while true; do if printf 'PING\\r\\n' | timeout 1 nc -w 1 ${redis.ip} 6379 | grep -q PONG; then echo LEAK; else echo denied; fi; done`);
+	await waitFor('the stream flowing', 20_000, async () => (stream.lines.filter((l) => l.l === '+PONG').length >= 5 ? true : undefined), 200);
+	await waitFor('the attacker knocking', 20_000, async () => (knock.lines.length >= 2 ? true : undefined), 200);
+
+	const newRef = `${defaultAgentRef()}-upgrade`;
+	await loadAgentImage(k, (m) => t.diagnostic(m), newRef);
+	const tRollout = Date.now();
+	await k.kubectl(['-n', WEIR_NS, 'set', 'image', 'daemonset/weir-agent', `agent=${newRef}`, `node-setup=${newRef}`]);
+	await k.kubectl(['-n', WEIR_NS, 'rollout', 'status', 'daemonset/weir-agent', '--timeout=240s'], { timeoutMs: 250_000 });
+	await waitWeirReady(k, (m) => t.diagnostic(m), 120_000);
+	const images = (await k.kubectl(['-n', WEIR_NS, 'get', 'pods', '-l', 'app.kubernetes.io/name=weir-agent', '-o', 'jsonpath={.items[*].spec.containers[0].image}'])).stdout.trim().split(' ');
+	assert.deepEqual(images, [newRef, newRef], 'every agent runs the new image');
+	assert.deepEqual(await daemonSetStatus(k), { desired: 2, ready: 2, updated: 2 });
+	const rolloutMs = Date.now() - tRollout;
+	await sleep(2000);
+
+	const pongs = stream.lines.filter((l) => l.l === '+PONG');
+	const duringOrAfter = pongs.filter((l) => l.t >= tRollout);
+	let maxGap = 0;
+	for (let i = 1; i < pongs.length; i++) maxGap = Math.max(maxGap, pongs[i]!.t - pongs[i - 1]!.t);
+	const leaks = knock.lines.filter((l) => l.l === 'LEAK').length;
+	const denied = knock.lines.filter((l) => l.l === 'denied').length;
+	t.diagnostic(`rollout ${rolloutMs} ms; stream: ${pongs.length} PONGs, ${duringOrAfter.length} since the rollout began, largest gap ${maxGap} ms; attacker: ${denied} denied, ${leaks} answered`);
+	assert.ok(!stream.exited(), 'the streaming connection is still open');
+	assert.ok(pongs.length > 0 && Date.now() - pongs[pongs.length - 1]!.t < 2000, 'the stream is still answered after the rollout');
+	assert.ok(duringOrAfter.length >= (rolloutMs / 200) * 0.5, 'the stream kept flowing through the rollout');
+	assert.ok(maxGap < 3000, `no stall longer than 3 s (largest ${maxGap} ms)`);
+	assert.equal(leaks, 0, 'no connection from b-apache reached redis during the rollout');
+	assert.ok(denied >= 3, 'the attacker kept trying through the rollout');
+	stream.child.kill('SIGKILL');
+	knock.child.kill('SIGKILL');
+});
+
+test('uninstall (deploy/uninstall.sh): no Weir program attached, no pins, no Weir CNI files on any node', { timeout: 300_000 }, async (t) => {
+	const k = cluster();
+	await uninstallWeir(k, (m) => t.diagnostic(m));
+	for (const n of k.nodes) {
+		assert.deepEqual(await nodeLeftovers(k, n.name), [], `${n.name} is clean`);
+		// The node's own loopback (installed by the cluster, not by Weir) stays.
+		assert.match((await k.nodeExec(n.name, ['ls', '/opt/cni/bin'])).stdout, /loopback/);
+	}
+	const ns = await k.kubectl(['get', 'namespace', WEIR_NS], { allowFail: true });
+	assert.notEqual(ns.code, 0, 'weir-system is gone');
+	const roles = await k.kubectl(['get', 'clusterrole', 'weir-agent'], { allowFail: true });
+	assert.notEqual(roles.code, 0, 'the ClusterRole is gone');
+});
