@@ -47,6 +47,9 @@ export function scenarioManifests(image: string, workloads: readonly Workload[])
 					spec: {
 						...(w.node ? { nodeSelector: { 'kubernetes.io/hostname': w.node } } : {}),
 						terminationGracePeriodSeconds: 1,
+						// Service links would set REDIS_PORT=tcp://… in the redis pod (its
+						// Service is called redis), which the workload reads as its port.
+						enableServiceLinks: false,
 						containers: [
 							{
 								name: w.name,
