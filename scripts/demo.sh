@@ -18,6 +18,7 @@ case "${1:-}" in
 	exec node --enable-source-maps dist/hack/demo/datapath-demo.js "$@"
 	;;
 esac
+export WEIR_DEMO_T0="$(date +%s%3N)"
 printf '==> building Weir (Debian and npm packages, eBPF objects, addon, weir-cni, TypeScript; cached)\n'
 bash scripts/setup.sh
 exec node --enable-source-maps dist/hack/demo/cluster-demo.js "$@"

@@ -17,7 +17,8 @@ import { forwardObservers, type ObserverForward } from './observer-forward.js';
 import { POLICY_NAME, deployScenario, formatProbe, placement, probe, redisPolicy, waitScenario, type PodRef } from './scenario.js';
 import { repoRoot } from '../../src/paths.js';
 
-const T0 = Date.now();
+// scripts/demo.sh passes its start time, so the figures include the build step.
+const T0 = Number(process.env['WEIR_DEMO_T0']) || Date.now();
 const elapsed = (): string => `${((Date.now() - T0) / 1000).toFixed(0).padStart(4)}s`;
 const say = (s: string): void => void process.stdout.write(`${s}\n`);
 const step = (n: number, total: number, s: string): void => say(`\n==> [${n}/${total}] ${s}  (${elapsed()})`);
@@ -74,10 +75,10 @@ async function run(name: string): Promise<void> {
 		say(formatProbe(denied));
 		if (!allowed.ok) throw new Error(`c-app/app cannot reach redis with the policy in place (${allowed.detail})`);
 
-		step(6, TOTAL, `flows at redis's node (${redis.node}), read with weir observe`);
+		step(6, TOTAL, `flows to redis:6379 at its node (${redis.node}), read with weir observe`);
 		const forwards = await forwardObservers(c);
 		const observer = forwards.find((f) => f.node === redis.node)!;
-		const obs = await weirCli(['observe', '--server', observer.url, '--namespace', 'd-redis', '--since', since, '--last', '8']);
+		const obs = await weirCli(['observe', '--server', observer.url, '--namespace', 'd-redis', '--port', '6379', '--since', since, '--last', '8']);
 		for (const l of obs.out.trimEnd().split('\n')) say(`    ${l}`);
 		if (!/DROPPED/.test(obs.out)) throw new Error(`weir observe shows no DROPPED flow at ${redis.node}:\n${obs.out}`);
 
@@ -104,15 +105,16 @@ function printNext(c: Cluster, forwards: ObserverForward[], redis: PodRef, ref: 
 	say('  kubectl get pods -A -o wide');
 	say('  kubectl -n weir-system logs ds/weir-agent -c agent');
 	say('');
+	say(`  cd ${repoRoot}`);
 	say('  # flows, live (one observer per node):');
 	for (const f of forwards) say(`  node dist/src/cli/weir.js observe --server ${f.url} -f${f.node === redis.node ? '     # redis is here' : ''}`);
 	say(`  node dist/src/cli/weir.js observe --server ${forwards.find((f) => f.node === redis.node)!.url} --verdict DROPPED`);
 	say(`  node dist/src/cli/weir.js status --kubeconfig ${c.kubeconfig}`);
 	say('');
-	say('  # try it yourself:');
-	say(`  ${kubectl} -n b-apache exec deploy/apache -- sh -c "printf 'PING\\r\\n' | timeout 4 nc -w 3 ${redis.ip} 6379"   # dropped`);
-	say(`  ${kubectl} -n c-app exec deploy/app -- sh -c "printf 'PING\\r\\n' | timeout 4 nc -w 3 ${redis.ip} 6379"      # +PONG`);
-	say(`  ${kubectl} -n d-redis delete networkpolicy ${POLICY_NAME}`);
+	say('  # try it yourself (with the alias above):');
+	say(`  kubectl -n b-apache exec deploy/apache -- sh -c "printf 'PING\\r\\n' | timeout 4 nc -w 3 ${redis.ip} 6379"   # dropped`);
+	say(`  kubectl -n c-app exec deploy/app -- sh -c "printf 'PING\\r\\n' | timeout 4 nc -w 3 ${redis.ip} 6379"      # +PONG`);
+	say(`  kubectl -n d-redis delete networkpolicy ${POLICY_NAME}`);
 	say('');
 	say('  # uninstall Weir (restores the nodes), then stop the cluster:');
 	say(`  KUBECTL="${kubectl}" deploy/uninstall.sh`);

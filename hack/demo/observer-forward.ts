@@ -4,7 +4,7 @@
 // forwarding to it. Nothing on the host routes into the lab. The forwarders live in
 // the cluster's cgroup, so stopping the cluster stops them.
 import { mkdirSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Cluster } from '../cluster/cluster.js';
 import { startDaemon, waitFor } from '../cluster/exec.js';
@@ -29,14 +29,26 @@ function portFree(port: number): Promise<boolean> {
 	});
 }
 
-/** Node i's observer on 127.0.0.1:(basePort + i). */
+function anyFreePort(): Promise<number> {
+	return new Promise((resolve, reject) => {
+		const srv = createServer();
+		srv.once('error', reject);
+		srv.listen(0, '127.0.0.1', () => {
+			const a = srv.address();
+			const port = typeof a === 'object' && a ? a.port : 0;
+			srv.close(() => resolve(port));
+		});
+	});
+}
+
+/** Node i's observer on 127.0.0.1:(basePort + i), or a free port when that one is taken. */
 export async function forwardObservers(c: Cluster, basePort = OBSERVER_BASE_PORT, agentPort = 9962): Promise<ObserverForward[]> {
 	const cg = cgroupV2Dir(c.name, 'observer');
 	mkdirSync(cg, { recursive: true });
 	const out: ObserverForward[] = [];
 	for (const [i, n] of c.nodes.entries()) {
-		const port = basePort + i;
-		if (!(await portFree(port))) throw new Error(`127.0.0.1:${port} is in use: stop what listens there (another demo cluster?) and run again`);
+		// The usual port when free, else any free one (the URL is printed either way).
+		const port = (await portFree(basePort + i)) ? basePort + i : await anyFreePort();
 		const sock = join(c.dir, `observer-${n.name}.sock`);
 		startDaemon({
 			argv: ['nsenter', `--net=/run/netns/${n.netns}`, '--', 'socat', `UNIX-LISTEN:${sock},fork,unlink-early,mode=600`, `TCP:127.0.0.1:${agentPort}`],
