@@ -7,6 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startCluster, clusterStatus, type Cluster } from '../../hack/cluster/cluster.js';
 import { leftovers } from '../../hack/cluster/resources.js';
@@ -178,7 +179,8 @@ test('upgrade in place: a stream across nodes survives the rollout and the polic
 	// The new version: same content, new tag (loaded first, so that building and
 	// importing it does not overlap the measurement).
 	const newRef = `${defaultAgentRef()}-upgrade`;
-	await loadAgentImage(k, (m) => t.diagnostic(m), newRef);
+	const upgrade = await loadAgentImage(k, (m) => t.diagnostic(m), newRef);
+	t.after(() => rmSync(upgrade.archive, { force: true })); // the cache keeps only the release tag
 	// One TCP connection app (n1) -> redis (n2), a PING every 200 ms for the whole rollout.
 	const stream = execStream(k, 'c-app', app.pod, `(while true; do printf 'PING\\r\\n'; sleep 0.2; done) | nc ${redis.ip} 6379`);
 	// apache keeps knocking with new connections; any answer is a lapse.
