@@ -17,11 +17,27 @@ async function kubectl(c: Cluster, args: string[], o: { input?: string; allowFai
 	return c.kubectl(args, o);
 }
 
-/** Builds (or reuses) the agent image and imports it into every node. */
+/**
+ * `kind load image-archive` for the local cluster: the archive streamed into each
+ * node's `ctr images import` with kind's own flags (kind's LoadImageArchive), so what
+ * works here is what works on kind.
+ */
+export async function kindLoadImageArchive(c: Cluster, archive: string): Promise<void> {
+	for (const n of c.nodes) {
+		const r = await c.nodeExec(n.name, [
+			'sh', '-c',
+			'exec ctr --address /run/containerd/containerd.sock --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs - < "$0"',
+			archive,
+		], { allowFail: true });
+		if (r.code !== 0) throw new Error(`loading ${archive} into ${n.name} as kind does: ${r.stderr.trim()}`);
+	}
+}
+
+/** Builds (or reuses) the agent image and loads it into every node as kind would. */
 export async function loadAgentImage(c: Cluster, log: Log, ref?: string): Promise<BuiltImage> {
 	const img = await buildAgentImage({ log, ...(ref ? { ref } : {}) });
-	log(`importing ${img.ref} into ${c.nodes.map((n) => n.name).join(', ')} (${(img.bytes / 1e6).toFixed(0)} MB)`);
-	await c.importImage(img.archive);
+	log(`loading ${img.ref} into ${c.nodes.map((n) => n.name).join(', ')} (${(img.bytes / 1e6).toFixed(0)} MB), as kind load image-archive does`);
+	await kindLoadImageArchive(c, img.archive);
 	return img;
 }
 
