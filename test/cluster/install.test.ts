@@ -3,7 +3,8 @@
 // nodes and agents Ready, the segregation scenario Running, its NetworkPolicy, the
 // connectivity matrix, the drop in `weir observe`, `weir status`; an in-place upgrade
 // while a client streams to a server across nodes and an attacker keeps knocking (the
-// stream survives, the attacker never gets through); uninstall leaves the nodes clean.
+// stream survives, the attacker never gets through); uninstall leaves the nodes clean,
+// and another plugin's CNI config on the nodes is untouched throughout.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -19,6 +20,8 @@ import { defaultAgentRef } from '../../hack/image/agent-image.js';
 import { repoRoot } from '../../src/paths.js';
 
 const NAME = 'winst';
+const BYSTANDER_FILE = '50-bystander.conflist';
+const BYSTANDER = JSON.stringify({ cniVersion: '1.0.0', name: 'bystander', plugins: [{ type: 'bridge', bridge: 'by0', ipam: { type: 'host-local', subnet: '10.250.0.0/24' } }] });
 const OBSERVER_PORT = 29962;
 let c: Cluster | undefined;
 let pids: number[] = [];
@@ -81,6 +84,11 @@ test('kubectl apply -k deploy/ on a cluster with no CNI: agents Ready, nodes Rea
 	const k = cluster();
 	const before = await k.kubectl(['get', 'nodes', '-o', 'jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}']);
 	assert.deepEqual(before.stdout.trim().split(' '), ['False', 'False'], 'no CNI yet: nodes NotReady');
+	// A CNI config that is not Weir's (another plugin's, sorting after Weir's 05-): it
+	// must be left exactly as it is by install and uninstall.
+	for (const n of k.nodes) {
+		await k.nodeExec(n.name, ['sh', '-c', `printf '%s' '${BYSTANDER}' > /etc/cni/net.d/${BYSTANDER_FILE}`]);
+	}
 	const img = await loadAgentImage(k, (m) => t.diagnostic(m));
 	assert.equal(img.ref, defaultAgentRef());
 	t.diagnostic(`image ${img.ref}: ${(img.bytes / 1e6).toFixed(1)} MB`);
@@ -89,6 +97,7 @@ test('kubectl apply -k deploy/ on a cluster with no CNI: agents Ready, nodes Rea
 	for (const n of k.nodes) {
 		const files = await k.nodeExec(n.name, ['sh', '-c', 'ls /etc/cni/net.d /opt/cni/bin']);
 		assert.match(files.stdout, /weir\.conflist/, `${n.name}: Weir's conflist written`);
+		assert.equal((await k.nodeExec(n.name, ['cat', `/etc/cni/net.d/${BYSTANDER_FILE}`])).stdout, BYSTANDER, `${n.name}: the other CNI config is untouched`);
 		assert.match(files.stdout, /\bweir-cni\b/, `${n.name}: weir-cni installed`);
 		const pins = await k.nodeExec(n.name, ['ls', '/sys/fs/bpf/weir']);
 		assert.match(pins.stdout, /weir_policy/, `${n.name}: datapath pinned`);
@@ -226,6 +235,7 @@ test('uninstall (deploy/uninstall.sh): no Weir program attached, no pins, no Wei
 	await uninstallWeir(k, (m) => t.diagnostic(m));
 	for (const n of k.nodes) {
 		assert.deepEqual(await nodeLeftovers(k, n.name), [], `${n.name} is clean`);
+		assert.equal((await k.nodeExec(n.name, ['cat', `/etc/cni/net.d/${BYSTANDER_FILE}`])).stdout, BYSTANDER, `${n.name}: the other CNI config survives uninstall`);
 		// The node's own loopback (installed by the cluster, not by Weir) stays.
 		assert.match((await k.nodeExec(n.name, ['ls', '/opt/cni/bin'])).stdout, /loopback/);
 	}
