@@ -17,7 +17,7 @@ import {
 import { basename, dirname, join, relative } from 'node:path';
 import { buildImage } from '../cluster/images.js';
 import { repoRoot } from '../../src/paths.js';
-import { AGENT_NODE_FLAGS } from '../../src/agent/runtime.js';
+import { AGENT_ENV, AGENT_NODE_FLAGS } from '../../src/agent/runtime.js';
 
 export const AGENT_IMAGE_REPO = 'weir.local/weir-agent';
 
@@ -114,10 +114,11 @@ function copyExec(src: string, dst: string): void {
 	chmodSync(dst, 0o755);
 }
 
-function wrapper(root: string, name: string, script: string, nodeFlags: readonly string[] = []): void {
+function wrapper(root: string, name: string, script: string, nodeFlags: readonly string[] = [], env: Readonly<Record<string, string>> = {}): void {
 	const f = join(root, 'usr', 'local', 'bin', name);
 	mkdirSync(dirname(f), { recursive: true });
-	writeFileSync(f, `#!/bin/sh\nexec /usr/bin/node ${[...nodeFlags, '--enable-source-maps'].join(' ')} /opt/weir/dist/src/${script} "$@"\n`);
+	const exports = Object.entries(env).map(([k, v]) => `export ${k}='${v}'\n`).join('');
+	writeFileSync(f, `#!/bin/sh\n${exports}exec /usr/bin/node ${[...nodeFlags, '--enable-source-maps'].join(' ')} /opt/weir/dist/src/${script} "$@"\n`);
 	chmodSync(f, 0o755);
 }
 
@@ -164,7 +165,7 @@ export async function stageAgentRoot(root: string, i: AgentImageInputs): Promise
 			filter: (s) => statSync(s).isDirectory() ? basename(s) !== '.bin' : keepModuleFile(basename(s)),
 		});
 	}
-	wrapper(root, 'weir-agent', 'agent/main.js', AGENT_NODE_FLAGS);
+	wrapper(root, 'weir-agent', 'agent/main.js', AGENT_NODE_FLAGS, AGENT_ENV);
 	wrapper(root, 'weir-node-setup', 'agent/node-setup.js');
 	wrapper(root, 'weir', 'cli/weir.js');
 }
