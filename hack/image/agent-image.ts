@@ -15,6 +15,7 @@ import {
 	chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync, symlinkSync, writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { buildImage } from '../cluster/images.js';
 import { repoRoot } from '../../src/paths.js';
 import { AGENT_ENV, AGENT_NODE_FLAGS } from '../../src/agent/runtime.js';
@@ -100,6 +101,8 @@ export function inputsDigest(i: AgentImageInputs): string {
 		h.update(`${f}\0${statSync(f).size}\0`);
 		h.update(readFileSync(f));
 	};
+	// This builder itself: how it stages the root (wrappers, layout) is an input too.
+	add(fileURLToPath(import.meta.url));
 	for (const f of [i.node, ...sharedLibs(i.node), ...sharedLibs(i.addon), i.addon, ...i.bpfObjects, join(repoRoot, 'package.json'), '/bin/busybox']) add(f);
 	if (i.weirCni) add(i.weirCni);
 	for (const p of CNI_PLUGINS) add(join(CNI_PLUGIN_DIR, p));
