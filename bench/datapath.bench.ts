@@ -179,18 +179,23 @@ async function throughputBench(): Promise<void> {
 			});
 			dp.allow({ epId: 2, identity: 6000, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 5201, ruleId: 1 });
 			const rounds: Array<{ bare: number; weir: number }> = [];
-			for (let r = 0; r < 2; r++) {
+			const ROUNDS = quick ? 2 : 4;
+			for (let r = 0; r < ROUNDS; r++) {
 				const bare = await iperf(topo, seconds);
 				for (const p of topo.pods) dp.attach(p.hostIfindex, { netns: `/run/netns/${topo.nodeNs}` });
 				const weir = await iperf(topo, seconds);
 				for (const p of topo.pods) dp.detach(p.hostIfindex);
 				rounds.push({ bare, weir });
 			}
-			const bare = rounds.reduce((s, x) => s + x.bare, 0) / rounds.length;
-			const weir = rounds.reduce((s, x) => s + x.weir, 0) / rounds.length;
-			console.log(`\n## iperf3 TCP, pod to pod over veths, ${seconds} s x ${rounds.length} rounds each, alternating`);
-			console.log(`without programs: ${fmt(bare / 1e9, 2)} Gbit/s`);
-			console.log(`with Weir:        ${fmt(weir / 1e9, 2)} Gbit/s`);
+			const median = (xs: number[]): number => {
+				const s = [...xs].sort((a, b) => a - b);
+				return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+			};
+			const bare = median(rounds.map((x) => x.bare));
+			const weir = median(rounds.map((x) => x.weir));
+			console.log(`\n## iperf3 TCP, pod to pod over veths, ${seconds} s per run, ${ROUNDS} rounds alternating (medians)`);
+			console.log(`without programs: ${fmt(bare / 1e9, 2)} Gbit/s   (rounds: ${rounds.map((x) => fmt(x.bare / 1e9, 2)).join(', ')})`);
+			console.log(`with Weir:        ${fmt(weir / 1e9, 2)} Gbit/s   (rounds: ${rounds.map((x) => fmt(x.weir / 1e9, 2)).join(', ')})`);
 			console.log(`ratio:            ${fmt(weir / bare, 3)}  (target >= 0.95)`);
 		} finally {
 			dp.destroy();
