@@ -11,10 +11,33 @@ export const LAB_PREFIX = 24;
 export const nodeIPFor = (index: number): string => `198.18.0.${11 + index}`;
 export const APISERVER_PORT = 6443;
 
-export function containerdConfig(pauseRef: string): string {
+export interface ContainerdPaths {
+	root: string;
+	state: string;
+	socket: string;
+	cniBinDir: string;
+	cniConfDir: string;
+	/** CRI streaming port ("0": any free one) */
+	streamPort?: string;
+}
+
+/** A node's own containerd (inside its mount namespace): the standard paths. */
+export const NODE_CONTAINERD: ContainerdPaths = {
+	root: '/var/lib/containerd',
+	state: '/run/containerd',
+	socket: '/run/containerd/containerd.sock',
+	cniBinDir: '/opt/cni/bin',
+	cniConfDir: '/etc/cni/net.d',
+};
+
+/**
+ * containerd's config with the CRI plugin as it works on this machine (also used by
+ * the runtime tests' private containerd, with their own paths).
+ */
+export function containerdConfig(pauseRef: string, p: ContainerdPaths = NODE_CONTAINERD): string {
 	return `version = 2
-root = "/var/lib/containerd"
-state = "/run/containerd"
+root = "${p.root}"
+state = "${p.state}"
 disabled_plugins = [
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
@@ -25,18 +48,18 @@ disabled_plugins = [
 ]
 
 [grpc]
-  address = "/run/containerd/containerd.sock"
+  address = "${p.socket}"
 
 [ttrpc]
-  address = "/run/containerd/containerd.sock.ttrpc"
+  address = "${p.socket}.ttrpc"
 
 [plugins."io.containerd.internal.v1.opt"]
-  path = "/var/lib/containerd/opt"
+  path = "${p.root}/opt"
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "${pauseRef}"
   stream_server_address = "127.0.0.1"
-  enable_selinux = false
+${p.streamPort === undefined ? '' : `  stream_server_port = "${p.streamPort}"\n`}  enable_selinux = false
   disable_apparmor = true
   # This machine withholds CAP_SYS_RESOURCE, so nothing may lower oom_score_adj below
   # containerd's own (runc init dies with "failed to update /proc/self/oom_score_adj:
@@ -57,8 +80,8 @@ disabled_plugins = [
         BinaryName = "/usr/sbin/runc"
 
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/opt/cni/bin"
-    conf_dir = "/etc/cni/net.d"
+    bin_dir = "${p.cniBinDir}"
+    conf_dir = "${p.cniConfDir}"
     max_conf_num = 1
 `;
 }

@@ -12,6 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { repoRoot } from '../../src/paths.js';
 import { run } from './cni-lab.js';
+import { containerdConfig } from '../../hack/cluster/configs.js';
 
 export const PAUSE_IMAGE = 'weir.local/pause:3.10.1';
 
@@ -47,41 +48,14 @@ export class Containerd {
 		const socket = join(state, 'containerd.sock');
 		mkdirSync(root, { recursive: true });
 		mkdirSync(state, { recursive: true });
-		const config = `version = 2
-root = "${root}/root"
-state = "${state}/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "${socket}"
-[ttrpc]
-  address = "${socket}.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "${root}/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "${PAUSE_IMAGE}"
-  disable_apparmor = true
-  # This machine withholds CAP_SYS_RESOURCE: nothing may lower oom_score_adj below
-  # containerd's own (runc init would die), as in hack/cluster's containerd config.
-  restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        BinaryName = "/usr/sbin/runc"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "${opts.cniBinDir}"
-    conf_dir = "${opts.cniConfDir}"
-    max_conf_num = 1
-`;
+		const config = containerdConfig(PAUSE_IMAGE, {
+			root: `${root}/root`,
+			state: `${state}/state`,
+			socket,
+			cniBinDir: opts.cniBinDir,
+			cniConfDir: opts.cniConfDir,
+			streamPort: '0',
+		});
 		writeFileSync(join(root, 'config.toml'), config);
 		const c = new Containerd(root, state, socket);
 		c.ownsRunDir = !existsSync('/run/containerd');
