@@ -16,14 +16,15 @@
 //    against the same veths without them, in the same run.
 import { execFileSync, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import { Datapath, removePinRoot } from '../src/bpf/datapath.js';
-import { IPPROTO } from '../src/bpf/codecs.js';
-import { Dir, EndpointFlags, Identity } from '../src/bpf/layout.js';
-import { native, NativeProgram } from '../src/bpf/native.js';
+import { Datapath, removePinRoot } from '../src/kernel/datapath.js';
+import { IPPROTO } from '../src/kernel/codecs.js';
+import { allowRule } from '../hack/lab/policy.js';
+import { Dir, EndpointFlags, Identity } from '../src/kernel/layout.js';
+import { native, NativeProgram } from '../src/kernel/addon.js';
 import { ensureBpffs, requireRoot, testPinRoot } from '../test/helpers/bpf.js';
 import { Topology, nsExec } from '../hack/lab/topology.js';
 import { TCP_FLAGS, frame, skbCtx } from '../test/helpers/packets.js';
-import { repoRoot } from '../src/paths.js';
+import { repoRoot } from '../src/shared/package.js';
 
 const quick = process.argv.includes('--quick');
 const NEW_CONN_RUNS = quick ? 200_000 : 1_000_000;
@@ -68,7 +69,7 @@ function seed(dp: Datapath): { ipcacheMs: number; policyMs: number } {
 	// The entries the benchmark's packets hit are among the 10 000.
 	entries[0] = { epId: 1, identity: 5002, direction: Dir.Egress, protocol: IPPROTO.TCP, port: 80, ruleId: 1 };
 	entries[1] = { epId: 2, identity: 5001, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 80, ruleId: 2 };
-	dp.allowMany(entries);
+	for (const e of entries) allowRule(dp, e);
 	return { ipcacheMs, policyMs: performance.now() - t0 };
 }
 
@@ -177,7 +178,7 @@ async function throughputBench(): Promise<void> {
 				dp.setEndpoint(p.ip, { epId: i + 1, identity: 6000 + i, ifindex: p.hostIfindex, flags: EndpointFlags.IngressIsolated });
 				dp.setIpcache(`${p.ip}/32`, 6000 + i);
 			});
-			dp.allow({ epId: 2, identity: 6000, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 5201, ruleId: 1 });
+			allowRule(dp, { epId: 2, identity: 6000, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 5201, ruleId: 1 });
 			const rounds: Array<{ bare: number; weir: number }> = [];
 			const ROUNDS = quick ? 2 : 4;
 			for (let r = 0; r < ROUNDS; r++) {

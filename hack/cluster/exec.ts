@@ -1,6 +1,7 @@
 // Thin shell over child processes: every command the harness runs goes through here,
 // so failures carry the command line and its stderr.
 import { spawn, type SpawnOptions } from 'node:child_process';
+import { ProcessResult, describeFailure, runProcess } from '../../src/shared/process.js';
 import { openSync, closeSync } from 'node:fs';
 
 /** An error from the local-cluster harness, with a stable code (WEIR_ERR_CLUSTER_*). */
@@ -29,41 +30,15 @@ export interface RunOptions {
 }
 
 /** Runs a command to completion and returns its output; throws on a non-zero exit. */
-export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-	return new Promise((resolve, reject) => {
-		const child = spawn(cmd, args, {
-			stdio: ['pipe', 'pipe', 'pipe'],
-			env: opts.env ?? process.env,
-			cwd: opts.cwd,
-		});
-		let stdout = '';
-		let stderr = '';
-		let timer: NodeJS.Timeout | undefined;
-		if (opts.timeoutMs !== undefined) {
-			timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
-		}
-		child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-		child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-		child.on('error', (err) => {
-			if (timer) clearTimeout(timer);
-			reject(new ClusterError('WEIR_ERR_CLUSTER_EXEC', `cannot run ${cmd}: ${err.message}`, { cause: err }));
-		});
-		child.on('close', (code, signal) => {
-			if (timer) clearTimeout(timer);
-			const rc = code ?? 128;
-			if (rc !== 0 && !opts.allowFail) {
-				const line = [cmd, ...args].join(' ');
-				const why = signal ? `killed by ${signal}` : `exit ${rc}`;
-				reject(
-					new ClusterError('WEIR_ERR_CLUSTER_EXEC', `${line}: ${why}\n${stderr.trim() || stdout.trim()}`.trim()),
-				);
-				return;
-			}
-			resolve({ stdout, stderr, code: rc });
-		});
-		if (opts.input !== undefined) child.stdin.end(opts.input);
-		else child.stdin.end();
-	});
+export async function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+	let r: ProcessResult;
+	try {
+		r = await runProcess(cmd, args, opts);
+	} catch (err) {
+		throw new ClusterError('WEIR_ERR_CLUSTER_EXEC', (err as Error).message, { cause: err });
+	}
+	if (r.code !== 0 && !opts.allowFail) throw new ClusterError('WEIR_ERR_CLUSTER_EXEC', describeFailure(cmd, args, r));
+	return { stdout: r.stdout, stderr: r.stderr, code: r.code };
 }
 
 export interface DaemonSpec {

@@ -15,7 +15,7 @@ import { coreDnsManifests } from '../cluster/configs.js';
 import { agentDiagnostics, applyDeploy, loadAgentImage, waitWeirReady } from './install.js';
 import { forwardObservers, type ObserverForward } from './observer-forward.js';
 import { POLICY_NAME, deployScenario, formatProbe, placement, probe, redisPolicy, waitScenario, type PodRef } from './scenario.js';
-import { repoRoot } from '../../src/paths.js';
+import { repoRoot } from '../../src/shared/package.js';
 
 // scripts/demo.sh passes its start time, so the figures include the build step.
 const T0 = Number(process.env['WEIR_DEMO_T0']) || Date.now();
@@ -27,7 +27,7 @@ const progress = (s: string): void => say(`      ${s}`);
 /** Runs the real CLI (what the user will type next) and returns its output. */
 function weirCli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; out: string }> {
 	return new Promise((resolve) => {
-		const child = spawn(process.execPath, [join(repoRoot, 'dist', 'src', 'cli', 'weir.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+		const child = spawn(process.execPath, [join(repoRoot, 'dist', 'src', 'cli', 'main.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
 		let out = '';
 		child.stdout.on('data', (d: Buffer) => (out += d.toString()));
 		child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -107,9 +107,9 @@ function printNext(c: Cluster, forwards: ObserverForward[], redis: PodRef, ref: 
 	say('');
 	say(`  cd ${repoRoot}`);
 	say('  # flows, live (one observer per node):');
-	for (const f of forwards) say(`  node dist/src/cli/weir.js observe --server ${f.url} -f${f.node === redis.node ? '     # redis is here' : ''}`);
-	say(`  node dist/src/cli/weir.js observe --server ${forwards.find((f) => f.node === redis.node)!.url} --verdict DROPPED`);
-	say(`  node dist/src/cli/weir.js status --kubeconfig ${c.kubeconfig}`);
+	for (const f of forwards) say(`  node dist/src/cli/main.js observe --server ${f.url} -f${f.node === redis.node ? '     # redis is here' : ''}`);
+	say(`  node dist/src/cli/main.js observe --server ${forwards.find((f) => f.node === redis.node)!.url} --verdict DROPPED`);
+	say(`  node dist/src/cli/main.js status --kubeconfig ${c.kubeconfig}`);
 	say('');
 	say('  # try it yourself (with the alias above):');
 	say(`  kubectl -n b-apache exec deploy/apache -- sh -c "printf 'PING\\r\\n' | timeout 4 nc -w 3 ${redis.ip} 6379"   # dropped`);

@@ -3,10 +3,11 @@
 // the eBPF programs, with the drop read back from the ring buffer.
 //   node dist/hack/demo/datapath-demo.js [--keep]
 // --keep leaves the lab running and streams flows until Ctrl-C.
-import { Datapath, removePinRoot } from '../../src/bpf/datapath.js';
-import { DatapathEvent, IPPROTO } from '../../src/bpf/codecs.js';
-import { Dir, EndpointFlags, Identity } from '../../src/bpf/layout.js';
-import { ensureBpffs, requireRoot } from '../../src/bpf/bpffs.js';
+import { Datapath, removePinRoot } from '../../src/kernel/datapath.js';
+import { allowRule } from '../lab/policy.js';
+import { DatapathEvent, IPPROTO } from '../../src/kernel/codecs.js';
+import { Dir, EndpointFlags, Identity } from '../../src/kernel/layout.js';
+import { ensureBpffs, requireRoot } from '../../src/kernel/bpffs.js';
 import { Pod, Topology } from '../lab/topology.js';
 
 const keep = process.argv.includes('--keep');
@@ -87,7 +88,7 @@ try {
 	say(`\n==> applying NetworkPolicy d-redis/redis-allow-c-app: redis admits only c-app on TCP ${REDIS_PORT}`);
 	const r = topo.pods.indexOf(redis);
 	dp.setEndpoint(redis.ip, { epId: r + 1, identity: workloads[r]!.identity, ifindex: redis.hostIfindex, flags: EndpointFlags.IngressIsolated });
-	dp.allow({ epId: r + 1, identity: workloads[2]!.identity, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: REDIS_PORT, ruleId: 1 });
+	allowRule(dp, { epId: r + 1, identity: workloads[2]!.identity, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: REDIS_PORT, ruleId: 1 });
 	flows.length = 0;
 	matrix('with the policy:');
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Cluster } from '../cluster/cluster.js';
 import { sleep, waitFor, type RunResult } from '../cluster/exec.js';
 import { buildAgentImage, type BuiltImage } from '../image/agent-image.js';
-import { repoRoot } from '../../src/paths.js';
+import { repoRoot } from '../../src/shared/package.js';
 
 export const DEPLOY_DIR = join(repoRoot, 'deploy');
 export const WEIR_NS = 'weir-system';

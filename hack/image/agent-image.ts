@@ -17,14 +17,10 @@ import {
 import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildImage } from '../cluster/images.js';
-import { repoRoot } from '../../src/paths.js';
+import { executables, packageVersion, repoRoot } from '../../src/shared/package.js';
 import { AGENT_ENV, AGENT_NODE_FLAGS } from '../../src/agent/runtime.js';
 
 export const AGENT_IMAGE_REPO = 'weir.local/weir-agent';
-
-export function packageVersion(): string {
-	return (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
-}
 
 /** The image reference deploy/ uses: weir.local/weir-agent:<package version>. */
 export function defaultAgentRef(): string {
@@ -168,9 +164,12 @@ export async function stageAgentRoot(root: string, i: AgentImageInputs): Promise
 			filter: (s) => statSync(s).isDirectory() ? basename(s) !== '.bin' : keepModuleFile(basename(s)),
 		});
 	}
-	wrapper(root, 'weir-agent', 'agent/main.js', AGENT_NODE_FLAGS, AGENT_ENV);
-	wrapper(root, 'weir-node-setup', 'agent/node-setup.js');
-	wrapper(root, 'weir', 'cli/weir.js');
+	// One wrapper per executable of package.json's "bin" (the one list of entry points).
+	for (const [name, script] of Object.entries(executables())) {
+		const rel = script.replace(/^dist\/src\//, '');
+		if (name === 'weir-agent') wrapper(root, name, rel, AGENT_NODE_FLAGS, AGENT_ENV);
+		else wrapper(root, name, rel);
+	}
 }
 
 export interface BuiltImage {

@@ -3,18 +3,13 @@
 // host route per pod). Nothing is routed to the machine's uplink: the node namespace
 // has no interface but the pod veths. Everything made here is removed by destroy(),
 // also after a failed test.
-import { execFileSync, spawn, ChildProcess } from 'node:child_process';
+import { spawn, ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
-import { repoRoot } from '../../src/paths.js';
+import { repoRoot } from '../../src/shared/package.js';
+import { runSync } from '../../src/shared/process.js';
 
 export function sh(cmd: string, args: string[], opts: { allowFail?: boolean; input?: string } = {}): string {
-	try {
-		return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input: opts.input ?? '' });
-	} catch (err) {
-		if (opts.allowFail) return '';
-		const e = err as { stderr?: string; message: string };
-		throw new Error(`${cmd} ${args.join(' ')}: ${e.stderr?.trim() || e.message}`);
-	}
+	return runSync(cmd, args, opts);
 }
 
 export function nsExec(ns: string, args: string[], opts: { allowFail?: boolean } = {}): string {

@@ -4,15 +4,18 @@
 import * as k8s from '@kubernetes/client-node';
 import Fastify, { FastifyInstance } from 'fastify';
 import pino, { Logger } from 'pino';
-import { Datapath } from '../bpf/datapath.js';
-import { ensureBpffs } from '../bpf/bpffs.js';
+import { Datapath } from '../kernel/datapath.js';
+import { ensureBpffs } from '../kernel/bpffs.js';
 import { FlowRing } from '../observe/flow-ring.js';
 import { toFlow } from '../observe/flow.js';
 import { observeApi } from '../observe/api.js';
-import { LocalEndpoint, PolicyController, monoToWallClock } from '../policy/controller.js';
-import { ClusterWatches } from '../policy/watch.js';
+import { PolicyController } from '../policy/controller.js';
+import { FlowIndex } from '../observe/flow-index.js';
+import type { EndpointSource, LocalEndpoint } from '../shared/endpoint.js';
+import { DEFAULTS } from '../shared/defaults.js';
+import { ClusterWatches } from '../cluster/watches.js';
 import { AgentMetrics } from './metrics.js';
-import { CniConfig, CniNode, failClosedEntry } from '../cni-plugin/node.js';
+import { CniConfig, CniService, failClosedEntry } from '../cni-plugin/service.js';
 import { EndpointStore } from '../cni-plugin/endpoint-store.js';
 import { statusApi } from './status.js';
 
@@ -36,19 +39,13 @@ export interface AgentConfig {
 }
 
 export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
-	pinRoot: '/sys/fs/bpf/weir',
+	pinRoot: DEFAULTS.pinRoot,
 	observerHost: '0.0.0.0',
-	observerPort: 9962,
+	observerPort: DEFAULTS.observerPort,
 	flowBuffer: 8192,
 	ctGcIntervalMs: 30_000,
 	logLevel: 'info',
 };
-
-/** Where local endpoints come from (the CNI server's endpoint store). */
-export interface EndpointSource {
-	list(): readonly LocalEndpoint[];
-	onChange(cb: () => void): void;
-}
 
 export class Agent {
 	private unsubscribe: (() => void) | undefined;
@@ -62,14 +59,14 @@ export class Agent {
 		readonly watches: ClusterWatches,
 		readonly controller: PolicyController,
 		readonly flows: FlowRing,
+		readonly flowIndex: FlowIndex,
 		readonly http: FastifyInstance,
 		readonly metrics: AgentMetrics,
-		readonly cni?: CniNode,
+		readonly cni?: CniService,
 	) {}
 
 	async start(): Promise<void> {
-		const wall = monoToWallClock();
-		const ctx = this.controller.flowContext(wall);
+		const ctx = this.flowIndex.context();
 		this.unsubscribe = this.datapath.subscribe((ev) => {
 			const flow = toFlow(ev, ctx);
 			this.flows.add(flow);
@@ -90,7 +87,7 @@ export class Agent {
 	}
 
 	/** Writes the conflist once this node's spec.podCIDR is in the watch cache. */
-	private awaitPodCidr(cni: CniNode): void {
+	private awaitPodCidr(cni: CniService): void {
 		const tryOnce = (): boolean => {
 			const node = this.watches.nodes.list().find((n) => n.metadata?.name === this.config.nodeName);
 			const cidr = node?.spec?.podCIDRs?.find((c) => !c.includes(':')) ?? node?.spec?.podCIDR;
@@ -138,6 +135,7 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 	else kc.loadFromCluster();
 
 	const metrics = new AgentMetrics(datapath);
+	const flowIndex = new FlowIndex(config.nodeName);
 	let controller: PolicyController | undefined;
 	const watches = new ClusterWatches(kc, log.child({ component: 'watch' }), () => controller?.schedule());
 	controller = new PolicyController({
@@ -152,7 +150,13 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 		endpoints: () => source.list(),
 		maps: datapath,
 		log: log.child({ component: 'policy' }),
-		observer: metrics,
+		// Every applied run re-indexes what flows name: the pods and verdicts of that run.
+		observer: {
+			compiled: (seconds, stats, compiled) => {
+				metrics.compiled(seconds, stats, compiled);
+				flowIndex.update(watches.pods.list(), controller!.verdictLookups());
+			},
+		},
 	});
 	source.onChange(() => controller!.schedule());
 
@@ -172,7 +176,7 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 			'endpoint written fail-closed (identity init, isolated both ways) until its policy is known',
 		);
 	};
-	const cni = config.cni ? CniNode.create(config.cni, datapath, admit, cniLog, store ? { store } : {}) : undefined;
+	const cni = config.cni ? CniService.create(config.cni, datapath, admit, cniLog, store ? { store } : {}) : undefined;
 
 	const flows = new FlowRing(config.flowBuffer);
 	const http = Fastify({ logger: false });
@@ -188,5 +192,5 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 		reply.code(ready ? 200 : 503);
 		return { ready, synced: watches.isSynced, lastError: controller!.lastError ?? null };
 	});
-	return new Agent(config, log, datapath, watches, controller, flows, http, metrics, cni);
+	return new Agent(config, log, datapath, watches, controller, flows, flowIndex, http, metrics, cni);
 }

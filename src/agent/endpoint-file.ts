@@ -3,8 +3,7 @@
 // The file is re-read when it changes; a bad file keeps the last good list and logs.
 import { existsSync, readFileSync, watch, FSWatcher } from 'node:fs';
 import { dirname, basename } from 'node:path';
-import { LocalEndpoint } from '../policy/controller.js';
-import { EndpointSource } from './app.js';
+import type { EndpointSource, LocalEndpoint } from '../shared/endpoint.js';
 
 export class EndpointFileError extends Error {
 	readonly code = 'WEIR_ERR_ENDPOINT_FILE';

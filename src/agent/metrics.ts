@@ -1,6 +1,6 @@
 // The agent's Prometheus metrics (prom-client, on its own registry).
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { Datapath } from '../bpf/datapath.js';
+import { Datapath } from '../kernel/datapath.js';
 import { Flow } from '../observe/flow.js';
 import { Compiled } from '../policy/compiler.js';
 import { ApplyStats } from '../policy/reconcile.js';

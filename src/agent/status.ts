@@ -1,52 +1,9 @@
 // The node agent's status (GET /v1/status): what `weir status` prints per node.
 // A pure function assembles it from narrow readers; the fastify plugin only calls it.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { repoRoot } from '../paths.js';
+import { existsSync } from 'node:fs';
+import { packageVersion } from '../shared/package.js';
+import { AgentStatus, STATUS_SCHEMA_VERSION } from '../shared/agent-status.js';
 import { FastifyInstance, FastifyPluginAsync } from 'fastify';
-
-export const STATUS_SCHEMA_VERSION = 1;
-
-export interface AgentStatus {
-	schema: typeof STATUS_SCHEMA_VERSION;
-	node: string;
-	/** the agent's package version (image version) */
-	version: string;
-	startedAt: string;
-	/** same meaning as /readyz */
-	ready: boolean;
-	/** the Kubernetes watches have listed everything once */
-	synced: boolean;
-	datapath: {
-		/** programs loaded and maps pinned under pinRoot */
-		loaded: boolean;
-		pinRoot: string;
-		/** pod veths with the programs attached (pinned links) */
-		attachments: number;
-		ipcacheEntries: number;
-		endpointEntries: number;
-		policyEntries: number;
-	};
-	endpoints: {
-		/** pods on this node known to the agent (CNI) */
-		local: number;
-		/** of those, isolated by at least one NetworkPolicy (either direction) */
-		isolated: number;
-	};
-	policy: {
-		/** NetworkPolicies in the cluster (all namespaces) */
-		networkPolicies: number;
-		/** NetworkPolicies that select at least one pod of this node: enforced here */
-		enforcedHere: string[];
-		/** compile/apply runs so far and the time of the last successful one */
-		runs: number;
-		lastApplied: string | null;
-		/** policies or rules the datapath cannot enforce as written */
-		problems: Array<{ policy: string; message: string }>;
-	};
-	/** the last error the agent hit (policy compile/apply, datapath), null when healthy */
-	lastError: string | null;
-}
 
 /** What the status needs to read; each a narrow view, no write access. */
 export interface StatusSources {
@@ -74,20 +31,6 @@ export interface StatusSources {
 			| undefined;
 	};
 	endpoints: { list(): readonly unknown[] };
-}
-
-let cachedVersion: string | undefined;
-
-/** The version in the package's package.json (the image ships it). */
-export function packageVersion(): string {
-	if (cachedVersion === undefined) {
-		try {
-			cachedVersion = String((JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version?: string }).version ?? 'unknown');
-		} catch {
-			cachedVersion = 'unknown';
-		}
-	}
-	return cachedVersion;
 }
 
 function count(f: () => unknown[] | number): { n: number; err?: string } {

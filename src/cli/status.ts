@@ -8,10 +8,11 @@
 // to the nodes. --server reads agents directly instead.
 import * as k8s from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
-import type { AgentStatus } from '../agent/status.js';
+import type { AgentStatus } from '../shared/agent-status.js';
+import { DEFAULTS } from '../shared/defaults.js';
 
 export const AGENT_LABEL = 'app.kubernetes.io/name=weir-agent';
-export const AGENT_PORT = 9962;
+export const AGENT_PORT = DEFAULTS.observerPort;
 
 /** One row: a node, its agent pod, and the status it answered (or why not). */
 export interface NodeStatus {

@@ -1,7 +1,7 @@
 // The agent's CNI configuration: built purely from options, written atomically into
 // the runtime's conf dir once the agent is ready. Only Weir's own file is ever
 // written or removed; other CNI configs in the directory are left alone.
-import { chmodSync, copyFileSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface ConflistOptions {
@@ -47,19 +47,4 @@ export function writeConflist(confDir: string, conflist: Record<string, unknown>
 	writeFileSync(tmp, JSON.stringify(conflist, null, 2) + '\n');
 	renameSync(tmp, path);
 	return path;
-}
-
-export function removeConflist(confDir: string, file = CONFLIST_FILE): void {
-	rmSync(join(confDir, file), { force: true });
-}
-
-/** Installs the weir-cni executable into the CNI bin dir (copy + rename: never a torn binary). */
-export function installPlugin(source: string, binDir: string): string {
-	mkdirSync(binDir, { recursive: true });
-	const dest = join(binDir, 'weir-cni');
-	const tmp = join(binDir, `.weir-cni.tmp-${process.pid}`);
-	copyFileSync(source, tmp);
-	chmodSync(tmp, 0o755);
-	renameSync(tmp, dest);
-	return dest;
 }

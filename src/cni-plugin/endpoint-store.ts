@@ -4,7 +4,7 @@
 // Implements the agent's EndpointSource (the policy controller's view of local pods).
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { LocalEndpoint } from '../policy/controller.js';
+import type { LocalEndpoint } from '../shared/endpoint.js';
 
 export interface EndpointRecord {
 	containerId: string;

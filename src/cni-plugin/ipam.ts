@@ -2,7 +2,7 @@
 // with the request's CNI_* environment and the network configuration on stdin.
 // The configuration's cniVersion is lowered to the newest one the plugin supports
 // (asked once per plugin with VERSION): Debian's host-local speaks up to 1.0.0.
-import { spawn } from 'node:child_process';
+import { runProcess } from '../shared/process.js';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { CniCommand, SUPPORTED_VERSIONS } from './config.js';
@@ -51,22 +51,6 @@ export function negotiate(wanted: string, supported: readonly string[]): string 
 	return best;
 }
 
-function run(file: string, env: Record<string, string>, stdin: string, timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
-	return new Promise((resolve, reject) => {
-		const child = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs });
-		const out: Buffer[] = [];
-		const err: Buffer[] = [];
-		child.stdout.on('data', (d: Buffer) => out.push(d));
-		child.stderr.on('data', (d: Buffer) => err.push(d));
-		child.on('error', reject);
-		child.on('close', (code, signal) =>
-			resolve({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
-		);
-		child.stdin.on('error', () => undefined);
-		child.stdin.end(stdin);
-	});
-}
-
 export class ExecIpam implements Ipam {
 	private readonly versions = new Map<string, string[]>();
 
@@ -75,7 +59,7 @@ export class ExecIpam implements Ipam {
 	private async supported(file: string): Promise<string[]> {
 		const cached = this.versions.get(file);
 		if (cached) return cached;
-		const r = await run(file, { CNI_COMMAND: 'VERSION' }, JSON.stringify({ cniVersion: '1.0.0' }), this.timeoutMs);
+		const r = await runProcess(file, [], { env: { CNI_COMMAND: 'VERSION' }, input: JSON.stringify({ cniVersion: '1.0.0' }), timeoutMs: this.timeoutMs });
 		let list: string[] = [...SUPPORTED_VERSIONS];
 		try {
 			const o = JSON.parse(r.stdout) as { supportedVersions?: string[] };
@@ -100,7 +84,7 @@ export class ExecIpam implements Ipam {
 		const env: Record<string, string> = { ...call.env, CNI_COMMAND: call.command, CNI_PATH: call.path.join(':') };
 		let r;
 		try {
-			r = await run(file, env, JSON.stringify(conf), this.timeoutMs);
+			r = await runProcess(file, [], { env, input: JSON.stringify(conf), timeoutMs: this.timeoutMs });
 		} catch (err) {
 			throw new CniError(CniCode.Io, `running IPAM plugin ${call.type} failed`, (err as Error).message, { cause: err });
 		}

@@ -3,8 +3,8 @@
 // does the kernel work through narrow capabilities: rtnetlink, the datapath, IPAM,
 // the endpoint store and the agent's admission hook.
 import { existsSync } from 'node:fs';
-import { Netlink, isNativeError } from '../bpf/netlink.js';
-import type { LocalEndpoint } from '../policy/controller.js';
+import { Netlink, isNativeError } from '../kernel/netlink.js';
+import type { LocalEndpoint } from '../shared/endpoint.js';
 import { CniEnv, LATEST_VERSION, NetConf, SUPPORTED_VERSIONS, parseEnv, parseNetConf, replyVersion } from './config.js';
 import { EndpointRecord, EndpointStore } from './endpoint-store.js';
 import { CniCode, CniError, asCniError } from './errors.js';

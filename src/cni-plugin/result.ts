@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { CniVersion, DnsConfig } from './config.js';
 import { CniCode, CniError } from './errors.js';
+import { parseInterfaceAddress4 } from '../shared/ipv4.js';
 
 /** The link-local gateway every pod routes through (Cilium/Calico style). */
 export const GATEWAY_IP = '169.254.1.1';
@@ -44,22 +45,6 @@ function isObject(v: unknown): v is Record<string, unknown> {
 	return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-
-export function isIpv4(s: string): boolean {
-	return IPV4.test(s);
-}
-
-/** "10.1.0.5/24" -> {ip, prefix}; throws for anything else. */
-export function parseCidr4(s: string): { ip: string; prefix: number } {
-	const [ip, p, extra] = s.split('/');
-	const prefix = Number(p);
-	if (extra !== undefined || !ip || !isIpv4(ip) || p === undefined || !/^\d{1,2}$/.test(p) || prefix > 32) {
-		throw new Error(`'${s}' is not an IPv4 address/prefix`);
-	}
-	return { ip, prefix };
-}
-
 /**
  * The IPv4 address the IPAM plugin allocated (0.4.0 and 1.x results alike).
  * Weir needs exactly one IPv4 address; IPv6 ones are refused, not silently dropped.
@@ -75,7 +60,7 @@ export function ipamAddress(ipamResult: unknown, ipamType: string): { ip: string
 		if (addr.includes(':')) {
 			throw new CniError(CniCode.InvalidConfig, `IPAM plugin ${ipamType} returned an IPv6 address (${addr})`, 'Weir wires IPv4 pods only: configure an IPv4 range');
 		}
-		v4.push(parseCidr4(addr));
+		v4.push(parseInterfaceAddress4(addr));
 	}
 	if (v4.length !== 1) {
 		throw new CniError(CniCode.InvalidConfig, `IPAM plugin ${ipamType} returned ${v4.length} IPv4 addresses`, 'Weir needs exactly one: configure one IPv4 range');
@@ -147,7 +132,7 @@ export function expectedFromPrev(prev: Record<string, unknown> | undefined, ifna
 	const ips = Array.isArray(prev['ips']) ? (prev['ips'] as unknown[]).filter(isObject) : [];
 	const ipe = ips.find((i) => i['interface'] === podIdx) ?? ips[0];
 	if (!ipe || typeof ipe['address'] !== 'string') throw new CniError(CniCode.InvalidConfig, 'prevResult has no address for the pod interface');
-	const exp: Expected = { hostIf: typeof host?.['name'] === 'string' ? (host['name'] as string) : '', podIf: ifname, ip: parseCidr4(ipe['address']).ip };
+	const exp: Expected = { hostIf: typeof host?.['name'] === 'string' ? (host['name'] as string) : '', podIf: ifname, ip: parseInterfaceAddress4(ipe['address']).ip };
 	const mac = ifs[podIdx]!['mac'];
 	if (typeof mac === 'string' && mac) exp.podMac = mac.toLowerCase();
 	return exp;

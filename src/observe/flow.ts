@@ -1,8 +1,8 @@
 // Flow records, after Hubble's: what the datapath saw, with both ends named and the
 // policy behind the verdict. Built from datapath events by a pure enricher that reads
 // the agent's current view through narrow lookups.
-import { DatapathEvent, IPPROTO } from '../bpf/codecs.js';
-import { DROP_REASON_TEXT, DropReasonName, Identity } from '../bpf/layout.js';
+import { DatapathEvent, IPPROTO } from '../kernel/codecs.js';
+import { DROP_REASON_TEXT, DropReasonName, Identity } from '../kernel/layout.js';
 
 export type FlowVerdict = 'FORWARDED' | 'DROPPED' | 'AUDIT';
 

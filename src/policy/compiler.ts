@@ -13,9 +13,10 @@
 // - Named ports in egress rules are resolved on the destination pods; pods sharing an
 //   identity (same labels in the same namespace) contribute the union of their ports.
 // - Traffic from the node itself to its pods is always allowed (kubelet probes).
-import { Dir, DirValue, EndpointFlags, Identity } from '../bpf/layout.js';
-import { IPPROTO, PolicyEntry } from '../bpf/codecs.js';
-import { IdentityAllocator, cidrWithin, identityLabels, labelKey, normaliseCidr } from './identity.js';
+import { Dir, DirValue, EndpointFlags, Identity } from '../kernel/layout.js';
+import { IPPROTO, PolicyEntry } from '../kernel/codecs.js';
+import { IdentityAllocator, identityLabels, labelKey } from './identity.js';
+import { cidrWithin, normaliseCidr } from '../shared/ipv4.js';
 import {
 	ContainerPort,
 	IPBlock,

@@ -3,21 +3,13 @@
 // Nothing is enforced from a partial view: until every watch has listed once, the
 // maps keep what they hold (a restarted agent keeps the previous agent's state).
 import type * as k8s from '@kubernetes/client-node';
-import { EndpointInfo } from '../bpf/codecs.js';
-import { FlowContext } from '../observe/flow.js';
+import { EndpointInfo } from '../kernel/codecs.js';
+import { isTerminated, plainNetworkPolicy, podIps } from '../cluster/objects.js';
 import { CompileCache, Compiled, RuleIdAllocator, compile } from './compiler.js';
 import { IdentityAllocator } from './identity.js';
 import { NamespaceInfo, NetworkPolicy, NodeInfo, PodInfo } from './model.js';
 import { ApplyStats, MapReconciler, PolicyMaps } from './reconcile.js';
-
-/** A pod wired on this node by the CNI. */
-export interface LocalEndpoint {
-	namespace: string;
-	pod: string;
-	ip: string;
-	epId: number;
-	ifindex: number;
-}
+import type { LocalEndpoint } from '../shared/endpoint.js';
 
 /** The objects the controller compiles from (informer caches, or fixtures). */
 export interface Snapshot {
@@ -39,10 +31,8 @@ export interface ControllerObserver {
 }
 
 export function podInfo(p: k8s.V1Pod): PodInfo | undefined {
-	const phase = p.status?.phase;
-	if (phase === 'Succeeded' || phase === 'Failed') return undefined;
-	const ips = (p.status?.podIPs ?? []).map((x) => x.ip).filter((x): x is string => !!x);
-	if (ips.length === 0 && p.status?.podIP) ips.push(p.status.podIP);
+	if (isTerminated(p)) return undefined;
+	const ips = podIps(p);
 	const info: PodInfo = {
 		namespace: p.metadata?.namespace ?? 'default',
 		name: p.metadata?.name ?? '',
@@ -61,21 +51,9 @@ export function podInfo(p: k8s.V1Pod): PodInfo | undefined {
 	return info;
 }
 
-/**
- * A NetworkPolicy in the API's own field names. @kubernetes/client-node hands list
- * results through its typed models, which rename an ingress rule's `from` to `_from`
- * (a reserved word in its generator), while watch events arrive as plain JSON with
- * `from`. Read as-is, a listed policy's `from` would look missing — "all sources".
- */
+/** A NetworkPolicy as the compiler reads it (the API's own field names). */
 export function networkPolicy(p: k8s.V1NetworkPolicy): NetworkPolicy {
-	const spec = p.spec;
-	if (!spec) return p as NetworkPolicy;
-	const ingress = spec.ingress?.map((r) => {
-		const { _from, from: plain, ...rest } = r as k8s.V1NetworkPolicyIngressRule & { from?: k8s.V1NetworkPolicyPeer[] };
-		const from = plain ?? _from;
-		return from === undefined ? rest : { ...rest, from };
-	});
-	return { ...p, spec: { ...spec, ...(ingress ? { ingress } : {}) } } as NetworkPolicy;
+	return plainNetworkPolicy(p) as NetworkPolicy;
 }
 
 export function namespaceInfo(n: k8s.V1Namespace): NamespaceInfo {
@@ -89,14 +67,6 @@ export function nodeInfo(n: k8s.V1Node): NodeInfo {
 	};
 }
 
-/** The workload a pod belongs to: Deployment (through its ReplicaSet), else its owner, else the pod. */
-export function workloadOf(p: k8s.V1Pod): string {
-	const owner = p.metadata?.ownerReferences?.find((o) => o.controller) ?? p.metadata?.ownerReferences?.[0];
-	if (!owner) return p.metadata?.name ?? '';
-	if (owner.kind === 'ReplicaSet') return owner.name.replace(/-[a-z0-9]{5,10}$/, '');
-	return owner.name;
-}
-
 export class PolicyController {
 	private readonly identities = new IdentityAllocator();
 	private readonly rules = new RuleIdAllocator();
@@ -106,7 +76,6 @@ export class PolicyController {
 	private readonly reconciler: MapReconciler;
 	private timer: NodeJS.Timeout | undefined;
 	private last: Compiled | undefined;
-	private podsByIp = new Map<string, { namespace: string; name: string; workload: string; labels: Record<string, string> }>();
 	private reservedByIdentity = new Map<number, string>();
 	private isolation = new Map<number, { ingress: string[]; egress: string[] }>();
 	lastError: string | undefined;
@@ -173,7 +142,7 @@ export class PolicyController {
 				if (idx !== undefined) endpoints.set(ip, { epId: ep.epId, identity: ep.identity, ifindex: idx, flags: ep.flags });
 			}
 			const stats = this.reconciler.apply({ ipcache: compiled.ipcache, endpoints, policy: compiled.policyTrie, policyChanges: compiled.policyChanges, liveEndpoints: new Set(local.map((e) => e.ip)) });
-			this.remember(compiled, snap);
+			this.remember(compiled);
 			for (const p of compiled.problems) this.opts.log.warn({ policy: p.policy, problem: p.message }, 'NetworkPolicy not fully enforceable');
 			this.runs++;
 			this.lastApplied = new Date();
@@ -196,15 +165,8 @@ export class PolicyController {
 		return info ?? undefined;
 	}
 
-	private remember(c: Compiled, snap: Snapshot): void {
+	private remember(c: Compiled): void {
 		this.last = c;
-		const byIp = new Map<string, { namespace: string; name: string; workload: string; labels: Record<string, string> }>();
-		for (const p of snap.pods) {
-			const info = this.podInfoOf(p);
-			if (!info || info.hostNetwork) continue;
-			for (const ip of info.ips) byIp.set(ip, { namespace: info.namespace, name: info.name, workload: workloadOf(p), labels: info.labels });
-		}
-		this.podsByIp = byIp;
 		const reserved = new Map<number, string>();
 		for (const [cidr, id] of c.ipcache) if (!c.identityLabels.has(id) && !cidr.endsWith('/32')) reserved.set(id, `cidr:${cidr}`);
 		this.reservedByIdentity = reserved;
@@ -215,15 +177,16 @@ export class PolicyController {
 		return this.last;
 	}
 
-	/** The lookups flows need, over the last applied state. */
-	flowContext(wallClockMs: (monoNs: bigint) => number): FlowContext {
+	/** What the last applied state says about verdicts: the rule behind a rule id, what isolates an endpoint. */
+	verdictLookups(): {
+		rule(ruleId: number): { namespace: string; name: string; direction: string; index: number } | undefined;
+		isolatedBy(epId: number, direction: 'ingress' | 'egress'): string[];
+		reservedName(identity: number): string | undefined;
+	} {
 		return {
-			node: this.opts.node,
-			podByIp: (ip) => this.podsByIp.get(ip),
-			reservedName: (id) => this.reservedByIdentity.get(id),
 			rule: (id) => this.last?.rules.get(id),
 			isolatedBy: (epId, dir) => this.isolation.get(epId)?.[dir] ?? [],
-			wallClockMs,
+			reservedName: (id) => this.reservedByIdentity.get(id),
 		};
 	}
 
@@ -231,10 +194,4 @@ export class PolicyController {
 		clearTimeout(this.timer);
 		this.timer = undefined;
 	}
-}
-
-/** Maps CLOCK_MONOTONIC ns (the datapath's clock) to wall-clock ms. */
-export function monoToWallClock(): (monoNs: bigint) => number {
-	const offsetMs = Date.now() - Number(process.hrtime.bigint() / 1_000_000n);
-	return (monoNs) => offsetMs + Number(monoNs / 1_000_000n);
 }

@@ -1,9 +1,9 @@
 // Security identities: one per distinct (namespace, pod labels, namespace labels)
 // set, one per ipBlock prefix, plus the reserved ones. Numbers are stable for the
 // allocator's life, so a recompile after one change touches only what changed.
-import { Identity } from '../bpf/layout.js';
-import { parseCidr4 } from '../bpf/codecs.js';
+import { Identity } from '../kernel/layout.js';
 import { NamespaceInfo, PodInfo } from './model.js';
+import { normaliseCidr } from '../shared/ipv4.js';
 
 /** Labels that carry the namespace into a pod's identity (Cilium's convention). */
 export const NS_NAME_LABEL = 'io.kubernetes.pod.namespace';
@@ -81,18 +81,4 @@ export class IdentityAllocator {
 		for (const k of this.byLabels.keys()) if (!labelKeys.has(k)) this.byLabels.delete(k);
 		for (const k of this.byCidr.keys()) if (!cidrs.has(k)) this.byCidr.delete(k);
 	}
-}
-
-export function normaliseCidr(cidr: string): string {
-	const c = parseCidr4(cidr);
-	return `${[(c.addr >>> 24) & 255, (c.addr >>> 16) & 255, (c.addr >>> 8) & 255, c.addr & 255].join('.')}/${c.prefix}`;
-}
-
-/** True when prefix `inner` lies inside prefix `outer` (both normalised or not). */
-export function cidrWithin(inner: string, outer: string): boolean {
-	const i = parseCidr4(inner);
-	const o = parseCidr4(outer);
-	if (i.prefix < o.prefix) return false;
-	const mask = o.prefix === 0 ? 0 : (0xffffffff << (32 - o.prefix)) >>> 0;
-	return ((i.addr & mask) >>> 0) === o.addr;
 }

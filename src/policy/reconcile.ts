@@ -6,7 +6,7 @@
 //   3. removed policy entries, then removed ipcache prefixes
 // Anything both states deny is denied at every step: step 1 adds only entries the
 // new state wants, and step 3 removes only entries the new state does not want.
-import { EndpointInfo, PolicyEntry, policyKeys, policyValue } from '../bpf/codecs.js';
+import { EndpointInfo, PolicyEntry, policyKeys, policyValue } from '../kernel/codecs.js';
 
 /** The narrow slice of Datapath the reconciler needs. */
 export interface PolicyMaps {

@@ -11,7 +11,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { repoRoot } from '../../src/paths.js';
+import { repoRoot } from '../../src/shared/package.js';
 import { startCluster, clusterStatus, type Cluster } from '../../hack/cluster/cluster.js';
 import { leftovers } from '../../hack/cluster/resources.js';
 import { waitFor } from '../../hack/cluster/exec.js';

@@ -17,7 +17,7 @@ import { agentDiagnostics, applyDeploy, daemonSetStatus, loadAgentImage, nodeLef
 import { forwardObservers } from '../../hack/demo/observer-forward.js';
 import { placement, deployScenario, probe, redisPolicy, waitScenario, formatProbe, POLICY_NAME, type PodRef } from '../../hack/demo/scenario.js';
 import { defaultAgentRef } from '../../hack/image/agent-image.js';
-import { repoRoot } from '../../src/paths.js';
+import { repoRoot } from '../../src/shared/package.js';
 
 const NAME = 'winst';
 const BYSTANDER_FILE = '50-bystander.conflist';
@@ -35,7 +35,7 @@ function cluster(): Cluster {
 
 function weirCli(args: string[]): Promise<{ code: number; out: string }> {
 	return new Promise((resolve) => {
-		const child = spawn(process.execPath, [join(repoRoot, 'dist', 'src', 'cli', 'weir.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+		const child = spawn(process.execPath, [join(repoRoot, 'dist', 'src', 'cli', 'main.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 		let out = '';
 		child.stdout.on('data', (d: Buffer) => (out += d.toString()));
 		child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -198,7 +198,7 @@ test('upgrade in place: a stream across nodes survives the rollout and the polic
 	await waitFor('the attacker knocking', 20_000, async () => (knock.lines.length >= 2 ? true : undefined), 200);
 
 	const tRollout = Date.now();
-	await k.kubectl(['-n', WEIR_NS, 'set', 'image', 'daemonset/weir-agent', `agent=${newRef}`, `node-setup=${newRef}`]);
+	await k.kubectl(['-n', WEIR_NS, 'set', 'image', 'daemonset/weir-agent', `agent=${newRef}`, `host-setup=${newRef}`]);
 	await k.kubectl(['-n', WEIR_NS, 'rollout', 'status', 'daemonset/weir-agent', '--timeout=240s'], { timeoutMs: 250_000 });
 	await waitWeirReady(k, (m) => t.diagnostic(m), 120_000);
 	const images = (await k.kubectl(['-n', WEIR_NS, 'get', 'pods', '-l', 'app.kubernetes.io/name=weir-agent', '-o', 'jsonpath={.items[*].spec.containers[0].image}'])).stdout.trim().split(' ');

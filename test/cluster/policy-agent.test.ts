@@ -13,9 +13,9 @@ import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, closeSync }
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { Datapath, removePinRoot } from '../../src/bpf/datapath.js';
+import { Datapath, removePinRoot } from '../../src/kernel/datapath.js';
 import { Flow } from '../../src/observe/flow.js';
-import { repoRoot } from '../../src/paths.js';
+import { repoRoot } from '../../src/shared/package.js';
 import { Cluster, freePort, startCluster } from '../../hack/cluster/cluster.js';
 import { NODE_IP, Pod, Prober, Topology } from '../../hack/lab/topology.js';
 import { ensureBpffs, requireRoot, testPinRoot } from '../helpers/bpf.js';
@@ -25,7 +25,7 @@ const NODE = 'lab-node';
 const REDIS = 6379;
 let OBSERVER_PORT = 0; // a free port, found at start (fixed ports collide with other labs on this machine)
 const AGENT = resolve(repoRoot, 'dist/src/agent/main.js');
-const WEIR = resolve(repoRoot, 'dist/src/cli/weir.js');
+const WEIR = resolve(repoRoot, 'dist/src/cli/main.js');
 
 const SCENARIO = [
 	{ ns: 'a-ingress', pod: 'ingress', app: 'ingress' },

@@ -3,9 +3,10 @@
 // interfaces in a node namespace, prints one JSON line and exits, leaving the pinned
 // datapath to enforce on its own.
 //   agent-child.js '<json spec>'
-import { Datapath } from '../../src/bpf/datapath.js';
-import { EndpointInfo, PolicyEntry } from '../../src/bpf/codecs.js';
-import { native } from '../../src/bpf/native.js';
+import { Datapath } from '../../src/kernel/datapath.js';
+import { EndpointInfo, PolicyEntry } from '../../src/kernel/codecs.js';
+import { native } from '../../src/kernel/addon.js';
+import { allowRule } from './bpf.js';
 
 interface Spec {
 	pinRoot: string;
@@ -20,7 +21,7 @@ const spec = JSON.parse(process.argv[2] ?? '{}') as Spec;
 const dp = await Datapath.open({ pinRoot: spec.pinRoot });
 for (const e of spec.endpoints ?? []) dp.setEndpoint(e.ip, e);
 for (const c of spec.ipcache ?? []) dp.setIpcache(c.cidr, c.identity);
-for (const a of spec.allow ?? []) dp.allow(a);
+for (const a of spec.allow ?? []) allowRule(dp, a);
 for (const ifindex of spec.attach) dp.attach(ifindex, { netns: spec.netns });
 const progIds = Object.fromEntries(
 	spec.attach.map((i) => [i, { ingress: native().tcxQuery(i, 'ingress', spec.netns), egress: native().tcxQuery(i, 'egress', spec.netns) }]),

@@ -1,10 +1,11 @@
 // Helpers for real-kernel tests: bpffs, a datapath per test file, and event waits.
 import { existsSync } from 'node:fs';
-import { ensureBpffs, requireRoot } from '../../src/bpf/bpffs.js';
-import { Datapath, DatapathConfig, removePinRoot } from '../../src/bpf/datapath.js';
-import { DatapathEvent } from '../../src/bpf/codecs.js';
+import { ensureBpffs, requireRoot } from '../../src/kernel/bpffs.js';
+import { Datapath, DatapathConfig, removePinRoot } from '../../src/kernel/datapath.js';
+import { DatapathEvent } from '../../src/kernel/codecs.js';
+import { allowRule } from '../../hack/lab/policy.js';
 
-export { ensureBpffs, requireRoot };
+export { allowRule, ensureBpffs, requireRoot };
 
 let n = 0;
 export function testPinRoot(tag: string): string {

@@ -1,21 +1,22 @@
 // A CNI lab for runtime tests and the benchmark: a node network namespace (no route
 // to the uplink), a CNI conf dir and bin dir (weir-cni, host-local, portmap, ptp), a
-// host-local state dir, a pin root, and the standalone CNI node (src/cni-plugin/main.ts)
+// host-local state dir, a pin root, and the standalone CNI server (hack/lab/cni-server.ts)
 // serving the socket with its host side in the node namespace. Real callers: cnitool
 // (run inside the node namespace, so chained plugins such as portmap touch only it)
 // and the weir-cni executable itself. destroy() removes everything, also after a failure.
 import { ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { native } from '../../src/bpf/native.js';
-import { Netlink } from '../../src/bpf/netlink.js';
-import { repoRoot } from '../../src/paths.js';
+import { native } from '../../src/kernel/addon.js';
+import { Netlink } from '../../src/kernel/netlink.js';
+import { repoRoot } from '../../src/shared/package.js';
+import { runProcess } from '../../src/shared/process.js';
 import { sh } from '../../hack/lab/topology.js';
 
 export const CNITOOL = process.env['WEIR_CNITOOL'] ?? '/var/cache/weir/cni-v1.3.1/bin/cnitool';
 export const DEBIAN_CNI = '/usr/lib/cni';
 const WEIR_CNI = resolve(repoRoot, 'build/cni/weir-cni');
-const NODE_MAIN = resolve(repoRoot, 'dist/src/cni-plugin/main.js');
+const NODE_MAIN = resolve(repoRoot, 'dist/hack/lab/cni-server.js');
 
 export interface Exec {
 	code: number;
@@ -25,27 +26,15 @@ export interface Exec {
 	json: Record<string, unknown> | undefined;
 }
 
-export function run(cmd: string, args: string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): Promise<Exec> {
-	return new Promise((resolveRun, reject) => {
-		const child = spawn(cmd, args, { env: opts.env ?? (process.env as Record<string, string>), stdio: ['pipe', 'pipe', 'pipe'], timeout: opts.timeoutMs ?? 60_000 });
-		const out: Buffer[] = [];
-		const err: Buffer[] = [];
-		child.stdout.on('data', (d: Buffer) => out.push(d));
-		child.stderr.on('data', (d: Buffer) => err.push(d));
-		child.on('error', reject);
-		child.on('close', (code) => {
-			const stdout = Buffer.concat(out).toString();
-			let json: Record<string, unknown> | undefined;
-			try {
-				json = JSON.parse(stdout) as Record<string, unknown>;
-			} catch {
-				json = undefined;
-			}
-			resolveRun({ code: code ?? 128, stdout, stderr: Buffer.concat(err).toString(), json });
-		});
-		child.stdin.on('error', () => undefined);
-		child.stdin.end(opts.input ?? '');
-	});
+export async function run(cmd: string, args: string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): Promise<Exec> {
+	const r = await runProcess(cmd, args, { ...opts, timeoutMs: opts.timeoutMs ?? 60_000 });
+	let json: Record<string, unknown> | undefined;
+	try {
+		json = JSON.parse(r.stdout) as Record<string, unknown>;
+	} catch {
+		json = undefined;
+	}
+	return { code: r.code, stdout: r.stdout, stderr: r.stderr, json };
 }
 
 let counter = 0;

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync, writeFileSync } 
 import { join, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { repoRoot } from '../../src/paths.js';
+import { repoRoot } from '../../src/shared/package.js';
 import { run } from './cni-lab.js';
 import { containerdConfig } from '../../hack/cluster/configs.js';
 

@@ -1,8 +1,9 @@
 // A TypeScript model of the pod programs' decision for a new connection, over the
 // compiler's output: used by unit tests to check the compiler against the reference
 // evaluator quickly, before the real datapath is asked the same questions.
-import { parseCidr4, ipv4ToInt, PolicyEntry } from '../../src/bpf/codecs.js';
-import { Dir, EndpointFlags, Identity } from '../../src/bpf/layout.js';
+import { PolicyEntry } from '../../src/kernel/codecs.js';
+import { ipv4ToInt, parseCidr4 } from '../../src/shared/ipv4.js';
+import { Dir, EndpointFlags, Identity } from '../../src/kernel/layout.js';
 import { Compiled } from '../../src/policy/compiler.js';
 
 function lpm(ipcache: ReadonlyMap<string, number>, ip: string): number {

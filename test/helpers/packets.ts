@@ -1,6 +1,7 @@
 // Builds Ethernet/IPv4 frames for BPF_PROG_TEST_RUN. Checksums are left zero: the
 // programs under test never look at them.
-import { ipv4ToInt, IPPROTO } from '../../src/bpf/codecs.js';
+import { IPPROTO } from '../../src/kernel/codecs.js';
+import { ipv4ToInt } from '../../src/shared/ipv4.js';
 
 export const TCP_FLAGS = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 } as const;
 

@@ -15,7 +15,7 @@ import {
 	type NativeLink,
 	type NativeObject,
 	type NativeRingBuffer,
-} from '../../src/bpf/native.js';
+} from '../../src/kernel/addon.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const FIXTURE = resolve(root, 'build/test-bpf/addon_fixture.bpf.o');

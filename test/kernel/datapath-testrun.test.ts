@@ -2,10 +2,10 @@
 // the maps, run, check the verdict and the event the program emitted.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Datapath } from '../../src/bpf/datapath.js';
-import { DatapathEvent, IPPROTO } from '../../src/bpf/codecs.js';
-import { Dir, DropReason, EndpointFlags, Identity } from '../../src/bpf/layout.js';
-import { TestDatapath } from '../helpers/bpf.js';
+import { Datapath } from '../../src/kernel/datapath.js';
+import { DatapathEvent, IPPROTO } from '../../src/kernel/codecs.js';
+import { Dir, DropReason, EndpointFlags, Identity } from '../../src/kernel/layout.js';
+import { TestDatapath, allowRule } from '../helpers/bpf.js';
 import { PacketSpec, TCP_FLAGS, frame, reverse, skbCtx } from '../helpers/packets.js';
 
 const TC_ACT_OK = 0;
@@ -100,7 +100,7 @@ describe('pod programs under BPF_PROG_TEST_RUN', () => {
 
 	test('an entry for (peer identity, TCP port) allows that port only and names its rule', async () => {
 		isolate(B, EndpointFlags.IngressIsolated);
-		dp.allow({ epId: B.ep, identity: A.id, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 80, ruleId: 7 });
+		allowRule(dp, { epId: B.ep, identity: A.id, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 80, ruleId: 7 });
 		const ok = tcp(A.ip, B.ip, 80);
 		assert.equal(run(dp, 'weir_to_pod', ok), TC_ACT_OK);
 		const ev = await expectVerdict((e) => e.sport === ok.sport);
@@ -114,7 +114,7 @@ describe('pod programs under BPF_PROG_TEST_RUN', () => {
 
 	test('a wildcard-identity entry admits any peer on its port', async () => {
 		isolate(B, EndpointFlags.IngressIsolated);
-		dp.allow({ epId: B.ep, identity: Identity.Unknown, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 443, ruleId: 8 });
+		allowRule(dp, { epId: B.ep, identity: Identity.Unknown, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 443, ruleId: 8 });
 		for (const src of [A.ip, C.ip, '198.51.100.7']) {
 			const spec = tcp(src, B.ip, 443);
 			assert.equal(run(dp, 'weir_to_pod', spec), TC_ACT_OK, src);
@@ -126,14 +126,14 @@ describe('pod programs under BPF_PROG_TEST_RUN', () => {
 
 	test('a wildcard-port entry admits every port of its protocol, not other protocols', async () => {
 		isolate(B, EndpointFlags.IngressIsolated);
-		dp.allow({ epId: B.ep, identity: C.id, direction: Dir.Ingress, protocol: IPPROTO.TCP, ruleId: 9 });
+		allowRule(dp, { epId: B.ep, identity: C.id, direction: Dir.Ingress, protocol: IPPROTO.TCP, ruleId: 9 });
 		for (const port of [1, 22, 65535]) assert.equal(run(dp, 'weir_to_pod', tcp(C.ip, B.ip, port)), TC_ACT_OK, `tcp ${port}`);
 		assert.equal(run(dp, 'weir_to_pod', { src: C.ip, dst: B.ip, protocol: 'udp', sport: nextPort(), dport: 53 }), TC_ACT_SHOT);
 	});
 
 	test('an all-protocols entry admits UDP, SCTP and ICMP from its peer', async () => {
 		isolate(A, EndpointFlags.IngressIsolated);
-		dp.allow({ epId: A.ep, identity: B.id, direction: Dir.Ingress, ruleId: 10 });
+		allowRule(dp, { epId: A.ep, identity: B.id, direction: Dir.Ingress, ruleId: 10 });
 		const udp: PacketSpec = { src: B.ip, dst: A.ip, protocol: 'udp', sport: nextPort(), dport: 5353 };
 		assert.equal(run(dp, 'weir_to_pod', udp), TC_ACT_OK);
 		const ev = await expectVerdict((e) => e.sport === udp.sport);
@@ -146,14 +146,14 @@ describe('pod programs under BPF_PROG_TEST_RUN', () => {
 
 	test('a port-range entry admits exactly [port, endPort]', () => {
 		isolate(C, EndpointFlags.IngressIsolated);
-		dp.allow({ epId: C.ep, identity: A.id, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 8000, endPort: 8100, ruleId: 11 });
+		allowRule(dp, { epId: C.ep, identity: A.id, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 8000, endPort: 8100, ruleId: 11 });
 		for (const p of [8000, 8001, 8063, 8064, 8099, 8100]) assert.equal(run(dp, 'weir_to_pod', tcp(A.ip, C.ip, p)), TC_ACT_OK, `port ${p}`);
 		for (const p of [7999, 8101, 8128, 80]) assert.equal(run(dp, 'weir_to_pod', tcp(A.ip, C.ip, p)), TC_ACT_SHOT, `port ${p}`);
 	});
 
 	test('CIDR identities follow the longest prefix; unknown addresses are world', async () => {
 		isolate(A, EndpointFlags.EgressIsolated | EndpointFlags.IngressIsolated);
-		dp.allow({ epId: A.ep, identity: CIDR_ID, direction: Dir.Egress, protocol: IPPROTO.TCP, port: 443, ruleId: 12 });
+		allowRule(dp, { epId: A.ep, identity: CIDR_ID, direction: Dir.Egress, protocol: IPPROTO.TCP, port: 443, ruleId: 12 });
 		const outer = tcp(A.ip, '203.0.113.5', 443);
 		assert.equal(run(dp, 'weir_from_pod', outer), TC_ACT_OK);
 		assert.equal((await expectVerdict((e) => e.sport === outer.sport)).dstIdentity, CIDR_ID);
@@ -172,7 +172,7 @@ describe('pod programs under BPF_PROG_TEST_RUN', () => {
 		// A is isolated both ways; only A -> C:9000 egress is allowed. C isolates nothing.
 		isolate(A, EndpointFlags.EgressIsolated | EndpointFlags.IngressIsolated);
 		isolate(C, 0);
-		dp.allow({ epId: A.ep, identity: C.id, direction: Dir.Egress, protocol: IPPROTO.TCP, port: 9000, ruleId: 13 });
+		allowRule(dp, { epId: A.ep, identity: C.id, direction: Dir.Egress, protocol: IPPROTO.TCP, port: 9000, ruleId: 13 });
 		const syn = tcp(A.ip, C.ip, 9000);
 		assert.deepEqual(send(dp, syn), { egress: TC_ACT_OK, ingress: TC_ACT_OK });
 		await t.drain();
@@ -193,7 +193,7 @@ describe('pod programs under BPF_PROG_TEST_RUN', () => {
 
 	test('ICMP errors about an allowed flow pass; unrelated ones do not', async () => {
 		isolate(A, EndpointFlags.EgressIsolated | EndpointFlags.IngressIsolated);
-		dp.allow({ epId: A.ep, identity: C.id, direction: Dir.Egress, protocol: IPPROTO.UDP, port: 53, ruleId: 14 });
+		allowRule(dp, { epId: A.ep, identity: C.id, direction: Dir.Egress, protocol: IPPROTO.UDP, port: 53, ruleId: 14 });
 		const q: PacketSpec = { src: A.ip, dst: C.ip, protocol: 'udp', sport: nextPort(), dport: 53 };
 		assert.equal(run(dp, 'weir_from_pod', q), TC_ACT_OK);
 		const unreach: PacketSpec = { src: C.ip, dst: A.ip, protocol: 'icmp', icmpType: 3, icmpCode: 3, inner: q };

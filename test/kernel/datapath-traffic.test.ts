@@ -6,13 +6,13 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Datapath, removePinRoot } from '../../src/bpf/datapath.js';
-import { IPPROTO } from '../../src/bpf/codecs.js';
-import { Dir, EndpointFlags, Identity } from '../../src/bpf/layout.js';
-import { native } from '../../src/bpf/native.js';
-import { TestDatapath, ensureBpffs, requireRoot, testPinRoot } from '../helpers/bpf.js';
+import { Datapath, removePinRoot } from '../../src/kernel/datapath.js';
+import { IPPROTO } from '../../src/kernel/codecs.js';
+import { Dir, EndpointFlags, Identity } from '../../src/kernel/layout.js';
+import { native } from '../../src/kernel/addon.js';
+import { TestDatapath, allowRule, ensureBpffs, requireRoot, testPinRoot } from '../helpers/bpf.js';
 import { NODE_IP, Pod, Topology } from '../../hack/lab/topology.js';
-import { repoRoot } from '../../src/paths.js';
+import { repoRoot } from '../../src/shared/package.js';
 
 const identityOf = (i: number): number => Identity.FirstPod + 100 + i;
 const epOf = (i: number): number => 100 + i;
@@ -65,8 +65,8 @@ describe('pod programs on real veths', () => {
 	test('ingress policy admits what its entries allow and drops the rest, with events', async () => {
 		const si = topo.pods.indexOf(server);
 		dp.setEndpoint(server.ip, { epId: epOf(si), identity: identityOf(si), ifindex: server.hostIfindex, flags: EndpointFlags.IngressIsolated });
-		dp.allow({ epId: epOf(si), identity: identityOf(0), direction: Dir.Ingress, ruleId: 21 });
-		dp.allow({ epId: epOf(si), identity: identityOf(2), direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 9090, ruleId: 22 });
+		allowRule(dp, { epId: epOf(si), identity: identityOf(0), direction: Dir.Ingress, ruleId: 21 });
+		allowRule(dp, { epId: epOf(si), identity: identityOf(2), direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 9090, ruleId: 22 });
 		await t.drain();
 
 		assert.ok(topo.probe(client, 'tcp', server.ip, 8080), 'client tcp');
@@ -100,7 +100,7 @@ describe('pod programs on real veths', () => {
 	test('egress policy limits what a pod may open; replies to it still arrive', async () => {
 		const oi = topo.pods.indexOf(other);
 		dp.setEndpoint(other.ip, { epId: epOf(oi), identity: identityOf(oi), ifindex: other.hostIfindex, flags: EndpointFlags.EgressIsolated | EndpointFlags.IngressIsolated });
-		dp.allow({ epId: epOf(oi), identity: identityOf(1), direction: Dir.Egress, protocol: IPPROTO.TCP, port: 9090, ruleId: 23 });
+		allowRule(dp, { epId: epOf(oi), identity: identityOf(1), direction: Dir.Egress, protocol: IPPROTO.TCP, port: 9090, ruleId: 23 });
 		await t.drain();
 		assert.ok(topo.probe(other, 'tcp', server.ip, 9090), 'allowed egress, and the echo comes back into an ingress-isolated pod');
 		assert.ok(!topo.probe(other, 'tcp', client.ip, 8080), 'egress to client denied');

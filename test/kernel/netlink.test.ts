@@ -3,7 +3,7 @@
 // with iproute2 and the addon's own dumps; errors carry errno names.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Netlink, isNativeError } from '../../src/bpf/netlink.js';
+import { Netlink, isNativeError } from '../../src/kernel/netlink.js';
 import { sh } from '../../hack/lab/topology.js';
 
 const id = `${process.pid % 100000}`;

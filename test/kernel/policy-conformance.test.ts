@@ -4,8 +4,8 @@
 // namespaces and a host outside the cluster is compared with the reference evaluator.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EndpointInfo } from '../../src/bpf/codecs.js';
-import { Identity } from '../../src/bpf/layout.js';
+import { EndpointInfo } from '../../src/kernel/codecs.js';
+import { Identity } from '../../src/kernel/layout.js';
 import { IdentityAllocator } from '../../src/policy/identity.js';
 import { RuleIdAllocator, compile } from '../../src/policy/compiler.js';
 import { NetworkPolicy, PodInfo } from '../../src/policy/model.js';

@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { spawn, ChildProcess } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Datapath } from '../../src/bpf/datapath.js';
-import { IPPROTO } from '../../src/bpf/codecs.js';
-import { EndpointFlags } from '../../src/bpf/layout.js';
-import { DatapathEvent } from '../../src/bpf/codecs.js';
-import { repoRoot } from '../../src/paths.js';
+import { Datapath } from '../../src/kernel/datapath.js';
+import { IPPROTO } from '../../src/kernel/codecs.js';
+import { EndpointFlags } from '../../src/kernel/layout.js';
+import { DatapathEvent } from '../../src/kernel/codecs.js';
+import { repoRoot } from '../../src/shared/package.js';
 import { CniLab, ping, resultIp, run } from '../helpers/cni-lab.js';
 
 const probeScript = resolve(repoRoot, 'dist/hack/lab/probe.js');

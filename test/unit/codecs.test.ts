@@ -9,15 +9,13 @@ import {
 	decodeIpcacheKey,
 	endpointInfo,
 	endpointKey,
-	intToIpv4,
 	ipcacheKey,
-	ipv4ToInt,
-	parseCidr4,
 	policyKeys,
 	policyValue,
 	portRangeToPrefixes,
-} from '../../src/bpf/codecs.js';
-import { Dir, DropReason, POLICY_FIXED_PREFIX, PolicyFlags, Structs, decode, encode, dropReasonName } from '../../src/bpf/layout.js';
+} from '../../src/kernel/codecs.js';
+import { intToIpv4, ipv4ToInt, parseCidr4 } from '../../src/shared/ipv4.js';
+import { Dir, DropReason, POLICY_FIXED_PREFIX, PolicyFlags, Structs, decode, encode, dropReasonName } from '../../src/kernel/layout.js';
 
 test('IPv4 text and integer forms round-trip', () => {
 	for (const ip of ['0.0.0.0', '10.244.1.7', '203.0.113.255', '255.255.255.255']) {

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import Fastify from 'fastify';
 import { agentStatus, statusApi, type StatusSources } from '../../src/agent/status.js';
 import { formatStatus, healthy, runStatus, type StatusReport } from '../../src/cli/status.js';
-import { INSTALLED_RECORD, initNode, uninstallNode, type NodePaths } from '../../src/agent/node-setup.js';
-import { buildCli } from '../../src/cli/weir.js';
-import { repoRoot } from '../../src/paths.js';
+import { INSTALLED_RECORD, initNode, uninstallNode, type NodePaths } from '../../src/host-setup/setup.js';
+import { buildCli } from '../../src/cli/program.js';
+import { repoRoot } from '../../src/shared/package.js';
 
 function sources(over: Partial<StatusSources> = {}): StatusSources {
 	return {
@@ -161,7 +161,7 @@ test('node setup: installs weir-cni and only the chained plugins the node lacks;
 		writeFileSync(join(p.runDir, 'cni.sock'), '');
 
 		const detached: string[] = [];
-		const un = uninstallNode(p, { detachPinnedLink: (path) => void detached.push(path) });
+		const un = uninstallNode(p, (path) => void detached.push(path));
 		assert.deepEqual(detached.map((d) => d.slice(p.pinRoot.length)), ['/links/12-egress', '/links/12-ingress']);
 		assert.ok(!existsSync(p.pinRoot));
 		assert.ok(!existsSync(p.runDir));
@@ -169,7 +169,7 @@ test('node setup: installs weir-cni and only the chained plugins the node lacks;
 		assert.deepEqual(readdirSync(p.cniBinDir).sort(), ['loopback', 'ptp'], "the node's own plugins stay");
 		assert.ok(un.warnings.length === 0, un.warnings.join('; '));
 		// Idempotent.
-		const again = uninstallNode(p, { detachPinnedLink: () => assert.fail('nothing left to detach') });
+		const again = uninstallNode(p, () => assert.fail('nothing left to detach'));
 		assert.equal(again.actions.length, 0);
 	} finally {
 		rmSync(root, { recursive: true, force: true });

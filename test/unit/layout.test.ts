@@ -25,8 +25,8 @@ import {
 	REASON_MAX,
 	Structs,
 	Verdict,
-} from '../../src/bpf/layout.js';
-import { repoRoot } from '../../src/paths.js';
+} from '../../src/kernel/layout.js';
+import { repoRoot } from '../../src/shared/package.js';
 
 const shared = resolve(repoRoot, 'native/bpf/shared');
 

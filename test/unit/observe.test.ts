@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Fastify from 'fastify';
-import { DatapathEvent } from '../../src/bpf/codecs.js';
-import { Identity } from '../../src/bpf/layout.js';
+import { DatapathEvent } from '../../src/kernel/codecs.js';
+import { Identity } from '../../src/kernel/layout.js';
 import { Flow, FlowContext, matchesFilter, toFlow } from '../../src/observe/flow.js';
 import { FlowRing } from '../../src/observe/flow-ring.js';
 import { observeApi } from '../../src/observe/api.js';
-import { buildCli } from '../../src/cli/weir.js';
+import { buildCli } from '../../src/cli/program.js';
 
 const ctx: FlowContext = {
 	node: 'node-1',

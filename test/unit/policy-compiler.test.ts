@@ -2,8 +2,8 @@
 // lookups: every generated case, every (source, destination, protocol, port).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { IPPROTO } from '../../src/bpf/codecs.js';
-import { Dir, EndpointFlags, Identity } from '../../src/bpf/layout.js';
+import { IPPROTO } from '../../src/kernel/codecs.js';
+import { Dir, EndpointFlags, Identity } from '../../src/kernel/layout.js';
 import { IdentityAllocator } from '../../src/policy/identity.js';
 import { CompileCache, RuleIdAllocator, compile, policyAffects } from '../../src/policy/compiler.js';
 import { NetworkPolicy, PodInfo } from '../../src/policy/model.js';

@@ -3,9 +3,11 @@ import assert from 'node:assert/strict';
 import * as k8s from '@kubernetes/client-node';
 // The model serializer client-node applies to list results (not exported at the top level).
 import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
-import { EndpointInfo } from '../../src/bpf/codecs.js';
-import { Dir, EndpointFlags, Identity } from '../../src/bpf/layout.js';
-import { PolicyController, Snapshot, networkPolicy, podInfo, workloadOf } from '../../src/policy/controller.js';
+import { EndpointInfo } from '../../src/kernel/codecs.js';
+import { Dir, EndpointFlags, Identity } from '../../src/kernel/layout.js';
+import { PolicyController, Snapshot, networkPolicy, podInfo } from '../../src/policy/controller.js';
+import { workloadOf } from '../../src/cluster/objects.js';
+import { FlowIndex } from '../../src/observe/flow-index.js';
 import { PolicyMaps } from '../../src/policy/reconcile.js';
 
 const raw = {
@@ -98,7 +100,9 @@ test('the controller enforces nothing before sync, then writes policy before ide
 	assert.equal(redis.ifindex, 13);
 	assert.equal(maps.ipcache.get('198.18.0.1/32'), Identity.Host);
 	assert.equal(maps.policy.size, 1, 'one entry: the app identity on TCP 6379 (not a wildcard)');
-	const ctx = c.flowContext(() => 0);
+	const index = new FlowIndex('n1', () => 0);
+	index.update(objects.pods, c.verdictLookups());
+	const ctx = index.context();
 	assert.deepEqual(ctx.isolatedBy(3, 'ingress'), ['d/only-app']);
 	assert.equal(ctx.podByIp('10.0.0.1')?.workload, 'app');
 	const before = new Map(maps.ipcache);

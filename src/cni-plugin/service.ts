@@ -1,10 +1,12 @@
-// The CNI part of a node agent, composed: endpoint store, plugin, server, conflist.
-// app.ts builds one inside the agent; main.ts runs one on its own (tests, benchmarks,
-// a node without the Kubernetes side).
-import { Datapath } from '../bpf/datapath.js';
-import { EndpointFlags, Identity } from '../bpf/layout.js';
-import type { LocalEndpoint } from '../policy/controller.js';
-import { ConflistOptions, buildConflist, installPlugin, writeConflist } from './conflist.js';
+// The CNI service of a node agent, composed: endpoint store, plugin, server, conflist.
+// The agent builds one (src/agent/app.ts); hack/lab/cni-server.ts runs one on its own
+// (runtime tests, the CNI benchmark, a node without the Kubernetes side).
+import { Datapath } from '../kernel/datapath.js';
+import { EndpointFlags, Identity } from '../kernel/layout.js';
+import type { LocalEndpoint } from '../shared/endpoint.js';
+import { ConflistOptions, buildConflist, writeConflist } from './conflist.js';
+import { installExecutable } from '../shared/install.js';
+import { DEFAULTS } from '../shared/defaults.js';
 import { EndpointStore } from './endpoint-store.js';
 import { ExecIpam, Ipam } from './ipam.js';
 import { CniPlugin, PluginLogger } from './plugin.js';
@@ -27,8 +29,8 @@ export interface CniConfig {
 }
 
 export const DEFAULT_CNI_CONFIG: Pick<CniConfig, 'socketPath' | 'stateFile'> = {
-	socketPath: '/var/run/weir/cni.sock',
-	stateFile: '/var/run/weir/cni-endpoints.json',
+	socketPath: DEFAULTS.cniSocket,
+	stateFile: DEFAULTS.cniStateFile,
 };
 
 /** The fail-closed entry of a pod whose policy is not known yet (see docs/cni.md). */
@@ -41,7 +43,10 @@ export function failClosedEntry(ep: LocalEndpoint): { epId: number; identity: nu
 	};
 }
 
-export class CniNode {
+/** The executable the runtime calls: it forwards each request to this service's socket. */
+export const WEIR_CNI = DEFAULTS.cniExecutable;
+
+export class CniService {
 	private readonly ready = { value: false, why: 'starting' };
 
 	private constructor(
@@ -58,20 +63,20 @@ export class CniNode {
 		admit: (ep: LocalEndpoint) => void,
 		log: PluginLogger,
 		opts: { ipam?: Ipam; store?: EndpointStore } = {},
-	): CniNode {
+	): CniService {
 		const store = opts.store ?? new EndpointStore(config.stateFile);
-		let node: CniNode | undefined;
+		let service: CniService | undefined;
 		const plugin = new CniPlugin({
 			datapath,
 			store,
 			ipam: opts.ipam ?? new ExecIpam(),
 			admit,
-			notReady: () => (node && node.ready.value ? undefined : (node?.ready.why ?? 'starting')),
+			notReady: () => (service && service.ready.value ? undefined : (service?.ready.why ?? 'starting')),
 			...(config.hostNetns ? { hostNetns: config.hostNetns } : {}),
 			log,
 		});
-		node = new CniNode(config, store, plugin, new CniServer(config.socketPath, plugin, log), log);
-		return node;
+		service = new CniService(config, store, plugin, new CniServer(config.socketPath, plugin, log), log);
+		return service;
 	}
 
 	/** Removes stale endpoints, serves the socket, then (ready) writes the conflist. */
@@ -97,7 +102,7 @@ export class CniNode {
 		const { confDir, conflist, binDir, pluginSource } = this.config;
 		if (!confDir || !conflist) return;
 		if (binDir && pluginSource) {
-			const dest = installPlugin(pluginSource, binDir);
+			const dest = installExecutable(pluginSource, binDir, WEIR_CNI);
 			this.log.info({ path: dest }, 'weir-cni installed');
 		}
 		const path = writeConflist(confDir, buildConflist({ ...conflist, podCidr, agentSocket: this.config.socketPath }));

@@ -1,6 +1,5 @@
 // Typed codecs for the datapath maps and events, on top of layout.ts.
 // Pure functions: no kernel, no addon.
-import { isIPv4 } from 'node:net';
 import {
 	Dir,
 	DirValue,
@@ -16,35 +15,9 @@ import {
 	dropReasonName,
 	encode,
 } from './layout.js';
+import { intToIpv4, ipv4ToInt, parseCidr4 } from '../shared/ipv4.js';
 
 export const IPPROTO = { ICMP: 1, TCP: 6, UDP: 17, SCTP: 132 } as const;
-
-/** IPv4 dotted quad to its 32-bit value (as written in network order). */
-export function ipv4ToInt(ip: string): number {
-	if (!isIPv4(ip)) throw new TypeError(`not an IPv4 address: '${ip}'`);
-	const p = ip.split('.').map(Number);
-	return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
-}
-
-export function intToIpv4(v: number): string {
-	return [(v >>> 24) & 255, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.');
-}
-
-export interface Cidr4 {
-	addr: number;
-	prefix: number;
-}
-
-/** Parses 'a.b.c.d/n' (or a bare address, /32); host bits are cleared. */
-export function parseCidr4(cidr: string): Cidr4 {
-	const [ip, len] = cidr.split('/');
-	const prefix = len === undefined ? 32 : Number(len);
-	if (!Number.isInteger(prefix) || prefix < 0 || prefix > 32 || (len !== undefined && !/^\d+$/.test(len))) {
-		throw new TypeError(`bad IPv4 prefix length in '${cidr}'`);
-	}
-	const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-	return { addr: (ipv4ToInt(ip ?? '') & mask) >>> 0, prefix };
-}
 
 export function ipcacheKey(cidr: string): Buffer {
 	const c = parseCidr4(cidr);

@@ -1,5 +1,5 @@
-#!/usr/bin/env node
-// weir-node-setup: what the DaemonSet runs on a node besides the agent itself.
+// Preparing a host (a Kubernetes node's filesystem) for Weir's agent, and restoring it:
+// what weir-host-setup (src/host-setup/main.ts) runs besides the agent itself.
 //   init       (init container) mount bpffs if missing, install the weir-cni executable
 //              and the IPAM/loopback/portmap plugins Weir chains with when the node has
 //              none, create the agent's socket directory.
@@ -9,11 +9,14 @@
 // plugins stay as they were.
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command } from 'commander';
-import { BPFFS_ROOT, ensureBpffs, isBpffs } from '../bpf/bpffs.js';
-import { buildPath, repoRoot } from '../paths.js';
+import { ensureBpffs, isBpffs } from '../kernel/bpffs.js';
+import { detachPinnedLink, uninstallPins } from '../kernel/datapath.js';
+import { DEFAULTS } from '../shared/defaults.js';
+import { installExecutable } from '../shared/install.js';
 
-export const WEIR_CNI = 'weir-cni';
+export const WEIR_CNI = DEFAULTS.cniExecutable;
+import { buildPath, repoRoot } from '../shared/package.js';
+
 /** CNI plugins Weir's conflist chains with (IPAM, loopback, portmap), installed only when missing. */
 export const CHAINED_PLUGINS = ['host-local', 'loopback', 'portmap'] as const;
 /** Record of the executables init added to the CNI bin dir (so uninstall removes exactly those). */
@@ -33,11 +36,11 @@ export interface NodePaths {
 }
 
 export const DEFAULT_NODE_PATHS: NodePaths = {
-	cniBinDir: '/opt/cni/bin',
-	cniConfDir: '/etc/cni/net.d',
-	bpffsRoot: BPFFS_ROOT,
-	pinRoot: '/sys/fs/bpf/weir',
-	runDir: '/var/run/weir',
+	cniBinDir: DEFAULTS.cniBinDir,
+	cniConfDir: DEFAULTS.cniConfDir,
+	bpffsRoot: DEFAULTS.bpffsRoot,
+	pinRoot: DEFAULTS.pinRoot,
+	runDir: DEFAULTS.runDir,
 	weirCniSource: buildPath('cni', WEIR_CNI),
 	pluginSourceDir: join(repoRoot, 'cni-plugins'),
 };
@@ -45,13 +48,6 @@ export const DEFAULT_NODE_PATHS: NodePaths = {
 export interface SetupReport {
 	actions: string[];
 	warnings: string[];
-}
-
-function installExecutable(src: string, binDir: string, name: string): void {
-	const tmp = join(binDir, `.${name}.tmp-${process.pid}`);
-	copyFileSync(src, tmp);
-	chmodSync(tmp, 0o755);
-	renameSync(tmp, join(binDir, name)); // never a torn binary for a runtime calling it now
 }
 
 function readRecord(binDir: string): string[] {
@@ -97,40 +93,16 @@ export function initNode(p: NodePaths = DEFAULT_NODE_PATHS, mountBpffs: (root: s
 	return rep;
 }
 
-export interface LinkDetacher {
-	/** detaches the program behind a pinned link (a missing or dead link is fine) */
-	detachPinnedLink(path: string): void;
-}
-
-/** The real detacher: the addon opens the pinned link and detaches it. */
-export async function nativeDetacher(): Promise<LinkDetacher> {
-	const { native } = await import('../bpf/native.js');
-	return {
-		detachPinnedLink(path) {
-			const link = native().openPinnedLink(path);
-			link.detach(); // detach also closes our fd
-		},
-	};
-}
-
-/** Restores the node: programs detached, pins, Weir's CNI conf and executables, socket dir removed. */
-export function uninstallNode(p: NodePaths, detacher: LinkDetacher): SetupReport {
+/**
+ * Restores the node: programs detached, pins, Weir's CNI conf and executables, socket
+ * dir removed. `detach` is the kernel's (src/kernel/datapath.ts); tests pass their own.
+ */
+export function uninstallNode(p: NodePaths, detach: (path: string) => void = detachPinnedLink): SetupReport {
 	const rep: SetupReport = { actions: [], warnings: [] };
-	const links = join(p.pinRoot, 'links');
-	if (existsSync(links)) {
-		for (const f of readdirSync(links).sort()) {
-			try {
-				detacher.detachPinnedLink(join(links, f));
-				rep.actions.push(`detached ${f}`);
-			} catch (err) {
-				const code = (err as { code?: string }).code;
-				if (code !== 'ENOENT' && code !== 'ENODEV') rep.warnings.push(`detach ${f}: ${(err as Error).message}`);
-			}
-		}
-	}
 	if (existsSync(p.pinRoot)) {
-		rmSync(p.pinRoot, { recursive: true, force: true });
-		rep.actions.push(`removed pins under ${p.pinRoot}`);
+		const r = uninstallPins(p.pinRoot, detach);
+		rep.actions.push(...r.detached.map((f) => `detached ${f}`), `removed pins under ${p.pinRoot}`);
+		rep.warnings.push(...r.warnings);
 	}
 	if (existsSync(p.cniConfDir)) {
 		for (const f of readdirSync(p.cniConfDir)) {
@@ -159,44 +131,4 @@ export function uninstallNode(p: NodePaths, detacher: LinkDetacher): SetupReport
 		}
 	}
 	return rep;
-}
-
-function pathsFrom(o: Partial<NodePaths>): NodePaths {
-	const p = { ...DEFAULT_NODE_PATHS };
-	for (const [k, v] of Object.entries(o)) if (typeof v === 'string' && k in p) (p as unknown as Record<string, string>)[k] = v;
-	return p;
-}
-
-function print(cmd: string, rep: SetupReport): void {
-	for (const a of rep.actions) process.stdout.write(`${JSON.stringify({ level: 'info', component: 'node-setup', cmd, msg: a })}\n`);
-	for (const w of rep.warnings) process.stdout.write(`${JSON.stringify({ level: 'warn', component: 'node-setup', cmd, msg: w })}\n`);
-	process.stdout.write(`${JSON.stringify({ level: 'info', component: 'node-setup', cmd, msg: `${cmd} done`, actions: rep.actions.length })}\n`);
-}
-
-export function buildSetupCli(): Command {
-	const program = new Command('weir-node-setup').description("prepares a node for Weir's agent, or restores it");
-	const common = (c: Command): Command =>
-		c
-			.option('--cni-bin-dir <dir>', 'CNI executables', DEFAULT_NODE_PATHS.cniBinDir)
-			.option('--cni-conf-dir <dir>', 'CNI configuration', DEFAULT_NODE_PATHS.cniConfDir)
-			.option('--bpffs-root <dir>', 'bpffs mount point', DEFAULT_NODE_PATHS.bpffsRoot)
-			.option('--pin-root <dir>', "the datapath's pins", DEFAULT_NODE_PATHS.pinRoot)
-			.option('--run-dir <dir>', "the agent's socket directory", DEFAULT_NODE_PATHS.runDir);
-	common(program.command('init').description('mount bpffs if missing, install weir-cni (and missing chained plugins)')).action(
-		(o: Partial<NodePaths>) => print('init', initNode(pathsFrom(o))),
-	);
-	common(program.command('uninstall').description("detach Weir's programs, remove its pins, CNI config and executables")).action(
-		async (o: Partial<NodePaths>) => print('uninstall', uninstallNode(pathsFrom(o), await nativeDetacher())),
-	);
-	return program;
-}
-
-const isMain = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'));
-if (isMain) {
-	buildSetupCli()
-		.parseAsync(process.argv)
-		.catch((err: Error) => {
-			process.stderr.write(`weir-node-setup: ${err.message}\n`);
-			process.exit(1);
-		});
 }

@@ -10,7 +10,7 @@ import {
 	NativeRouteRow,
 	NativeRouteSpec,
 	native,
-} from './native.js';
+} from './addon.js';
 
 export type LinkRow = NativeLinkRow;
 export type AddrRow = NativeAddrRow;

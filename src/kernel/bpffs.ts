@@ -1,9 +1,10 @@
 // bpffs: where the datapath pins its maps and links.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, statfsSync } from 'node:fs';
+import { DEFAULTS } from '../shared/defaults.js';
 
 export const BPF_FS_MAGIC = 0xcafe4a11;
-export const BPFFS_ROOT = '/sys/fs/bpf';
+export const BPFFS_ROOT: string = DEFAULTS.bpffsRoot;
 
 export function isBpffs(dir: string): boolean {
 	try {

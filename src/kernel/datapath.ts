@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { isBpffs } from './bpffs.js';
 import { dirname, join } from 'node:path';
-import { buildPath } from '../paths.js';
+import { buildPath } from '../shared/package.js';
 import {
 	DatapathEvent,
 	EndpointInfo,
@@ -24,7 +24,7 @@ import {
 	CtEntry,
 } from './codecs.js';
 import { Dir, MapName, METRICS_EVENTS_LOST, REASON_MAX, Structs, dropReasonName, decode } from './layout.js';
-import { NativeError, NativeLink, NativeMap, NativeObject, NativeRingBuffer, TcDirection, native } from './native.js';
+import { NativeError, NativeLink, NativeMap, NativeObject, NativeRingBuffer, TcDirection, native } from './addon.js';
 
 
 /** Load-time configuration of the pod programs (rodata, fixed for the object's life). */
@@ -321,32 +321,6 @@ export class Datapath {
 		return this.endpoints.entries().map(([k, v]) => ({ ip: decodeEndpointKey(k), ...decodeEndpointInfo(v) }));
 	}
 
-	/** Adds the trie entries of an allow rule. */
-	allow(entry: PolicyEntry): void {
-		const value = policyValue(entry);
-		for (const key of policyKeys(entry)) this.policy.update(key, value);
-	}
-
-	/** Removes the trie entries of an allow rule. */
-	revoke(entry: PolicyEntry): void {
-		for (const key of policyKeys(entry)) this.policy.delete(key);
-	}
-
-	/** Bulk load of trie entries (for large policy sets): one syscall per batch. */
-	allowMany(entries: readonly PolicyEntry[]): number {
-		const keys: Buffer[] = [];
-		const values: Buffer[] = [];
-		for (const e of entries) {
-			const v = policyValue(e);
-			for (const k of policyKeys(e)) {
-				keys.push(k);
-				values.push(v);
-			}
-		}
-		if (keys.length === 0) return 0;
-		return this.policy.updateBatch(Buffer.concat(keys), Buffer.concat(values));
-	}
-
 	/** Raw trie entries (key, value), for the reconciler's diff. */
 	policyRaw(): Array<[Buffer, Buffer]> {
 		return this.policy.entries();
@@ -449,17 +423,18 @@ export class Datapath {
 		this.obj.close();
 	}
 
-	/** Uninstall: detaches every pinned attachment and removes the pin root. */
+	/** Uninstall: detaches every attachment (this process's and every pinned one) and removes the pin root. */
 	destroy(): void {
-		for (const ifindex of new Set([...this.attachments.keys(), ...this.pinnedAttachments()])) {
+		for (const ifindex of this.attachments.keys()) {
 			try {
 				this.detach(ifindex);
 			} catch (err) {
-				if ((err as NativeError).code !== 'ENOENT' && (err as NativeError).code !== 'ENODEV') throw err;
+				if (!isGone(err)) throw err;
 			}
 		}
 		this.close();
-		removePinRoot(this.pinRoot);
+		const left = uninstallPins(this.pinRoot);
+		if (left.warnings.length) throw new DatapathError('WEIR_ERR_UNINSTALL', left.warnings.join('; '));
 	}
 
 	private assertOpen(): void {
@@ -470,4 +445,38 @@ export class Datapath {
 /** Removes a pin root and everything under it (maps, links). Idempotent. */
 export function removePinRoot(pinRoot: string): void {
 	rmSync(pinRoot, { recursive: true, force: true });
+}
+
+/** A link or interface that is already gone: nothing left to detach. */
+function isGone(err: unknown): boolean {
+	const code = (err as NativeError).code;
+	return code === 'ENOENT' || code === 'ENODEV';
+}
+
+/** Detaches the program behind a pinned link (tcx), without loading the datapath. */
+export function detachPinnedLink(path: string): void {
+	native().openPinnedLink(path).detach(); // detach also closes our fd
+}
+
+/**
+ * Uninstall with no datapath loaded (the node's cleanup, or after a crash): detaches
+ * the program behind every pinned link under `pinRoot`, then removes the pin root.
+ * A link whose interface is gone is not a problem; anything else is a warning, and
+ * the pins are removed all the same. `detach` is the kernel call (replaceable in tests).
+ */
+export function uninstallPins(pinRoot: string, detach: (path: string) => void = detachPinnedLink): { detached: string[]; warnings: string[] } {
+	const out = { detached: [] as string[], warnings: [] as string[] };
+	const links = join(pinRoot, 'links');
+	if (existsSync(links)) {
+		for (const f of readdirSync(links).sort()) {
+			try {
+				detach(join(links, f));
+				out.detached.push(f);
+			} catch (err) {
+				if (!isGone(err)) out.warnings.push(`detach ${f}: ${(err as Error).message}`);
+			}
+		}
+	}
+	removePinRoot(pinRoot);
+	return out;
 }

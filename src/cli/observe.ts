@@ -1,11 +1,9 @@
-#!/usr/bin/env node
-// weir: the command line. `weir observe` reads flows from a node agent's observer API,
-// like `hubble observe`.
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+// `weir observe`: flows from a node agent's observer API, like `hubble observe`.
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { Flow } from '../observe/flow.js';
-import { statusCommand } from './status.js';
+import { DEFAULTS } from '../shared/defaults.js';
 
-export const DEFAULT_SERVER = process.env['WEIR_OBSERVER'] ?? 'http://127.0.0.1:9962';
+export const DEFAULT_SERVER = process.env['WEIR_OBSERVER'] ?? `http://127.0.0.1:${DEFAULTS.observerPort}`;
 
 function port(v: string): number {
 	const n = Number(v);
@@ -78,11 +76,8 @@ async function observe(opts: ObserveOpts, out: (s: string) => void): Promise<voi
 	}
 }
 
-export function buildCli(out: (s: string) => void = (s) => void process.stdout.write(`${s}\n`)): Command {
-	// exitOverride: errors become exceptions (set before subcommands, which inherit it).
-	const program = new Command('weir').description('Weir: sidecarless service mesh and eBPF NetworkPolicy for Kubernetes').exitOverride();
-	program
-		.command('observe')
+export function observeCommand(out: (s: string) => void): Command {
+	return new Command('observe')
 		.description('show flows seen by a node: allowed and dropped, with reason and policy')
 		.option('--server <url>', 'observer API of a node agent', DEFAULT_SERVER)
 		.option('-n, --namespace <ns>', 'flows from or to this namespace')
@@ -95,18 +90,4 @@ export function buildCli(out: (s: string) => void = (s) => void process.stdout.w
 		.option('-f, --follow', 'keep printing flows as they happen')
 		.addOption(new Option('-o, --output <format>', 'output format').choices(['compact', 'json']).default('compact'))
 		.action(async (opts: ObserveOpts) => observe(opts, out));
-	program.addCommand(statusCommand(out));
-	return program;
-}
-
-const isMain = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'));
-if (isMain) {
-	buildCli()
-		.parseAsync(process.argv)
-		.catch((err: Error & { exitCode?: number; code?: string }) => {
-			// commander already printed its own usage errors and help.
-			if (err instanceof CommanderError) process.exit(err.exitCode);
-			process.stderr.write(`weir: ${err.message}\n`);
-			process.exit(1);
-		});
 }

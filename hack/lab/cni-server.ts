@@ -7,13 +7,13 @@
 // (RCU grace periods): start it with UV_THREADPOOL_SIZE=16 (the pool is sized before
 // any of this module runs, so it cannot be set from here).
 //
-//   node dist/src/cni-plugin/main.js --pin-root /sys/fs/bpf/weir-x --socket /run/x.sock \
+//   node dist/hack/lab/cni-server.js --pin-root /sys/fs/bpf/weir-x --socket /run/x.sock \
 //        --state /run/x/endpoints.json [--host-netns /run/netns/node] [--identity N --open]
 import { parseArgs } from 'node:util';
 import pino from 'pino';
-import { Datapath } from '../bpf/datapath.js';
-import { ensureBpffs } from '../bpf/bpffs.js';
-import { CniNode, failClosedEntry } from './node.js';
+import { Datapath } from '../../src/kernel/datapath.js';
+import { ensureBpffs } from '../../src/kernel/bpffs.js';
+import { CniService, failClosedEntry } from '../../src/cni-plugin/service.js';
 
 async function main(): Promise<void> {
 	const { values } = parseArgs({
@@ -38,7 +38,7 @@ async function main(): Promise<void> {
 	ensureBpffs();
 	const datapath = await Datapath.open({ pinRoot });
 	const identity = values.identity !== undefined ? Number(values.identity) : undefined;
-	const node = CniNode.create(
+	const node = CniService.create(
 		{
 			socketPath,
 			stateFile,

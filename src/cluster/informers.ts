@@ -1,7 +1,7 @@
 // Kubernetes watches: @kubernetes/client-node informers, each supervised. An informer
 // that fails (API server gone, auth error, dropped watch) keeps its cache and is
 // restarted with jittered exponential backoff; a 410 (resource version too old) makes
-// the informer relist by itself. `synced` resolves once every informer listed once.
+// the informer relist by itself. `synced` resolves once the informer listed once.
 import * as k8s from '@kubernetes/client-node';
 
 export interface WatchLogger {
@@ -109,62 +109,4 @@ function describe(err: unknown): string {
 		return String(e.message ?? e.code ?? e.statusCode ?? JSON.stringify(err));
 	}
 	return String(err);
-}
-
-/** The watches the policy agent needs, over one KubeConfig. */
-export class ClusterWatches {
-	readonly pods: SupervisedInformer<k8s.V1Pod>;
-	readonly namespaces: SupervisedInformer<k8s.V1Namespace>;
-	readonly policies: SupervisedInformer<k8s.V1NetworkPolicy>;
-	readonly nodes: SupervisedInformer<k8s.V1Node>;
-	readonly services: SupervisedInformer<k8s.V1Service>;
-	readonly endpointSlices: SupervisedInformer<k8s.V1EndpointSlice>;
-
-	constructor(kc: k8s.KubeConfig, log: WatchLogger, onChange: () => void, backoff: BackoffOptions = DEFAULT_BACKOFF) {
-		const core = kc.makeApiClient(k8s.CoreV1Api);
-		const net = kc.makeApiClient(k8s.NetworkingV1Api);
-		const disc = kc.makeApiClient(k8s.DiscoveryV1Api);
-		this.pods = new SupervisedInformer('pods', kc, '/api/v1/pods', () => core.listPodForAllNamespaces(), log, onChange, backoff);
-		this.namespaces = new SupervisedInformer('namespaces', kc, '/api/v1/namespaces', () => core.listNamespace(), log, onChange, backoff);
-		this.policies = new SupervisedInformer(
-			'networkpolicies',
-			kc,
-			'/apis/networking.k8s.io/v1/networkpolicies',
-			() => net.listNetworkPolicyForAllNamespaces(),
-			log,
-			onChange,
-			backoff,
-		);
-		this.nodes = new SupervisedInformer('nodes', kc, '/api/v1/nodes', () => core.listNode(), log, onChange, backoff);
-		this.services = new SupervisedInformer('services', kc, '/api/v1/services', () => core.listServiceForAllNamespaces(), log, onChange, backoff);
-		this.endpointSlices = new SupervisedInformer(
-			'endpointslices',
-			kc,
-			'/apis/discovery.k8s.io/v1/endpointslices',
-			() => disc.listEndpointSliceForAllNamespaces(),
-			log,
-			onChange,
-			backoff,
-		);
-	}
-
-	all(): Array<SupervisedInformer<k8s.KubernetesObject>> {
-		return [this.pods, this.namespaces, this.policies, this.nodes, this.services, this.endpointSlices] as Array<SupervisedInformer<k8s.KubernetesObject>>;
-	}
-
-	start(): void {
-		for (const i of this.all()) i.start();
-	}
-
-	async synced(): Promise<void> {
-		await Promise.all(this.all().map((i) => i.synced));
-	}
-
-	get isSynced(): boolean {
-		return this.all().every((i) => i.isSynced);
-	}
-
-	async stop(): Promise<void> {
-		await Promise.all(this.all().map((i) => i.stop()));
-	}
 }

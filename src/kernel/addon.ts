@@ -2,7 +2,7 @@
 // It declares the binding's contract; everything else uses the typed classes in
 // this folder, never the binding directly.
 import { createRequire } from 'node:module';
-import { buildPath } from '../paths.js';
+import { buildPath } from '../shared/package.js';
 
 /** Error thrown by every native call that fails. */
 export interface NativeError extends Error {

@@ -1,0 +1,64 @@
+// The cluster as a node agent sees it: one supervised informer per kind it reads.
+// Pods, Namespaces, NetworkPolicies and Nodes feed the policy controller and the flow
+// index; Services and EndpointSlices are listed for the service load balancer
+// (Services in eBPF), which is built on them next.
+import * as k8s from '@kubernetes/client-node';
+import { BackoffOptions, DEFAULT_BACKOFF, SupervisedInformer, WatchLogger } from './informers.js';
+
+/** Every watch a node agent keeps, over one KubeConfig. */
+export class ClusterWatches {
+	readonly pods: SupervisedInformer<k8s.V1Pod>;
+	readonly namespaces: SupervisedInformer<k8s.V1Namespace>;
+	readonly policies: SupervisedInformer<k8s.V1NetworkPolicy>;
+	readonly nodes: SupervisedInformer<k8s.V1Node>;
+	readonly services: SupervisedInformer<k8s.V1Service>;
+	readonly endpointSlices: SupervisedInformer<k8s.V1EndpointSlice>;
+
+	constructor(kc: k8s.KubeConfig, log: WatchLogger, onChange: () => void, backoff: BackoffOptions = DEFAULT_BACKOFF) {
+		const core = kc.makeApiClient(k8s.CoreV1Api);
+		const net = kc.makeApiClient(k8s.NetworkingV1Api);
+		const disc = kc.makeApiClient(k8s.DiscoveryV1Api);
+		this.pods = new SupervisedInformer('pods', kc, '/api/v1/pods', () => core.listPodForAllNamespaces(), log, onChange, backoff);
+		this.namespaces = new SupervisedInformer('namespaces', kc, '/api/v1/namespaces', () => core.listNamespace(), log, onChange, backoff);
+		this.policies = new SupervisedInformer(
+			'networkpolicies',
+			kc,
+			'/apis/networking.k8s.io/v1/networkpolicies',
+			() => net.listNetworkPolicyForAllNamespaces(),
+			log,
+			onChange,
+			backoff,
+		);
+		this.nodes = new SupervisedInformer('nodes', kc, '/api/v1/nodes', () => core.listNode(), log, onChange, backoff);
+		this.services = new SupervisedInformer('services', kc, '/api/v1/services', () => core.listServiceForAllNamespaces(), log, onChange, backoff);
+		this.endpointSlices = new SupervisedInformer(
+			'endpointslices',
+			kc,
+			'/apis/discovery.k8s.io/v1/endpointslices',
+			() => disc.listEndpointSliceForAllNamespaces(),
+			log,
+			onChange,
+			backoff,
+		);
+	}
+
+	all(): Array<SupervisedInformer<k8s.KubernetesObject>> {
+		return [this.pods, this.namespaces, this.policies, this.nodes, this.services, this.endpointSlices] as Array<SupervisedInformer<k8s.KubernetesObject>>;
+	}
+
+	start(): void {
+		for (const i of this.all()) i.start();
+	}
+
+	async synced(): Promise<void> {
+		await Promise.all(this.all().map((i) => i.synced));
+	}
+
+	get isSynced(): boolean {
+		return this.all().every((i) => i.isSynced);
+	}
+
+	async stop(): Promise<void> {
+		await Promise.all(this.all().map((i) => i.stop()));
+	}
+}

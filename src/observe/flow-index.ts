@@ -1,0 +1,59 @@
+// The lookups that turn a datapath event into a flow: which pod holds an address,
+// which rule a rule id is, which policies isolate an endpoint. Rebuilt after every
+// policy run from the same snapshot the verdicts came from, read by the enricher.
+import type * as k8s from '@kubernetes/client-node';
+import { isTerminated, podIps, workloadOf } from '../cluster/objects.js';
+import { monoToWallClock } from './clock.js';
+import type { FlowContext } from './flow.js';
+
+/** What the policy layer's last applied state answers about verdicts. */
+export interface VerdictLookups {
+	rule(ruleId: number): { namespace: string; name: string; direction: string; index: number } | undefined;
+	/** policies isolating an endpoint in a direction ('namespace/name') */
+	isolatedBy(epId: number, direction: 'ingress' | 'egress'): string[];
+	/** a non-pod identity's description (host, world, cidr:<prefix>, remote-node) */
+	reservedName(identity: number): string | undefined;
+}
+
+type PodRef = { namespace: string; name: string; workload: string; labels: Record<string, string> };
+
+const NO_VERDICTS: VerdictLookups = { rule: () => undefined, isolatedBy: () => [], reservedName: () => undefined };
+
+export class FlowIndex {
+	private podsByIp = new Map<string, PodRef>();
+	private verdicts: VerdictLookups = NO_VERDICTS;
+
+	constructor(
+		readonly node: string,
+		private readonly wallClockMs: (monoNs: bigint) => number = monoToWallClock(),
+	) {}
+
+	/** Re-indexes: every pod with an address (host-network pods are the host's), and the verdict lookups. */
+	update(pods: readonly k8s.V1Pod[], verdicts: VerdictLookups): void {
+		const byIp = new Map<string, PodRef>();
+		for (const p of pods) {
+			if (isTerminated(p) || p.spec?.hostNetwork) continue;
+			const ref: PodRef = {
+				namespace: p.metadata?.namespace ?? 'default',
+				name: p.metadata?.name ?? '',
+				workload: workloadOf(p),
+				labels: { ...(p.metadata?.labels ?? {}) },
+			};
+			for (const ip of podIps(p)) byIp.set(ip, ref);
+		}
+		this.podsByIp = byIp;
+		this.verdicts = verdicts;
+	}
+
+	/** The enricher's view; always reads the latest update. */
+	context(): FlowContext {
+		return {
+			node: this.node,
+			podByIp: (ip) => this.podsByIp.get(ip),
+			reservedName: (id) => this.verdicts.reservedName(id),
+			rule: (id) => this.verdicts.rule(id),
+			isolatedBy: (epId, dir) => this.verdicts.isolatedBy(epId, dir),
+			wallClockMs: this.wallClockMs,
+		};
+	}
+}
