@@ -6,6 +6,7 @@
 #   policy    compile of 1000 pods x 500 policies; API change -> map p50/p99; agent RSS
 #   cni       ADD/DEL latency p50/p99 next to the reference ptp + host-local
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh" "$0" "$@"
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 which=()

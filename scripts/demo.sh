@@ -7,6 +7,7 @@
 #   bash scripts/demo.sh --lab      the datapath-only demo on lab namespaces (no Kubernetes);
 #                                   --lab --keep streams its flows until Ctrl-C
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh" "$0" "$@"
 cd "$(dirname "$0")/.."
 case "${1:-}" in
 --down)

@@ -2,6 +2,7 @@
 # Installs what Weir needs on a Debian machine and builds it. Idempotent: a second
 # run installs nothing and rebuilds only what changed.
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh" "$0" "$@"
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }

@@ -2,6 +2,7 @@
 # The whole test suite: installs and builds what it needs, then runs every tier.
 # Usage: scripts/test.sh [tier ...]   (tiers: unit kernel runtime cluster; default all)
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh" "$0" "$@"
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 

@@ -130,7 +130,7 @@ async function main(): Promise<number> {
 		return rep.left.length ? 1 : 0;
 	}
 	if (process.getuid?.() !== 0) {
-		say('the demo needs root (network namespaces, containerd, eBPF): sudo bash scripts/demo.sh');
+		say('the demo needs root (network namespaces, containerd, eBPF): bash scripts/demo.sh as root');
 		return 1;
 	}
 	await run(name);
