@@ -136,6 +136,8 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 
 	const metrics = new AgentMetrics(datapath);
 	const flowIndex = new FlowIndex(config.nodeName);
+	// The watches call the controller, which is built from them: declared first, assigned once below.
+	// eslint-disable-next-line prefer-const
 	let controller: PolicyController | undefined;
 	const watches = new ClusterWatches(kc, log.child({ component: 'watch' }), () => controller?.schedule());
 	controller = new PolicyController({

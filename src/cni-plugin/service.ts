@@ -65,6 +65,8 @@ export class CniService {
 		opts: { ipam?: Ipam; store?: EndpointStore } = {},
 	): CniService {
 		const store = opts.store ?? new EndpointStore(config.stateFile);
+		// The plugin asks the service whether it is ready; the service is built from the plugin.
+		// eslint-disable-next-line prefer-const
 		let service: CniService | undefined;
 		const plugin = new CniPlugin({
 			datapath,

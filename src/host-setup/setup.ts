@@ -7,7 +7,7 @@
 //              Weir's CNI config, the executables init installed and the socket dir.
 // Only what Weir itself put on the node is ever removed: other CNI configs and
 // plugins stay as they were.
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBpffs, isBpffs } from '../kernel/bpffs.js';
 import { detachPinnedLink, uninstallPins } from '../kernel/datapath.js';

@@ -7,7 +7,6 @@ import { buildPath } from '../shared/package.js';
 import {
 	DatapathEvent,
 	EndpointInfo,
-	PolicyEntry,
 	decodeCt4Key,
 	decodeCtEntry,
 	decodeEndpointInfo,
@@ -18,8 +17,6 @@ import {
 	endpointKey,
 	ipcacheKey,
 	ipcacheValue,
-	policyKeys,
-	policyValue,
 	Ct4Key,
 	CtEntry,
 } from './codecs.js';

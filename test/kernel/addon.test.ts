@@ -34,7 +34,6 @@ const CGROUP = `/sys/fs/cgroup/unified/weir-test-addon-${tag}`;
 
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
-const TCX_PASS = 0;
 
 function sh(cmd: string, args: string[]): string {
 	return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });

@@ -92,7 +92,7 @@ describe('network configuration', () => {
 			return seed / 0x7fffffff;
 		};
 		const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
-		const values: unknown[] = [null, true, 0, -1, 1.5, 1e309, '', 'x', '1.0.0', '0.4.0', '1.1.0', 'host-local', [], {}, [1], ['a'], { type: 'host-local' }, 'é\u0000', 68, 65535, 9000];
+		const values: unknown[] = [null, true, 0, -1, 1.5, Number.POSITIVE_INFINITY, '', 'x', '1.0.0', '0.4.0', '1.1.0', 'host-local', [], {}, [1], ['a'], { type: 'host-local' }, 'é\u0000', 68, 65535, 9000];
 		const keys = ['cniVersion', 'name', 'type', 'ipam', 'mtu', 'dns', 'agentSocket', 'prevResult', 'cni.dev/valid-attachments', 'runtimeConfig', 'args', '__proto__', 'constructor'];
 		const gen = (depth: number): unknown => {
 			const r = rnd();

@@ -190,5 +190,5 @@ test('deploy/: least-privilege RBAC, tolerations everywhere, probes on the confi
 	assert.equal(port, '9962');
 	assert.equal([...ds.matchAll(/port: (\d+)$/gm)].filter((m) => m[1] === port).length, 2, 'readiness and liveness probe the observer port');
 	const docs = readFileSync(join(repoRoot, 'docs', 'configuration.md'), 'utf8');
-	for (const key of [...cm.slice(cm.indexOf('\ndata:')).matchAll(/^  ([a-z-]+):/gm)].map((m) => m[1]!)) assert.ok(docs.includes(`\`${key}\``), `docs/configuration.md documents ${key}`);
+	for (const key of [...cm.slice(cm.indexOf('\ndata:')).matchAll(/^ {2}([a-z-]+):/gm)].map((m) => m[1]!)) assert.ok(docs.includes(`\`${key}\``), `docs/configuration.md documents ${key}`);
 });
