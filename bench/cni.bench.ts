@@ -8,16 +8,11 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { CniLab, run } from '../test/helpers/cni-lab.js';
+import { pct } from './stats.js';
 
 interface Sample {
 	ms: number;
 	ok: boolean;
-}
-
-function pct(xs: number[], p: number): number {
-	const s = [...xs].sort((a, b) => a - b);
-	if (s.length === 0) return NaN;
-	return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
 async function invoke(lab: CniLab, plugin: string, conf: object, cmd: 'ADD' | 'DEL', id: string, netns: string): Promise<Sample> {

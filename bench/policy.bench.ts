@@ -25,6 +25,7 @@ import { repoRoot } from '../src/shared/package.js';
 import { AGENT_ENV, AGENT_NODE_FLAGS } from '../src/agent/runtime.js';
 import { freePort, startCluster } from '../hack/cluster/cluster.js';
 import { ensureBpffs, requireRoot, testPinRoot } from '../test/helpers/bpf.js';
+import { typedPolicy as typed } from '../test/helpers/policy-lab.js';
 
 const PODS = 1000;
 const POLICIES = 500;
@@ -64,15 +65,6 @@ function world(): World {
 		},
 	}));
 	return { namespaces, pods, policies };
-}
-
-/** client-node's typed models call an ingress rule's `from` `_from` (and drop unknown fields). */
-function typed(p: NetworkPolicy): k8s.V1NetworkPolicy {
-	const spec = p.spec!;
-	return {
-		metadata: p.metadata!,
-		spec: { ...spec, ingress: spec.ingress?.map(({ from, ...rest }) => ({ ...rest, ...(from ? { _from: from } : {}) })) } as k8s.V1NetworkPolicySpec,
-	};
 }
 
 function pct(xs: number[], p: number): number {

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks (separate from tests): each prints figures and ratios against a baseline
 # measured in the same run, never asserts. Needs root.
-# Usage: scripts/bench.sh [datapath|policy|cni ...] [--quick]   (default: all three)
+# Usage: scripts/bench.sh [datapath|policy|flows|cni|upgrade ...] [--quick]   (default: all)
 #   datapath  ns/packet under BPF_PROG_TEST_RUN vs an empty program; iperf3 with/without
 #   policy    compile of 1000 pods x 500 policies; API change -> map p50/p99; agent RSS
+#   flows     policy write -> drop refused and -> its flow in the flow API, p50/p99
 #   cni       ADD/DEL latency p50/p99 next to the reference ptp + host-local
+#   upgrade   stream stalls during an in-place agent upgrade vs before it
 set -euo pipefail
 . "$(dirname "$0")/as-root.sh" "$0" "$@"
 cd "$(dirname "$0")/.."
@@ -13,16 +15,18 @@ which=()
 flags=()
 for a in "$@"; do
 	case "$a" in
-	datapath | policy | cni) which+=("$a") ;;
+	datapath | policy | flows | cni | upgrade) which+=("$a") ;;
 	*) flags+=("$a") ;;
 	esac
 done
-[ "${#which[@]}" -gt 0 ] || which=(datapath policy cni)
+[ "${#which[@]}" -gt 0 ] || which=(datapath policy flows cni upgrade)
 for b in "${which[@]}"; do
 	case "$b" in
 	datapath) node --enable-source-maps dist/bench/datapath.bench.js "${flags[@]}" ;;
 	policy) node --enable-source-maps dist/bench/policy.bench.js ;;
+	flows) node --enable-source-maps dist/bench/flows.bench.js ;;
 	cni) node --enable-source-maps dist/bench/cni.bench.js ;;
+	upgrade) node --enable-source-maps dist/bench/upgrade.bench.js ;;
 	esac
 	echo
 done

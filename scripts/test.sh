@@ -1,25 +1,42 @@
 #!/usr/bin/env bash
 # The whole test suite: installs and builds what it needs, then runs every tier.
 # Usage: scripts/test.sh [tier ...]   (tiers: unit kernel runtime cluster; default all)
+# A tier that is not one of these, or that has no test files once built, is an error.
 set -euo pipefail
 . "$(dirname "$0")/as-root.sh" "$0" "$@"
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+known=(unit kernel runtime cluster)
 
 tiers=("$@")
-[ "${#tiers[@]}" -gt 0 ] || tiers=(unit kernel runtime cluster)
+[ "${#tiers[@]}" -gt 0 ] || tiers=("${known[@]}")
+for t in "${tiers[@]}"; do
+	case " ${known[*]} " in
+	*" $t "*) ;;
+	*)
+		echo "unknown tier '$t' (known tiers: ${known[*]})" >&2
+		exit 2
+		;;
+	esac
+done
+
+bash scripts/setup.sh
 # The cluster tier runs Kubernetes built from source: the first build takes minutes
 # and prints its progress here; later runs find it cached (hack/cluster/README.md).
 for t in "${tiers[@]}"; do
 	if [ "$t" = cluster ]; then bash hack/cluster/build-binaries.sh; fi
 done
 files=()
+empty=()
 for t in "${tiers[@]}"; do
-	[ -d "dist/test/$t" ] || continue
-	while IFS= read -r f; do files+=("$f"); done < <(find "dist/test/$t" -name '*.test.js' | sort)
+	found=()
+	if [ -d "dist/test/$t" ]; then
+		while IFS= read -r f; do found+=("$f"); done < <(find "dist/test/$t" -name '*.test.js' | sort)
+	fi
+	[ "${#found[@]}" -gt 0 ] || empty+=("$t")
+	files+=("${found[@]}")
 done
-if [ "${#files[@]}" -eq 0 ]; then
-	echo "no test files found for tiers: ${tiers[*]}" >&2
+if [ "${#empty[@]}" -gt 0 ]; then
+	echo "no test files in dist/test/ for tier(s): ${empty[*]} (requested: ${tiers[*]}; is test/<tier>/ built?)" >&2
 	exit 1
 fi
 # Root tiers share the kernel's state (netns, bpffs): run files one at a time.

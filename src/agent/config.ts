@@ -21,6 +21,8 @@ export const CONFIG_KEYS = {
 } as const satisfies Record<string, keyof AgentConfig>;
 
 const NUMERIC = new Set<keyof AgentConfig>(['observerPort', 'flowBuffer', 'ctGcIntervalMs']);
+/** digits only: '' (an empty ConfigMap value), '1e3' or '0x10' are not settings */
+const WHOLE = /^\d+$/;
 
 export class ConfigError extends Error {
 	readonly code = 'WEIR_ERR_CONFIG';
@@ -36,9 +38,8 @@ export function readConfigDir(dir: string): Partial<AgentConfig> {
 		if (!field) throw new ConfigError(`${join(dir, name)}: unknown setting '${name}' (known: ${Object.keys(CONFIG_KEYS).join(', ')})`);
 		const raw = readFileSync(join(dir, name), 'utf8').trim();
 		if (NUMERIC.has(field)) {
-			const n = Number(raw);
-			if (!Number.isInteger(n) || n < 0) throw new ConfigError(`${join(dir, name)}: '${raw}' is not a whole number`);
-			out[field] = n;
+			if (!WHOLE.test(raw)) throw new ConfigError(`${join(dir, name)}: '${raw}' is not a whole number`);
+			out[field] = Number(raw);
 		} else {
 			out[field] = raw;
 		}
@@ -47,9 +48,8 @@ export function readConfigDir(dir: string): Partial<AgentConfig> {
 }
 
 function int(v: string): number {
-	const n = Number(v);
-	if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('a whole number');
-	return n;
+	if (!WHOLE.test(v)) throw new InvalidArgumentError('a whole number');
+	return Number(v);
 }
 
 export interface MainOptions {
@@ -112,7 +112,8 @@ export function buildMainCli(run: (cfg: AgentConfig, o: MainOptions) => Promise<
 	return new Command('weir-agent')
 		.description('Weir node agent: datapath, NetworkPolicy enforcement, flows')
 		.option('--node-name <name>', 'this node (default: $NODE_NAME)')
-		.option('--pin-root <dir>', 'bpffs directory of this node', DEFAULT_AGENT_CONFIG.pinRoot)
+		// No commander default here: it would hide pin-root in --config-dir (resolveConfig applies the default).
+		.option('--pin-root <dir>', `bpffs directory of this node (default: ${DEFAULT_AGENT_CONFIG.pinRoot})`)
 		.option('--kubeconfig <path>', 'kubeconfig (default: in-cluster service account)')
 		.option('--observer-host <addr>', 'observer API and metrics address')
 		.option('--observer-port <port>', 'observer API and metrics port', int)

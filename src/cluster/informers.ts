@@ -33,6 +33,8 @@ export class SupervisedInformer<T extends k8s.KubernetesObject> {
 	private timer: NodeJS.Timeout | undefined;
 	private stopped = false;
 	private syncedOnce = false;
+	/** failures so far: an attempt during which one happened has not synced */
+	private failures = 0;
 	private resolveSynced!: () => void;
 	/** resolves after the first successful list */
 	readonly synced: Promise<void>;
@@ -57,9 +59,12 @@ export class SupervisedInformer<T extends k8s.KubernetesObject> {
 
 	start(): void {
 		this.stopped = false;
+		const failuresBefore = this.failures;
 		this.informer.start().then(
 			() => {
-				if (this.stopped) return;
+				// client-node reports a failed list (or watch request) through ERROR and
+				// still resolves start(): that attempt has not synced, failed() retries it.
+				if (this.stopped || this.failures !== failuresBefore) return;
 				this.attempt = 0;
 				this.lastError = undefined;
 				if (!this.syncedOnce) {
@@ -75,6 +80,7 @@ export class SupervisedInformer<T extends k8s.KubernetesObject> {
 
 	private failed(err: unknown): void {
 		if (this.stopped) return;
+		this.failures++;
 		const message = describe(err);
 		this.lastError = message;
 		const delay = backoffDelay(this.attempt++, this.backoff);

@@ -22,6 +22,9 @@ export interface DatapathPort {
 	isAttached(ifindex: number, netns?: string): boolean;
 }
 
+/** What the plugin needs of rtnetlink in one network namespace (src/bpf/netlink.ts implements it). */
+export type NetlinkPort = Pick<Netlink, 'vethAdd' | 'linkSet' | 'linkDel' | 'link' | 'addrAdd' | 'addrs' | 'routeAdd' | 'routes' | 'neighAdd' | 'neighbours' | 'sysctl'>;
+
 export interface PluginLogger {
 	info(obj: object, msg: string): void;
 	warn(obj: object, msg: string): void;
@@ -41,6 +44,8 @@ export interface PluginDeps {
 	notReady(): string | undefined;
 	/** network namespace of the node side (undefined: the agent's own) */
 	hostNetns?: string;
+	/** rtnetlink in a namespace (default: the addon's, Netlink.in) */
+	netlink?: (netns: string | undefined) => NetlinkPort;
 	log: PluginLogger;
 }
 
@@ -83,10 +88,12 @@ function cniArgsString(args: Record<string, string>): string {
 
 export class CniPlugin {
 	private readonly lock = new KeyedLock();
-	private readonly host: Netlink;
+	private readonly host: NetlinkPort;
+	private readonly netlink: (netns: string | undefined) => NetlinkPort;
 
 	constructor(private readonly deps: PluginDeps) {
-		this.host = new Netlink(deps.hostNetns);
+		this.netlink = deps.netlink ?? Netlink.in;
+		this.host = this.netlink(deps.hostNetns);
 	}
 
 	/** The whole request → (exit code, stdout). Never throws. */
@@ -156,7 +163,7 @@ export class CniPlugin {
 			ipamAllocated: false,
 			createdAt: new Date().toISOString(),
 		};
-		const podNl = new Netlink(env.netns);
+		const podNl = this.netlink(env.netns);
 		let success = false;
 		// Journal first: a crash from here on leaves a record the next agent undoes.
 		// IPAM DEL of an address never allocated is harmless: mark it before the call.
@@ -306,7 +313,7 @@ export class CniPlugin {
 		const drift = (msg: string, details = ''): CniError => new CniError(CniCode.Other, `CHECK: ${msg}`, details);
 		if (exp.ip !== rec.ip) throw drift(`prevResult address ${exp.ip} is not the pod's ${rec.ip}`);
 		if (!existsSync(env.netns)) throw drift(`network namespace ${env.netns} is gone`);
-		const podNl = new Netlink(env.netns);
+		const podNl = this.netlink(env.netns);
 		const podLink = await podNl.link(env.ifname);
 		if (!podLink) throw drift(`interface ${env.ifname} is missing in ${env.netns}`);
 		if (!podLink.up) throw drift(`interface ${env.ifname} is down`);

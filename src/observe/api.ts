@@ -1,7 +1,9 @@
 // The node's observer API (fastify plugin): recent flows with filters, and live follow
 // as newline-delimited JSON.
 //   GET /v1/flows?namespace=&pod=&verdict=&port=&protocol=&since=&limit=&follow=true
-import { FastifyInstance, FastifyPluginAsync } from 'fastify';
+// The query is validated by the route's JSON schema; a bad parameter is a 400 that
+// names it and says what it takes.
+import { FastifyInstance, FastifyPluginAsync, FastifySchemaValidationError } from 'fastify';
 import { FlowFilter, FlowVerdict, matchesFilter } from './flow.js';
 import { FlowRing } from './flow-ring.js';
 
@@ -9,17 +11,40 @@ export interface ObserveApiOptions {
 	ring: FlowRing;
 }
 
-const VERDICTS = new Set<FlowVerdict>(['FORWARDED', 'DROPPED', 'AUDIT']);
+const VERDICTS: readonly FlowVerdict[] = ['FORWARDED', 'DROPPED', 'AUDIT'];
+const PROTOCOLS = ['TCP', 'UDP', 'SCTP', 'ICMPv4'] as const;
 
-interface FlowQuery {
+interface ParamSchema {
+	type: 'string' | 'integer' | 'boolean';
+	enum?: readonly string[];
+	minimum?: number;
+	maximum?: number;
+	format?: 'date-time';
+	default?: unknown;
+}
+
+const FLOW_QUERY_PARAMS = {
+	namespace: { type: 'string' },
+	/** 'name' or 'namespace/name' */
+	pod: { type: 'string' },
+	verdict: { type: 'string', enum: VERDICTS },
+	port: { type: 'integer', minimum: 0, maximum: 65535 },
+	protocol: { type: 'string', enum: PROTOCOLS },
+	since: { type: 'string', format: 'date-time' },
+	limit: { type: 'integer', minimum: 0, maximum: 100_000, default: 100 },
+	follow: { type: 'boolean', default: false },
+} satisfies Record<string, ParamSchema>;
+
+/** The query after validation (coerced types, defaults applied). */
+export interface FlowQuery {
 	namespace?: string;
 	pod?: string;
-	verdict?: string;
-	port?: string;
-	protocol?: string;
+	verdict?: FlowVerdict;
+	port?: number;
+	protocol?: (typeof PROTOCOLS)[number];
 	since?: string;
-	limit?: string;
-	follow?: string;
+	limit: number;
+	follow: boolean;
 }
 
 export class BadQueryError extends Error {
@@ -27,46 +52,61 @@ export class BadQueryError extends Error {
 	readonly statusCode = 400;
 }
 
-export function parseFilter(q: FlowQuery): { filter: FlowFilter; limit: number; follow: boolean } {
+function expected(s: ParamSchema): string {
+	if (s.enum) return `one of ${s.enum.join(', ')}`;
+	if (s.type === 'integer') return `an integer from ${s.minimum} to ${s.maximum}`;
+	if (s.format === 'date-time') return 'an RFC 3339 date-time with a time zone, e.g. 2026-01-01T12:00:00Z';
+	if (s.type === 'boolean') return 'true or false';
+	return 'a single string';
+}
+
+/** The route's schema error as a 400 naming the parameter and what it takes. */
+function badQuery(errors: FastifySchemaValidationError[]): BadQueryError {
+	const e = errors[0];
+	const name = (e?.instancePath ?? '').replace(/^\//, '');
+	const param = (FLOW_QUERY_PARAMS as Record<string, ParamSchema>)[name];
+	return new BadQueryError(param ? `${name} must be ${expected(param)}` : `bad query: ${e?.message ?? 'invalid'}`);
+}
+
+/** verdict and protocol are matched whatever their case: the schema sees their canonical spelling. */
+function canonicalCase(q: Record<string, unknown>): void {
+	for (const [name, values] of [['verdict', VERDICTS], ['protocol', PROTOCOLS]] as const) {
+		const v = q[name];
+		if (typeof v === 'string') q[name] = values.find((c) => c.toLowerCase() === v.toLowerCase()) ?? v;
+	}
+}
+
+export function toFilter(q: FlowQuery): FlowFilter {
 	const filter: FlowFilter = {};
 	if (q.namespace) filter.namespace = q.namespace;
 	if (q.pod) filter.pod = q.pod;
 	if (q.protocol) filter.protocol = q.protocol;
-	if (q.verdict) {
-		const v = q.verdict.toUpperCase() as FlowVerdict;
-		if (!VERDICTS.has(v)) throw new BadQueryError(`verdict must be one of ${[...VERDICTS].join(', ')}, not '${q.verdict}'`);
-		filter.verdict = v;
-	}
-	if (q.port !== undefined) {
-		const port = Number(q.port);
-		if (!Number.isInteger(port) || port < 0 || port > 65535) throw new BadQueryError(`port must be 0-65535, not '${q.port}'`);
-		filter.port = port;
-	}
-	if (q.since !== undefined) {
-		const t = Date.parse(q.since);
-		if (Number.isNaN(t)) throw new BadQueryError(`since must be an ISO time, not '${q.since}'`);
-		filter.since = t;
-	}
-	let limit = 100;
-	if (q.limit !== undefined) {
-		limit = Number(q.limit);
-		if (!Number.isInteger(limit) || limit < 0 || limit > 100000) throw new BadQueryError(`limit must be 0-100000, not '${q.limit}'`);
-	}
-	return { filter, limit, follow: q.follow === 'true' || q.follow === '1' };
+	if (q.verdict) filter.verdict = q.verdict;
+	if (q.port !== undefined) filter.port = q.port;
+	if (q.since !== undefined) filter.since = Date.parse(q.since);
+	return filter;
 }
 
 export const observeApi: FastifyPluginAsync<ObserveApiOptions> = async (app: FastifyInstance, opts) => {
-	app.get<{ Querystring: FlowQuery }>('/v1/flows', async (req, reply) => {
-		const { filter, limit, follow } = parseFilter(req.query);
-		const past = opts.ring.recent(filter, limit);
-		if (!follow) return { flows: past };
-		reply.hijack();
-		const res = reply.raw;
-		res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-		for (const f of past) res.write(`${JSON.stringify(f)}\n`);
-		const stop = opts.ring.follow((f) => {
-			if (matchesFilter(f, filter)) res.write(`${JSON.stringify(f)}\n`);
-		});
-		req.raw.on('close', stop);
-	});
+	app.get<{ Querystring: FlowQuery }>(
+		'/v1/flows',
+		{
+			schema: { querystring: { type: 'object', properties: FLOW_QUERY_PARAMS } },
+			schemaErrorFormatter: badQuery,
+			preValidation: async (req) => canonicalCase(req.query as unknown as Record<string, unknown>),
+		},
+		async (req, reply) => {
+			const filter = toFilter(req.query);
+			const past = opts.ring.recent(filter, req.query.limit);
+			if (!req.query.follow) return { flows: past };
+			reply.hijack();
+			const res = reply.raw;
+			res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+			for (const f of past) res.write(`${JSON.stringify(f)}\n`);
+			const stop = opts.ring.follow((f) => {
+				if (matchesFilter(f, filter)) res.write(`${JSON.stringify(f)}\n`);
+			});
+			req.raw.on('close', stop);
+		},
+	);
 };

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
+import { parseAllDocuments } from 'yaml';
 import { agentStatus, statusApi, type StatusSources } from '../../src/agent/status.js';
 import { formatStatus, healthy, runStatus, type StatusReport } from '../../src/cli/status.js';
 import { INSTALLED_RECORD, initNode, uninstallNode, type NodePaths } from '../../src/host-setup/setup.js';
@@ -176,19 +177,75 @@ test('node setup: installs weir-cni and only the chained plugins the node lacks;
 	}
 });
 
-test('deploy/: least-privilege RBAC, tolerations everywhere, probes on the configured port', () => {
-	const rbac = readFileSync(join(repoRoot, 'deploy', 'rbac.yaml'), 'utf8');
-	const verbs = [...rbac.matchAll(/verbs: \[([^\]]*)\]/g)].map((m) => m[1]);
-	assert.ok(verbs.length >= 3 && verbs.every((v) => v === 'get, list, watch'), `the agent only reads: ${verbs.join(' | ')}`);
-	assert.ok(!/\*/.test(rbac), 'no wildcards');
-	const ds = readFileSync(join(repoRoot, 'deploy', 'daemonset.yaml'), 'utf8');
-	assert.match(ds, /tolerations:\n\s+- operator: Exists/);
-	assert.match(ds, /hostNetwork: true/);
-	for (const m of ['/sys/fs/bpf', '/sys/fs/cgroup', '/opt/cni/bin', '/etc/cni/net.d', '/var/run/netns', '/var/run/weir']) assert.ok(ds.includes(`path: ${m}`), m);
-	const cm = readFileSync(join(repoRoot, 'deploy', 'configmap.yaml'), 'utf8');
-	const port = /observer-port: "(\d+)"/.exec(cm)?.[1];
+// Manifests are free-form: read them as plain objects.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- free-form YAML, asserted field by field
+type Manifest = Record<string, any>;
+
+/** Every document of every YAML file under deploy/, parsed; a syntax error or warning fails. */
+function deployManifests(): Map<string, Manifest[]> {
+	const out = new Map<string, Manifest[]>();
+	const walk = (dir: string): void => {
+		for (const e of readdirSync(join(repoRoot, dir), { withFileTypes: true })) {
+			const rel = join(dir, e.name);
+			if (e.isDirectory()) walk(rel);
+			else if (/\.ya?ml$/.test(e.name)) {
+				const docs = parseAllDocuments(readFileSync(join(repoRoot, rel), 'utf8'));
+				out.set(
+					rel,
+					docs.map((d, i) => {
+						assert.deepEqual([...d.errors, ...d.warnings].map((x) => x.message), [], `${rel} document ${i}`);
+						return d.toJS() as Manifest;
+					}),
+				);
+			}
+		}
+	};
+	walk('deploy');
+	return out;
+}
+
+/** The one object of `kind` (and `name`) in a file. */
+function only(docs: Manifest[] | undefined, kind: string, name?: string): Manifest {
+	const hits = (docs ?? []).filter((d) => d['kind'] === kind && (name === undefined || d['metadata']?.['name'] === name));
+	assert.equal(hits.length, 1, `one ${kind}${name ? ` ${name}` : ''}`);
+	return hits[0]!;
+}
+
+function strings(v: unknown): string[] {
+	if (typeof v === 'string') return [v];
+	if (Array.isArray(v)) return v.flatMap(strings);
+	if (v && typeof v === 'object') return Object.entries(v).flatMap(([k, x]) => [k, ...strings(x)]);
+	return [];
+}
+
+test('deploy/: every manifest parses; least-privilege RBAC, tolerations everywhere, probes on the configured port', () => {
+	const files = deployManifests();
+	for (const [file, docs] of files) {
+		assert.ok(docs.length > 0, `${file} has a document`);
+		for (const d of docs) assert.ok(typeof d['apiVersion'] === 'string' && typeof d['kind'] === 'string', `${file}: every document has apiVersion and kind`);
+	}
+	for (const k of ['deploy/kustomization.yaml', 'deploy/uninstall/kustomization.yaml']) {
+		for (const r of only(files.get(k), 'Kustomization')['resources'] as string[]) assert.ok(files.has(join(k, '..', r)), `${k}: resource ${r} exists`);
+	}
+
+	const rbac = files.get('deploy/rbac.yaml');
+	const rules = only(rbac, 'ClusterRole', 'weir-agent')['rules'] as Array<{ verbs: string[] }>;
+	const verbs = rules.map((r) => r.verbs.join(', '));
+	assert.ok(rules.length >= 3 && verbs.every((v) => v === 'get, list, watch'), `the agent only reads: ${verbs.join(' | ')}`);
+	assert.ok(!strings(rbac).some((x) => x.includes('*')), 'no wildcards');
+
+	const pod = only(files.get('deploy/daemonset.yaml'), 'DaemonSet', 'weir-agent')['spec']['template']['spec'];
+	assert.ok((pod['tolerations'] as Manifest[]).some((t) => t['operator'] === 'Exists' && t['key'] === undefined && t['effect'] === undefined), 'tolerates every taint');
+	assert.equal(pod['hostNetwork'], true);
+	const hostPaths = (pod['volumes'] as Manifest[]).map((v) => v['hostPath']?.['path']);
+	for (const m of ['/sys/fs/bpf', '/sys/fs/cgroup', '/opt/cni/bin', '/etc/cni/net.d', '/var/run/netns', '/var/run/weir']) assert.ok(hostPaths.includes(m), m);
+
+	const data = only(files.get('deploy/configmap.yaml'), 'ConfigMap', 'weir-config')['data'] as Record<string, unknown>;
+	for (const [k, v] of Object.entries(data)) assert.equal(typeof v, 'string', `ConfigMap value ${k} is a string`);
+	const port = data['observer-port'];
 	assert.equal(port, '9962');
-	assert.equal([...ds.matchAll(/port: (\d+)$/gm)].filter((m) => m[1] === port).length, 2, 'readiness and liveness probe the observer port');
+	const agent = (pod['containers'] as Manifest[]).find((c) => c['name'] === 'agent')!;
+	assert.deepEqual([agent['readinessProbe']['httpGet']['port'], agent['livenessProbe']['httpGet']['port']], [Number(port), Number(port)], 'readiness and liveness probe the observer port');
 	const docs = readFileSync(join(repoRoot, 'docs', 'configuration.md'), 'utf8');
-	for (const key of [...cm.slice(cm.indexOf('\ndata:')).matchAll(/^ {2}([a-z-]+):/gm)].map((m) => m[1]!)) assert.ok(docs.includes(`\`${key}\``), `docs/configuration.md documents ${key}`);
+	for (const key of Object.keys(data)) assert.ok(docs.includes(`\`${key}\``), `docs/configuration.md documents ${key}`);
 });
