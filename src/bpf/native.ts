@@ -133,7 +133,7 @@ export interface NativeRingBuffer {
 	close(): void;
 }
 
-// rtnetlink (native/addon/src/netlink.cc). The optional last `netns` argument is a
+// rtnetlink (native/addon/src/netlink.h). The optional last `netns` argument is a
 // namespace path; the work then runs on a native thread that entered it.
 
 export interface NativeLinkRow {

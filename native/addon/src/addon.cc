@@ -33,7 +33,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("tcLegacyQuery", Napi::Function::New<TcLegacyQueryJs>(env, "tcLegacyQuery"));
 	exports.Set("ifNameToIndex", Napi::Function::New<IfNameToIndex>(env, "ifNameToIndex"));
 	exports.Set("numPossibleCpus", Napi::Function::New<NumPossibleCpus>(env, "numPossibleCpus"));
-	// rtnetlink and per-netns sysctls for pod wiring (netlink.cc)
+	// rtnetlink and per-netns sysctls for pod wiring (netlink.h)
 	static const struct {
 		const char *name;
 		Napi::Value (*fn)(const Napi::CallbackInfo &);

@@ -158,4 +158,47 @@ uint32_t ArgU32(const Napi::CallbackInfo &info, size_t i, const char *op, const 
 	return (uint32_t)d;
 }
 
+Napi::Object ArgObject(const Napi::CallbackInfo &info, size_t i, const char *op)
+{
+	if (info.Length() <= i || !info[i].IsObject())
+		Throw(info.Env(), op, "", EINVAL, "options object expected");
+	return info[i].As<Napi::Object>();
+}
+
+std::string OptString(Napi::Env env, Napi::Object o, const char *key, const char *op, bool required)
+{
+	Napi::Value v = o.Get(key);
+	if (v.IsUndefined() || v.IsNull()) {
+		if (required)
+			Throw(env, op, "", EINVAL, std::string(key) + " is required");
+		return "";
+	}
+	if (!v.IsString())
+		Throw(env, op, "", EINVAL, std::string(key) + " must be a string");
+	return v.As<Napi::String>().Utf8Value();
+}
+
+int64_t OptInt(Napi::Env env, Napi::Object o, const char *key, const char *op, int64_t dflt)
+{
+	Napi::Value v = o.Get(key);
+	if (v.IsUndefined() || v.IsNull())
+		return dflt;
+	if (!v.IsNumber())
+		Throw(env, op, "", EINVAL, std::string(key) + " must be a number");
+	double d = v.As<Napi::Number>().DoubleValue();
+	if (d != (double)(int64_t)d || d < 0 || d > 4294967295.0)
+		Throw(env, op, "", EINVAL, std::string(key) + " must be a non-negative integer");
+	return (int64_t)d;
+}
+
+int OptBool(Napi::Env env, Napi::Object o, const char *key, const char *op)
+{
+	Napi::Value v = o.Get(key);
+	if (v.IsUndefined() || v.IsNull())
+		return -1;
+	if (!v.IsBoolean())
+		Throw(env, op, "", EINVAL, std::string(key) + " must be a boolean");
+	return v.As<Napi::Boolean>().Value() ? 1 : 0;
+}
+
 } // namespace weir

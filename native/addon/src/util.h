@@ -108,5 +108,13 @@ std::string ArgString(const Napi::CallbackInfo &info, size_t i, const char *op, 
 Napi::Buffer<uint8_t> ArgBuffer(const Napi::CallbackInfo &info, size_t i, const char *op, const char *what);
 uint32_t ArgU32(const Napi::CallbackInfo &info, size_t i, const char *op, const char *what,
 		bool optional = false, uint32_t dflt = 0);
+/// info[i] as an options object.
+Napi::Object ArgObject(const Napi::CallbackInfo &info, size_t i, const char *op);
+/// o[key] as a string; "" when absent (an error when required).
+std::string OptString(Napi::Env env, Napi::Object o, const char *key, const char *op, bool required);
+/// o[key] as an integer in [0, 2^32); dflt when absent.
+int64_t OptInt(Napi::Env env, Napi::Object o, const char *key, const char *op, int64_t dflt);
+/// o[key] as a boolean: 1, 0, or -1 when absent.
+int OptBool(Napi::Env env, Napi::Object o, const char *key, const char *op);
 
 } // namespace weir
