@@ -112,8 +112,6 @@ export interface NativeProgram {
 	attachTc(ifindex: number, direction: TcDirection, opts?: { legacy?: boolean; netns?: string }): NativeLink;
 	/** attachTc on the libuv pool (the kernel's RCU waits off the event loop). */
 	attachTcAsync(ifindex: number, direction: TcDirection, opts?: { legacy?: boolean; netns?: string }): Promise<NativeLink>;
-	/** cgroup link (bpf_link_create with the given attach type name, e.g. 'cgroup_inet4_connect') on a cgroup v2 directory. */
-	attachCgroup(cgroupPath: string, attachType: string): NativeLink;
 	close(): void;
 }
 
