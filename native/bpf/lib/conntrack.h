@@ -27,7 +27,7 @@ struct {
 	__type(value, struct weir_ct_entry);
 	__uint(max_entries, 262144);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} weir_ct4 SEC(".maps");
+} WEIR_MAP_CT4 SEC(".maps");
 
 #define WEIR_CT_NEW		0
 #define WEIR_CT_ESTABLISHED	1
@@ -50,7 +50,7 @@ weir_ct_get(__u32 saddr, __u32 daddr, __u16 sport, __u16 dport, __u8 proto, __u8
 		.protocol = proto,
 		.scope = scope,
 	};
-	struct weir_ct_entry *e = bpf_map_lookup_elem(&weir_ct4, &key);
+	struct weir_ct_entry *e = bpf_map_lookup_elem(&WEIR_MAP_CT4, &key);
 
 	if (e && e->expires_ns <= now)
 		return NULL;
@@ -187,7 +187,7 @@ static __always_inline int weir_ct_create4(const struct weir_pkt *p, __u8 scope,
 		e.flags |= WEIR_CT_F_ICMP;
 	}
 	e.expires_ns = now + (__u64)life * NSEC_PER_SEC;
-	if (bpf_map_update_elem(&weir_ct4, &key, &e, BPF_ANY))
+	if (bpf_map_update_elem(&WEIR_MAP_CT4, &key, &e, BPF_ANY))
 		return WEIR_DROP_CT_CREATE_FAILED;
 	return WEIR_OK;
 }

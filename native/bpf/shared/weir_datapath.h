@@ -180,7 +180,11 @@ struct weir_metrics_value {
 /* Index of the "events lost" counter (ring buffer full), after all reasons. */
 #define WEIR_METRICS_EVENTS_LOST	(WEIR_METRICS_ENTRIES)
 
-/* Map names (pinned by name under the caller's bpffs directory). */
+/*
+ * Map names (pinned by name under the caller's bpffs directory). Each expands to the
+ * identifier of the map's variable in the lib/ headers, which libbpf takes as the
+ * map's name and pin name: maps are declared and referenced only through these.
+ */
 #define WEIR_MAP_IPCACHE	weir_ipcache
 #define WEIR_MAP_ENDPOINTS	weir_endpoints
 #define WEIR_MAP_POLICY		weir_policy
