@@ -44,7 +44,7 @@ export interface AgentStatus {
 		/** policies or rules the datapath cannot enforce as written */
 		problems: Array<{ policy: string; message: string }>;
 	};
-	/** the last error the agent hit (policy compile/apply, datapath), null when healthy */
+	/** the last error the agent hit (datapath events, policy compile/apply, map reads), null when healthy */
 	lastError: string | null;
 }
 
@@ -74,6 +74,24 @@ export interface StatusSources {
 			| undefined;
 	};
 	endpoints: { list(): readonly unknown[] };
+	/** the datapath event stream: set once its poller has died (flows stopped) */
+	events?: { readonly lastError: string | undefined };
+}
+
+export interface Readiness {
+	ready: boolean;
+	synced: boolean;
+	lastError: string | null;
+}
+
+/** /readyz (and the status's `ready`): watches synced, policy applied, datapath events flowing. */
+export function readiness(s: Pick<StatusSources, 'watches' | 'controller' | 'events'>): Readiness {
+	const eventsError = s.events?.lastError;
+	return {
+		ready: s.watches.isSynced && s.controller.runs > 0 && eventsError === undefined,
+		synced: s.watches.isSynced,
+		lastError: [eventsError, s.controller.lastError].filter((e) => e !== undefined).join('; ') || null,
+	};
 }
 
 let cachedVersion: string | undefined;
@@ -119,8 +137,9 @@ export function agentStatus(s: StatusSources): AgentStatus {
 		if (by.length) isolated++;
 		for (const p of by) enforced.add(p);
 	}
-	const ready = s.watches.isSynced && s.controller.runs > 0;
-	const lastError = s.controller.lastError ?? (errors.length ? errors.join('; ') : null);
+	const { ready } = readiness(s);
+	const other = s.controller.lastError ?? (errors.length ? errors.join('; ') : undefined);
+	const lastError = [s.events?.lastError, other].filter((e) => e !== undefined).join('; ') || null;
 	return {
 		schema: STATUS_SCHEMA_VERSION,
 		node: s.node,

@@ -199,8 +199,11 @@ export interface NativeBinding {
 	/**
 	 * Consume a BPF_MAP_TYPE_RINGBUF map on a native thread; records are delivered
 	 * to `onBatch` on the JS thread in batches (each record its own Buffer copy).
+	 * If polling fails (op 'epoll_wait' or 'ring_buffer__consume') the poller stops
+	 * and calls `onError` once, after the records read before it; nothing follows, and
+	 * close() still releases the ring. Without `onError` the failure goes to stderr.
 	 */
-	openRingBuffer(map: NativeMap, onBatch: (records: Buffer[]) => void): NativeRingBuffer;
+	openRingBuffer(map: NativeMap, onBatch: (records: Buffer[]) => void, onError?: (err: NativeError) => void): NativeRingBuffer;
 	/** ids of programs attached via tcx at ifindex/direction (BPF_PROG_QUERY), [] if none. */
 	tcxQuery(ifindex: number, direction: TcDirection, netns?: string): number[];
 	/** ids of programs attached via legacy clsact tc filters at ifindex/direction. */

@@ -430,6 +430,8 @@ describe('native addon (real kernel)', () => {
 			}
 			assert.deepEqual(b.tcxQuery(ifindex, 'ingress'), []);
 			nativeError(() => b.openRingBuffer(o.map('weir_test_kv'), () => {}), 'EINVAL', 'openRingBuffer');
+			const bad = nativeError(() => b.openRingBuffer(o.map('weir_test_events'), () => {}, 5 as never), 'EINVAL', 'openRingBuffer');
+			assert.match(bad.message, /onError must be a function/);
 			assert.deepEqual(o.map('weir_test_events').entries(), []);
 			assert.deepEqual(o.map('weir_test_events').keys(), []);
 		});
@@ -529,6 +531,20 @@ describe('native addon (real kernel)', () => {
 		nativeError(() => o.map('weir_test_kv'), 'EBADF');
 		const closed = await rejected(o.load());
 		assert.equal(closed.code, 'EBADF');
+	});
+
+	it('reports a poller that dies (a real epoll_wait failure) to onError, after the records it read', () => {
+		// The child closes the poller's epoll fd under it (see test/helpers/ring-fault-child.ts).
+		const child = resolve(root, 'dist/test/helpers/ring-fault-child.js');
+		const r = spawnSync(process.execPath, [child, 'binding', FIXTURE], { timeout: 15000, encoding: 'utf8' });
+		assert.equal(r.signal, null, `the child did not exit by itself: ${r.stdout}${r.stderr}`);
+		assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+		const out = JSON.parse(r.stdout) as { isError: boolean; code: string; errno: number; op: string; message: string; records: number; newFds: number };
+		assert.ok(out.newFds >= 1, 'the ring created its eventpoll fds');
+		assert.equal(out.records, 3, 'the records before the failure were delivered');
+		assert.deepEqual({ isError: out.isError, code: out.code, errno: out.errno, op: out.op }, { isError: true, code: 'EBADF', errno: 9, op: 'epoll_wait' });
+		assert.match(out.message, /^epoll_wait\(weir_test_events\): Bad file descriptor \(EBADF\): the ring buffer poller stopped/);
+		assert.equal(r.stderr, '', 'nothing on stderr: the failure went to onError');
 	});
 
 	it('lets the process exit once the ring buffer is closed', () => {
