@@ -37,11 +37,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_SOCKET "/var/run/weir/cni.sock"
+#define DEFAULT_SOCKET	   "/var/run/weir/cni.sock"
 #define CONNECT_TIMEOUT_MS 2000
-#define ANSWER_TIMEOUT_MS 30000
-#define MAX_STDIN (16 << 20)
-#define MAX_ANSWER (16 << 20)
+#define ANSWER_TIMEOUT_MS  30000
+#define MAX_STDIN	   (16 << 20)
+#define MAX_ANSWER	   (16 << 20)
 
 extern char **environ;
 
@@ -112,7 +112,7 @@ static int json_hex4(struct json *j, unsigned *out)
 		if (j->p >= j->end)
 			return -1;
 		char c = *j->p;
-		unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+		unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
 			     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
 			     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
 						    : 16;
@@ -397,7 +397,8 @@ static int plain_version(const char *v)
 	if (!*v)
 		return 0;
 	for (; *v; v++)
-		if (!((*v >= '0' && *v <= '9') || (*v >= 'a' && *v <= 'z') || (*v >= 'A' && *v <= 'Z') || strchr(".+-", *v)))
+		if (!((*v >= '0' && *v <= '9') || (*v >= 'a' && *v <= 'z') || (*v >= 'A' && *v <= 'Z') ||
+		      strchr(".+-", *v)))
 			return 0;
 	return 1;
 }
@@ -500,7 +501,8 @@ int main(void)
 			return cni_error(version, 6, "failed to decode the network configuration", d);
 		}
 		if (kind == 0)
-			return cni_error(version, 6, "failed to decode the network configuration", "expected a JSON object");
+			return cni_error(version, 6, "failed to decode the network configuration",
+					 "expected a JSON object");
 		if (fields[1].state == JSON_OTHER || (fields[1].state == JSON_STRING && conf_sock[0] != '/'))
 			return cni_error(version, 7, "invalid agentSocket", "an absolute path of at most 107 bytes");
 	}
@@ -539,8 +541,8 @@ int main(void)
 				err = -r;
 		}
 		char d[512];
-		snprintf(d, sizeof(d), "connect %s: %s (is the weir agent running and ready on this node?)",
-			 sock_path, strerror(err));
+		snprintf(d, sizeof(d), "connect %s: %s (is the weir agent running and ready on this node?)", sock_path,
+			 strerror(err));
 		return cni_error(version, unavailable, "weir agent not reachable, try again later", d);
 	}
 connected:

@@ -38,10 +38,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 		const char *name;
 		Napi::Value (*fn)(const Napi::CallbackInfo &);
 	} nl[] = {
-		{"nlVethAdd", NlVethAdd},	{"nlLinkSet", NlLinkSet},	  {"nlLinkDel", NlLinkDel},
-		{"nlLinkList", NlLinkList},	{"nlAddrAdd", NlAddrAdd},	  {"nlAddrDel", NlAddrDel},
-		{"nlAddrList", NlAddrList},	{"nlRouteAdd", NlRouteAdd},	  {"nlRouteDel", NlRouteDel},
-		{"nlRouteList", NlRouteList},	{"nlNeighAdd", NlNeighAdd},	  {"nlNeighList", NlNeighList},
+		{"nlVethAdd", NlVethAdd},	  {"nlLinkSet", NlLinkSet},	  {"nlLinkDel", NlLinkDel},
+		{"nlLinkList", NlLinkList},	  {"nlAddrAdd", NlAddrAdd},	  {"nlAddrDel", NlAddrDel},
+		{"nlAddrList", NlAddrList},	  {"nlRouteAdd", NlRouteAdd},	  {"nlRouteDel", NlRouteDel},
+		{"nlRouteList", NlRouteList},	  {"nlNeighAdd", NlNeighAdd},	  {"nlNeighList", NlNeighList},
 		{"nlSysctlWrite", NlSysctlWrite}, {"nlSysctlRead", NlSysctlRead},
 	};
 	for (const auto &f : nl)
@@ -51,6 +51,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 
 } // namespace weir
 
-static Napi::Object InitWeir(Napi::Env env, Napi::Object exports) { return weir::Init(env, exports); }
+static Napi::Object InitWeir(Napi::Env env, Napi::Object exports)
+{
+	return weir::Init(env, exports);
+}
 
 NODE_API_MODULE(weir_native, InitWeir)

@@ -26,33 +26,42 @@ Napi::Value AddrChange(const Napi::CallbackInfo &info, bool add)
 	if (!ParseCidr(cidr, &ip, &plen))
 		Throw(env, op, cidr, EINVAL, "not an address/prefix");
 	auto changed = std::make_shared<bool>(false);
-	return NlRun(env, netns, op, [=](NlSock &s) -> Failure {
-		Failure f;
-		int idx = NlIfIndex(dev, &f, op);
-		if (!idx)
-			return add ? f : Failure{};
-		NlMsg m(add ? RTM_NEWADDR : RTM_DELADDR, add ? (NLM_F_CREATE | NLM_F_EXCL) : 0);
-		auto *ifa = m.Fixed<struct ifaddrmsg>();
-		ifa->ifa_family = ip.family;
-		ifa->ifa_prefixlen = plen;
-		ifa->ifa_index = idx;
-		ifa->ifa_scope = RT_SCOPE_UNIVERSE;
-		m.Attr(IFA_LOCAL, ip.bytes, ip.len());
-		m.Attr(IFA_ADDRESS, ip.bytes, ip.len());
-		int err = s.Talk(m);
-		if (!add && err == EADDRNOTAVAIL)
+	return NlRun(
+		env, netns, op,
+		[=](NlSock &s) -> Failure {
+			Failure f;
+			int idx = NlIfIndex(dev, &f, op);
+			if (!idx)
+				return add ? f : Failure{};
+			NlMsg m(add ? RTM_NEWADDR : RTM_DELADDR, add ? (NLM_F_CREATE | NLM_F_EXCL) : 0);
+			auto *ifa = m.Fixed<struct ifaddrmsg>();
+			ifa->ifa_family = ip.family;
+			ifa->ifa_prefixlen = plen;
+			ifa->ifa_index = idx;
+			ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+			m.Attr(IFA_LOCAL, ip.bytes, ip.len());
+			m.Attr(IFA_ADDRESS, ip.bytes, ip.len());
+			int err = s.Talk(m);
+			if (!add && err == EADDRNOTAVAIL)
+				return {};
+			if (err)
+				return {add ? "RTM_NEWADDR" : "RTM_DELADDR", cidr + " dev " + dev, err};
+			*changed = true;
 			return {};
-		if (err)
-			return {add ? "RTM_NEWADDR" : "RTM_DELADDR", cidr + " dev " + dev, err};
-		*changed = true;
-		return {};
-	}, [changed](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *changed); });
+		},
+		[changed](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *changed); });
 }
 
 } // namespace
 
-Napi::Value NlAddrAdd(const Napi::CallbackInfo &info) { return AddrChange(info, true); }
-Napi::Value NlAddrDel(const Napi::CallbackInfo &info) { return AddrChange(info, false); }
+Napi::Value NlAddrAdd(const Napi::CallbackInfo &info)
+{
+	return AddrChange(info, true);
+}
+Napi::Value NlAddrDel(const Napi::CallbackInfo &info)
+{
+	return AddrChange(info, false);
+}
 
 /// nlAddrList(netns?) -> [{ifindex, family, address, prefixLen, scope}]
 Napi::Value NlAddrList(const Napi::CallbackInfo &info)
@@ -65,7 +74,8 @@ Napi::Value NlAddrList(const Napi::CallbackInfo &info)
 		info, "nlAddrList", RTM_GETADDR, "RTM_GETADDR", RTM_NEWADDR,
 		[](struct nlmsghdr *h, std::vector<Row> *rows) {
 			auto *ifa = reinterpret_cast<struct ifaddrmsg *>(NLMSG_DATA(h));
-			Row r{(int)ifa->ifa_index, ifa->ifa_family == AF_INET ? 4 : 6, ifa->ifa_prefixlen, ifa->ifa_scope, ""};
+			Row r{(int)ifa->ifa_index, ifa->ifa_family == AF_INET ? 4 : 6, ifa->ifa_prefixlen,
+			      ifa->ifa_scope, ""};
 			int len = IFA_PAYLOAD(h);
 			std::string local, address;
 			for (auto *a = IFA_RTA(ifa); RTA_OK(a, len); a = RTA_NEXT(a, len)) {

@@ -50,10 +50,7 @@ public:
 		Attr(type, nullptr, 0);
 		return off;
 	}
-	void End(size_t off)
-	{
-		reinterpret_cast<struct rtattr *>(buf_.data() + off)->rta_len = buf_.size() - off;
-	}
+	void End(size_t off) { reinterpret_cast<struct rtattr *>(buf_.data() + off)->rta_len = buf_.size() - off; }
 	struct nlmsghdr *hdr() { return reinterpret_cast<struct nlmsghdr *>(buf_.data()); }
 	size_t size() const { return buf_.size(); }
 

@@ -23,8 +23,8 @@ struct LinkRow {
 	int ifindex = 0;
 	std::string name, kind, mac;
 	uint32_t mtu = 0, flags = 0, operstate = 0;
-	int link = 0;          // IFLA_LINK: the peer's ifindex for a veth
-	int linkNetnsid = -1;  // IFLA_LINK_NETNSID
+	int link = 0;	      // IFLA_LINK: the peer's ifindex for a veth
+	int linkNetnsid = -1; // IFLA_LINK_NETNSID
 	int master = 0;
 };
 
@@ -197,22 +197,25 @@ Napi::Value NlLinkDel(const Napi::CallbackInfo &info)
 	std::string name = ArgString(info, 0, op, "name");
 	std::string netns = NetnsArg(info, 1, op);
 	auto deleted = std::make_shared<bool>(false);
-	return NlRun(env, netns, op, [=](NlSock &s) -> Failure {
-		unsigned idx = if_nametoindex(name.c_str());
-		if (!idx)
+	return NlRun(
+		env, netns, op,
+		[=](NlSock &s) -> Failure {
+			unsigned idx = if_nametoindex(name.c_str());
+			if (!idx)
+				return {};
+			NlMsg m(RTM_DELLINK, 0);
+			auto *ifi = m.Fixed<struct ifinfomsg>();
+			ifi->ifi_family = AF_UNSPEC;
+			ifi->ifi_index = (int)idx;
+			int err = s.Talk(m);
+			if (err == ENODEV)
+				return {};
+			if (err)
+				return {"RTM_DELLINK", name, err};
+			*deleted = true;
 			return {};
-		NlMsg m(RTM_DELLINK, 0);
-		auto *ifi = m.Fixed<struct ifinfomsg>();
-		ifi->ifi_family = AF_UNSPEC;
-		ifi->ifi_index = (int)idx;
-		int err = s.Talk(m);
-		if (err == ENODEV)
-			return {};
-		if (err)
-			return {"RTM_DELLINK", name, err};
-		*deleted = true;
-		return {};
-	}, [deleted](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *deleted); });
+		},
+		[deleted](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *deleted); });
 }
 
 /// nlLinkList(netns?) -> links

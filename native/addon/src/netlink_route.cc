@@ -57,47 +57,58 @@ Napi::Value RouteChange(const Napi::CallbackInfo &info, bool add)
 	RouteSpec r = ArgRoute(info, op);
 	std::string netns = NetnsArg(info, 1, op);
 	auto changed = std::make_shared<bool>(false);
-	return NlRun(env, netns, op, [=](NlSock &s) -> Failure {
-		int idx = 0;
-		if (!r.dev.empty()) {
-			Failure f;
-			idx = NlIfIndex(r.dev, &f, op);
-			if (!idx)
-				return add ? f : Failure{};
-		}
-		NlMsg m(add ? RTM_NEWROUTE : RTM_DELROUTE, add ? (NLM_F_CREATE | NLM_F_EXCL) : 0);
-		auto *rt = m.Fixed<struct rtmsg>();
-		rt->rtm_family = r.dst.family;
-		rt->rtm_dst_len = r.plen;
-		rt->rtm_table = r.table < 256 ? r.table : RT_TABLE_UNSPEC;
-		rt->rtm_protocol = RTPROT_BOOT;
-		rt->rtm_scope = add ? r.scope : RT_SCOPE_NOWHERE;
-		rt->rtm_type = RTN_UNICAST;
-		if (r.onlink)
-			rt->rtm_flags |= RTNH_F_ONLINK;
-		if (r.table >= 256)
-			m.U32(RTA_TABLE, r.table);
-		if (r.plen)
-			m.Attr(RTA_DST, r.dst.bytes, r.dst.len());
-		if (r.hasGw)
-			m.Attr(RTA_GATEWAY, r.gw.bytes, r.gw.len());
-		if (idx)
-			m.U32(RTA_OIF, idx);
-		int err = s.Talk(m);
-		if (!add && err == ESRCH)
+	return NlRun(
+		env, netns, op,
+		[=](NlSock &s) -> Failure {
+			int idx = 0;
+			if (!r.dev.empty()) {
+				Failure f;
+				idx = NlIfIndex(r.dev, &f, op);
+				if (!idx)
+					return add ? f : Failure{};
+			}
+			NlMsg m(add ? RTM_NEWROUTE : RTM_DELROUTE, add ? (NLM_F_CREATE | NLM_F_EXCL) : 0);
+			auto *rt = m.Fixed<struct rtmsg>();
+			rt->rtm_family = r.dst.family;
+			rt->rtm_dst_len = r.plen;
+			rt->rtm_table = r.table < 256 ? r.table : RT_TABLE_UNSPEC;
+			rt->rtm_protocol = RTPROT_BOOT;
+			rt->rtm_scope = add ? r.scope : RT_SCOPE_NOWHERE;
+			rt->rtm_type = RTN_UNICAST;
+			if (r.onlink)
+				rt->rtm_flags |= RTNH_F_ONLINK;
+			if (r.table >= 256)
+				m.U32(RTA_TABLE, r.table);
+			if (r.plen)
+				m.Attr(RTA_DST, r.dst.bytes, r.dst.len());
+			if (r.hasGw)
+				m.Attr(RTA_GATEWAY, r.gw.bytes, r.gw.len());
+			if (idx)
+				m.U32(RTA_OIF, idx);
+			int err = s.Talk(m);
+			if (!add && err == ESRCH)
+				return {};
+			if (err)
+				return {add ? "RTM_NEWROUTE" : "RTM_DELROUTE",
+					IpString(r.dst.family, r.dst.bytes) + "/" + std::to_string(r.plen) +
+						(r.dev.empty() ? "" : " dev " + r.dev),
+					err};
+			*changed = true;
 			return {};
-		if (err)
-			return {add ? "RTM_NEWROUTE" : "RTM_DELROUTE", IpString(r.dst.family, r.dst.bytes) + "/" +
-				std::to_string(r.plen) + (r.dev.empty() ? "" : " dev " + r.dev), err};
-		*changed = true;
-		return {};
-	}, [changed](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *changed); });
+		},
+		[changed](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *changed); });
 }
 
 } // namespace
 
-Napi::Value NlRouteAdd(const Napi::CallbackInfo &info) { return RouteChange(info, true); }
-Napi::Value NlRouteDel(const Napi::CallbackInfo &info) { return RouteChange(info, false); }
+Napi::Value NlRouteAdd(const Napi::CallbackInfo &info)
+{
+	return RouteChange(info, true);
+}
+Napi::Value NlRouteDel(const Napi::CallbackInfo &info)
+{
+	return RouteChange(info, false);
+}
 
 /// nlRouteList(netns?) -> main-table routes [{family, dst, gateway, ifindex, scope, table, onlink}]
 Napi::Value NlRouteList(const Napi::CallbackInfo &info)
@@ -116,7 +127,7 @@ Napi::Value NlRouteList(const Napi::CallbackInfo &info)
 			auto *rt = reinterpret_cast<struct rtmsg *>(NLMSG_DATA(h));
 			if (rt->rtm_family != AF_INET && rt->rtm_family != AF_INET6)
 				return;
-			Row r{rt->rtm_family == AF_INET ? 4 : 6, rt->rtm_scope, rt->rtm_table, "", "", 0,
+			Row r{rt->rtm_family == AF_INET ? 4 : 6,    rt->rtm_scope, rt->rtm_table, "", "", 0,
 			      (rt->rtm_flags & RTNH_F_ONLINK) != 0, rt->rtm_type};
 			std::string dst = rt->rtm_family == AF_INET ? "0.0.0.0" : "::";
 			int len = RTM_PAYLOAD(h);
@@ -142,7 +153,9 @@ Napi::Value NlRouteList(const Napi::CallbackInfo &info)
 			if (!r.gw.empty())
 				o.Set("gateway", r.gw);
 			o.Set("ifindex", r.oif);
-			o.Set("scope", r.scope == RT_SCOPE_LINK ? "link" : r.scope == RT_SCOPE_HOST ? "host" : "universe");
+			o.Set("scope", r.scope == RT_SCOPE_LINK	  ? "link"
+				       : r.scope == RT_SCOPE_HOST ? "host"
+								  : "universe");
 			o.Set("table", r.table);
 			o.Set("onlink", r.onlink);
 			return o;

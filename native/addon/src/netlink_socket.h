@@ -57,8 +57,8 @@ int NlIfIndex(const std::string &name, Failure *f, const char *op);
  * array of toJs(row) (JS thread). A failed dump is op = getName, subject "dump".
  */
 template <typename Hdr, typename Row>
-Napi::Value NlList(const Napi::CallbackInfo &info, const char *op, uint16_t get, const char *getName,
-		   uint16_t reply, std::function<void(struct nlmsghdr *, std::vector<Row> *)> parse,
+Napi::Value NlList(const Napi::CallbackInfo &info, const char *op, uint16_t get, const char *getName, uint16_t reply,
+		   std::function<void(struct nlmsghdr *, std::vector<Row> *)> parse,
 		   std::function<Napi::Object(Napi::Env, const Row &)> toJs)
 {
 	std::string netns = NetnsArg(info, 0, op);

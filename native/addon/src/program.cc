@@ -20,7 +20,7 @@ namespace {
 
 constexpr int kEnotsupp = 524;
 constexpr uint32_t kMaxTestRunOut = 64u << 20; // far above any packet the kernel runs
-constexpr size_t kCtxOutSize = 4096;             // above any program type's context
+constexpr size_t kCtxOutSize = 4096;	       // above any program type's context
 
 struct ProgramInit {
 	Fd fd;
@@ -83,7 +83,10 @@ void Program::CheckOpen(Napi::Env env, const char *op) const
 		Throw(env, op, name_, EBADF, "the program handle is closed");
 }
 
-Napi::Value Program::GetFd(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), fd_.get()); }
+Napi::Value Program::GetFd(const Napi::CallbackInfo &info)
+{
+	return Napi::Number::New(info.Env(), fd_.get());
+}
 
 Napi::Value Program::Pin(const Napi::CallbackInfo &info)
 {
@@ -152,7 +155,8 @@ Napi::Value Program::TestRun(const Napi::CallbackInfo &info)
 	Napi::Object r = Napi::Object::New(env);
 	r.Set("retval", Napi::Number::New(env, (int32_t)opts.retval));
 	r.Set("duration", Napi::Number::New(env, opts.duration));
-	r.Set("dataOut", Napi::Buffer<uint8_t>::Copy(env, out.data(), std::min<size_t>(opts.data_size_out, out.size())));
+	r.Set("dataOut",
+	      Napi::Buffer<uint8_t>::Copy(env, out.data(), std::min<size_t>(opts.data_size_out, out.size())));
 	if (has_ctx)
 		r.Set("ctxOut", Napi::Buffer<uint8_t>::Copy(env, ctx_out.data(),
 							    std::min<size_t>(opts.ctx_size_out, ctx_out.size())));
@@ -174,8 +178,8 @@ struct TcAttached {
  * link, or (no tcx in the kernel, or legacy asked for) a clsact filter with handle
  * 1, priority 1. On failure nothing we created stays behind.
  */
-Failure AttachTcHere(int prog_fd, const std::string &prog, int ifindex, TcDir dir, bool legacy,
-		     const std::string &what, TcAttached *out)
+Failure AttachTcHere(int prog_fd, const std::string &prog, int ifindex, TcDir dir, bool legacy, const std::string &what,
+		     TcAttached *out)
 {
 	if (int err = CheckIfindex(ifindex))
 		return {"if_indextoname", what, err,
@@ -234,8 +238,7 @@ struct TcRequest {
 } // namespace
 
 /// The arguments of attachTc/attachTcAsync, checked on the JS thread.
-static TcRequest ParseTcRequest(const Napi::CallbackInfo &info, const std::string &prog, uint32_t type,
-				const char *op)
+static TcRequest ParseTcRequest(const Napi::CallbackInfo &info, const std::string &prog, uint32_t type, const char *op)
 {
 	Napi::Env env = info.Env();
 	if (info.Length() < 1 || !info[0].IsNumber())
@@ -266,7 +269,8 @@ Napi::Value Program::AttachTc(const Napi::CallbackInfo &info)
 	TcRequest r = ParseTcRequest(info, name_, type_, "attachTc");
 	TcAttached a;
 	int prog_fd = fd_.get();
-	Failure f = InNetns(r.netns, [&] { return AttachTcHere(prog_fd, name_, r.ifindex, r.dir, r.legacy, r.what, &a); });
+	Failure f =
+		InNetns(r.netns, [&] { return AttachTcHere(prog_fd, name_, r.ifindex, r.dir, r.legacy, r.what, &a); });
 	if (f.err)
 		Throw(env, f);
 	LinkInit init{a.kind, std::move(a.fd), r.ifindex, r.dir, a.handle, a.priority, r.what};
@@ -291,7 +295,8 @@ public:
 	void Execute() override
 	{
 		int fd = prog_.get();
-		f_ = InNetns(r_.netns, [&] { return AttachTcHere(fd, name_, r_.ifindex, r_.dir, r_.legacy, r_.what, &a_); });
+		f_ = InNetns(r_.netns,
+			     [&] { return AttachTcHere(fd, name_, r_.ifindex, r_.dir, r_.legacy, r_.what, &a_); });
 	}
 	void OnOK() override
 	{

@@ -53,8 +53,7 @@ Napi::Value RingBuffer::Open(const Napi::CallbackInfo &info)
 	if (map->fd() < 0)
 		Throw(env, op, map->name(), EBADF, "the map handle is closed");
 	if (map->type() != BPF_MAP_TYPE_RINGBUF)
-		Throw(env, op, map->name(), EINVAL,
-		      "not a ring buffer (map type " + std::to_string(map->type()) + ")");
+		Throw(env, op, map->name(), EINVAL, "not a ring buffer (map type " + std::to_string(map->type()) + ")");
 	RingInit init{Fd(fcntl(map->fd(), F_DUPFD_CLOEXEC, 3)), map->name(), info[1].As<Napi::Function>(),
 		      has_on_error ? info[2].As<Napi::Function>() : Napi::Function()};
 	if (!init.fd.valid())
@@ -106,7 +105,10 @@ RingBuffer::RingBuffer(const Napi::CallbackInfo &info) : Napi::ObjectWrap<RingBu
 	thread_ = std::thread([this] { Poll(); });
 }
 
-RingBuffer::~RingBuffer() { Stop(); }
+RingBuffer::~RingBuffer()
+{
+	Stop();
+}
 
 int RingBuffer::OnSample(void *ctx, void *data, size_t size)
 {

@@ -56,14 +56,14 @@ private:
 	std::string name_;
 	Tsfn tsfn_;
 	Napi::FunctionReference on_error_; // empty: failures go to stderr
-	Napi::ObjectReference self_; // keeps us alive while open
+	Napi::ObjectReference self_;	   // keeps us alive while open
 	std::thread thread_;
 	std::atomic<bool> stop_{false};
-	bool closed_ = false;         // JS thread only
-	Batch pending_;               // poller thread only
+	bool closed_ = false; // JS thread only
+	Batch pending_;	      // poller thread only
 	std::mutex mu_;
 	std::condition_variable cv_;
-	unsigned inflight_ = 0;       // batches queued to JS, guarded by mu_
+	unsigned inflight_ = 0; // batches queued to JS, guarded by mu_
 };
 
 } // namespace weir

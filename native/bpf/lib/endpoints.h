@@ -21,7 +21,7 @@ struct {
 static __always_inline struct weir_endpoint_info *weir_endpoint_lookup4(__u32 addr)
 {
 	struct weir_endpoint_key key = {
-		.addr = { addr },
+		.addr = {addr},
 		.family = WEIR_FAMILY_IPV4,
 	};
 

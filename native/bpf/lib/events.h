@@ -64,8 +64,7 @@ struct weir_verdict {
  * A full ring buffer loses the event, never the packet; the loss is counted at
  * WEIR_METRICS_EVENTS_LOST so the agent can report it.
  */
-static __always_inline void weir_emit(struct __sk_buff *skb, const struct weir_pkt *p,
-				      const struct weir_verdict *v)
+static __always_inline void weir_emit(struct __sk_buff *skb, const struct weir_pkt *p, const struct weir_verdict *v)
 {
 	struct weir_event *ev = bpf_ringbuf_reserve(&WEIR_MAP_EVENTS, sizeof(*ev), 0);
 

@@ -24,7 +24,7 @@ static __always_inline __u32 weir_ipcache_identity4(__u32 addr)
 	struct weir_ipcache_key key = {
 		.prefixlen = WEIR_IPCACHE_STATIC_PREFIX + 32,
 		.family = WEIR_FAMILY_IPV4,
-		.addr = { addr },
+		.addr = {addr},
 	};
 	struct weir_ipcache_value *v = bpf_map_lookup_elem(&WEIR_MAP_IPCACHE, &key);
 

@@ -24,8 +24,8 @@ struct {
  * identity the trie returns the most specific of port, port block and all-protocols.
  * Return: the allowing entry's rule id (never 0), or 0 when nothing allows it.
  */
-static __always_inline __u32 weir_policy_lookup(__u32 ep_id, __u32 identity, __u8 dir,
-						__u8 protocol, __u16 dport, __u8 *match)
+static __always_inline __u32 weir_policy_lookup(__u32 ep_id, __u32 identity, __u8 dir, __u8 protocol, __u16 dport,
+						__u8 *match)
 {
 	struct weir_policy_key key = {
 		.prefixlen = WEIR_POLICY_FULL_PREFIX,
