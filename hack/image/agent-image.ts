@@ -141,7 +141,7 @@ export async function stageAgentRoot(root: string, i: AgentImageInputs): Promise
 	chmodSync(join(root, 'tmp'), 0o1777);
 	mkdirSync(join(root, 'root'), { recursive: true });
 
-	// Weir itself under /opt/weir, the layout src/paths.ts expects (dist/, build/).
+	// Weir itself under /opt/weir, the layout src/shared/package.ts expects (dist/, build/).
 	const app = join(root, 'opt', 'weir');
 	mkdirSync(app, { recursive: true });
 	const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as Record<string, unknown>;

@@ -17,7 +17,7 @@ import { ClusterWatches } from '../cluster/watches.js';
 import { AgentMetrics } from './metrics.js';
 import { CniConfig, CniService, failClosedEntry } from '../cni-plugin/service.js';
 import { EndpointStore } from '../cni-plugin/endpoint-store.js';
-import { statusApi } from './status.js';
+import { StatusSources, readiness, statusApi } from './status.js';
 
 export interface AgentConfig {
 	/** this node's name, as in the Node object */
@@ -62,16 +62,28 @@ export class Agent {
 		readonly flowIndex: FlowIndex,
 		readonly http: FastifyInstance,
 		readonly metrics: AgentMetrics,
+		/** the datapath event stream's fatal error, read by the status */
+		readonly events: { lastError: string | undefined },
 		readonly cni?: CniService,
 	) {}
 
 	async start(): Promise<void> {
 		const ctx = this.flowIndex.context();
-		this.unsubscribe = this.datapath.subscribe((ev) => {
-			const flow = toFlow(ev, ctx);
-			this.flows.add(flow);
-			this.metrics.flow(flow);
-		});
+		this.unsubscribe = this.datapath.subscribe(
+			(ev) => {
+				const flow = toFlow(ev, ctx);
+				this.flows.add(flow);
+				this.metrics.flow(flow);
+			},
+			(err) => {
+				this.events.lastError = err.message;
+				const cause = err.cause as { code?: string; errno?: number; op?: string } | undefined;
+				this.log.error(
+					{ component: 'datapath', node: this.config.nodeName, pinRoot: this.config.pinRoot, code: err.code, errno: cause?.errno, errnoName: cause?.code, op: cause?.op, err: err.message },
+					'datapath event stream stopped: no flows until the agent restarts; /readyz reports not ready',
+				);
+			},
+		);
 		this.watches.start();
 		this.gcTimer = setInterval(() => {
 			const removed = this.datapath.gcConntrack();
@@ -183,16 +195,18 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 	const flows = new FlowRing(config.flowBuffer);
 	const http = Fastify({ logger: false });
 	await http.register(observeApi, { ring: flows });
-	await http.register(statusApi, { sources: { node: config.nodeName, startedAt: new Date(), pinRoot: config.pinRoot, datapath, watches, controller, endpoints: source } });
+	const events: { lastError: string | undefined } = { lastError: undefined };
+	const sources: StatusSources = { node: config.nodeName, startedAt: new Date(), pinRoot: config.pinRoot, datapath, watches, controller, endpoints: source, events };
+	await http.register(statusApi, { sources });
 	http.get('/metrics', async (_req, reply) => {
 		reply.header('content-type', metrics.registry.contentType);
 		return metrics.registry.metrics();
 	});
 	http.get('/healthz', async () => ({ ok: true }));
 	http.get('/readyz', async (_req, reply) => {
-		const ready = watches.isSynced && controller!.runs > 0;
-		reply.code(ready ? 200 : 503);
-		return { ready, synced: watches.isSynced, lastError: controller!.lastError ?? null };
+		const r = readiness(sources);
+		reply.code(r.ready ? 200 : 503);
+		return r;
 	});
-	return new Agent(config, log, datapath, watches, controller, flows, flowIndex, http, metrics, cni);
+	return new Agent(config, log, datapath, watches, controller, flows, flowIndex, http, metrics, events, cni);
 }

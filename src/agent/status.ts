@@ -31,6 +31,24 @@ export interface StatusSources {
 			| undefined;
 	};
 	endpoints: { list(): readonly unknown[] };
+	/** the datapath event stream: set once its poller has died (flows stopped) */
+	events?: { readonly lastError: string | undefined };
+}
+
+export interface Readiness {
+	ready: boolean;
+	synced: boolean;
+	lastError: string | null;
+}
+
+/** /readyz (and the status's `ready`): watches synced, policy applied, datapath events flowing. */
+export function readiness(s: Pick<StatusSources, 'watches' | 'controller' | 'events'>): Readiness {
+	const eventsError = s.events?.lastError;
+	return {
+		ready: s.watches.isSynced && s.controller.runs > 0 && eventsError === undefined,
+		synced: s.watches.isSynced,
+		lastError: [eventsError, s.controller.lastError].filter((e) => e !== undefined).join('; ') || null,
+	};
 }
 
 function count(f: () => unknown[] | number): { n: number; err?: string } {
@@ -62,8 +80,9 @@ export function agentStatus(s: StatusSources): AgentStatus {
 		if (by.length) isolated++;
 		for (const p of by) enforced.add(p);
 	}
-	const ready = s.watches.isSynced && s.controller.runs > 0;
-	const lastError = s.controller.lastError ?? (errors.length ? errors.join('; ') : null);
+	const { ready } = readiness(s);
+	const other = s.controller.lastError ?? (errors.length ? errors.join('; ') : undefined);
+	const lastError = [s.events?.lastError, other].filter((e) => e !== undefined).join('; ') || null;
 	return {
 		schema: STATUS_SCHEMA_VERSION,
 		node: s.node,

@@ -112,8 +112,6 @@ export interface NativeProgram {
 	attachTc(ifindex: number, direction: TcDirection, opts?: { legacy?: boolean; netns?: string }): NativeLink;
 	/** attachTc on the libuv pool (the kernel's RCU waits off the event loop). */
 	attachTcAsync(ifindex: number, direction: TcDirection, opts?: { legacy?: boolean; netns?: string }): Promise<NativeLink>;
-	/** cgroup link (bpf_link_create with the given attach type name, e.g. 'cgroup_inet4_connect') on a cgroup v2 directory. */
-	attachCgroup(cgroupPath: string, attachType: string): NativeLink;
 	close(): void;
 }
 
@@ -133,7 +131,7 @@ export interface NativeRingBuffer {
 	close(): void;
 }
 
-// rtnetlink (native/addon/src/netlink.cc). The optional last `netns` argument is a
+// rtnetlink (native/addon/src/netlink.h). The optional last `netns` argument is a
 // namespace path; the work then runs on a native thread that entered it.
 
 export interface NativeLinkRow {
@@ -201,8 +199,11 @@ export interface NativeBinding {
 	/**
 	 * Consume a BPF_MAP_TYPE_RINGBUF map on a native thread; records are delivered
 	 * to `onBatch` on the JS thread in batches (each record its own Buffer copy).
+	 * If polling fails (op 'epoll_wait' or 'ring_buffer__consume') the poller stops
+	 * and calls `onError` once, after the records read before it; nothing follows, and
+	 * close() still releases the ring. Without `onError` the failure goes to stderr.
 	 */
-	openRingBuffer(map: NativeMap, onBatch: (records: Buffer[]) => void): NativeRingBuffer;
+	openRingBuffer(map: NativeMap, onBatch: (records: Buffer[]) => void, onError?: (err: NativeError) => void): NativeRingBuffer;
 	/** ids of programs attached via tcx at ifindex/direction (BPF_PROG_QUERY), [] if none. */
 	tcxQuery(ifindex: number, direction: TcDirection, netns?: string): number[];
 	/** ids of programs attached via legacy clsact tc filters at ifindex/direction. */

@@ -385,17 +385,36 @@ export class Datapath {
 		return { samples, eventsLost: sum(METRICS_EVENTS_LOST).packets };
 	}
 
-	/** Streams decoded ring-buffer events until the returned function is called. */
-	subscribe(onEvent: (ev: DatapathEvent) => void): () => void {
+	/**
+	 * Streams decoded ring-buffer events until the returned function is called. If
+	 * the native poller dies, the stream closes and `onError` gets one DatapathError
+	 * (WEIR_ERR_EVENTS_STOPPED, cause: the NativeError with errno and op); without
+	 * `onError` it becomes a process warning.
+	 */
+	subscribe(onEvent: (ev: DatapathEvent) => void, onError?: (err: DatapathError) => void): () => void {
 		this.assertOpen();
-		const ring = native().openRingBuffer(this.events, (records) => {
-			for (const r of records) onEvent(decodeEvent(r));
-		});
-		this.rings.add(ring);
-		return () => {
+		const stop = (): void => {
 			ring.close();
 			this.rings.delete(ring);
 		};
+		const ring = native().openRingBuffer(
+			this.events,
+			(records) => {
+				for (const r of records) onEvent(decodeEvent(r));
+			},
+			(cause) => {
+				stop();
+				const err = new DatapathError(
+					'WEIR_ERR_EVENTS_STOPPED',
+					`datapath events stopped: ${cause.message}; flows and drops go unobserved until the agent restarts (enforcement continues)`,
+					{ cause },
+				);
+				if (onError) onError(err);
+				else process.emitWarning(err);
+			},
+		);
+		this.rings.add(ring);
+		return stop;
 	}
 
 	/** The loaded programs (for BPF_PROG_TEST_RUN and benchmarks). */

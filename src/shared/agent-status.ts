@@ -40,6 +40,6 @@ export interface AgentStatus {
 		/** policies or rules the datapath cannot enforce as written */
 		problems: Array<{ policy: string; message: string }>;
 	};
-	/** the last error the agent hit (policy compile/apply, datapath), null when healthy */
+	/** the last error the agent hit (datapath events, policy compile/apply, map reads), null when healthy */
 	lastError: string | null;
 }

@@ -1,11 +1,11 @@
 // Real-kernel tests of the native addon (native/addon) through its contract
 // (src/bpf/native.ts), on its own fixture programs (test/fixtures/bpf). Needs root:
-// it loads programs, creates a network namespace with a veth pair, a cgroup and
-// bpffs pins, and removes all of them afterwards, also on failure.
+// it loads programs, creates a network namespace with a veth pair and bpffs pins,
+// and removes all of them afterwards, also on failure.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -30,7 +30,6 @@ const NET = (process.pid % 60) * 4;
 const HOST_IP = `203.0.113.${NET + 1}`;
 const PEER_IP = `203.0.113.${NET + 2}`;
 const PIN_ROOT = `/sys/fs/bpf/weir-test-addon-${tag}`;
-const CGROUP = `/sys/fs/cgroup/unified/weir-test-addon-${tag}`;
 
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
@@ -137,7 +136,6 @@ describe('native addon (real kernel)', () => {
 		quiet('ip', ['netns', 'del', NETNS]);
 		quiet('ip', ['link', 'del', VETH_HOST]);
 		rmSync(PIN_ROOT, { recursive: true, force: true });
-		if (existsSync(CGROUP)) rmdirSync(CGROUP);
 	});
 
 	it('reports libbpf, CPUs and interface indexes', () => {
@@ -154,6 +152,11 @@ describe('native addon (real kernel)', () => {
 		assert.ok(dflt.mapNames().some((n) => n.endsWith('.rodata')));
 		const p0 = dflt.program('weir_test_tc');
 		assert.equal(p0.name, 'weir_test_tc');
+		// The binding's methods are the contract's (src/bpf/native.ts), no more.
+		assert.deepEqual(
+			Object.getOwnPropertyNames(Object.getPrototypeOf(p0)).filter((k) => k !== 'constructor').sort(),
+			['attachTc', 'attachTcAsync', 'close', 'fd', 'pin', 'testRun'],
+		);
 		assert.ok(p0.id > 0 && p0.fd > 0);
 		assert.equal(p0.testRun({ data: udpFrame() }).retval, TC_ACT_OK);
 
@@ -426,6 +429,8 @@ describe('native addon (real kernel)', () => {
 			}
 			assert.deepEqual(b.tcxQuery(ifindex, 'ingress'), []);
 			nativeError(() => b.openRingBuffer(o.map('weir_test_kv'), () => {}), 'EINVAL', 'openRingBuffer');
+			const bad = nativeError(() => b.openRingBuffer(o.map('weir_test_events'), () => {}, 5 as never), 'EINVAL', 'openRingBuffer');
+			assert.match(bad.message, /onError must be a function/);
 			assert.deepEqual(o.map('weir_test_events').entries(), []);
 			assert.deepEqual(o.map('weir_test_events').keys(), []);
 		});
@@ -490,27 +495,6 @@ describe('native addon (real kernel)', () => {
 		});
 	});
 
-	it('attaches and detaches a cgroup link', async () => {
-		mkdirSync(CGROUP);
-		const o = await loaded();
-		const p = o.program('weir_test_connect4');
-		const attached = () => sh('bpftool', ['cgroup', 'show', CGROUP, '-j']).trim() || '[]';
-		const link = p.attachCgroup(CGROUP, 'cgroup_inet4_connect');
-		links.push(link);
-		assert.equal(link.kind, 'cgroup');
-		assert.ok(JSON.parse(attached()).some((x: { id: number }) => x.id === p.id));
-		mkdirSync(PIN_ROOT, { recursive: true });
-		link.pin(`${PIN_ROOT}/cg-link`);
-		const again = b.openPinnedLink(`${PIN_ROOT}/cg-link`);
-		assert.equal(again.kind, 'cgroup');
-		again.close();
-		link.detach();
-		assert.deepEqual(JSON.parse(attached()), []);
-		rmSync(`${PIN_ROOT}/cg-link`);
-		nativeError(() => p.attachCgroup(CGROUP, 'cgroup_nonsense'), 'EINVAL', 'attachCgroup');
-		nativeError(() => p.attachCgroup(`${CGROUP}-missing`, 'cgroup_inet4_connect'), 'ENOENT', 'open');
-	});
-
 	it('turns a verifier rejection into an error with the log', async () => {
 		const o = b.openObject(REJECT);
 		objects.push(o);
@@ -546,6 +530,20 @@ describe('native addon (real kernel)', () => {
 		nativeError(() => o.map('weir_test_kv'), 'EBADF');
 		const closed = await rejected(o.load());
 		assert.equal(closed.code, 'EBADF');
+	});
+
+	it('reports a poller that dies (a real epoll_wait failure) to onError, after the records it read', () => {
+		// The child closes the poller's epoll fd under it (see test/helpers/ring-fault-child.ts).
+		const child = resolve(root, 'dist/test/helpers/ring-fault-child.js');
+		const r = spawnSync(process.execPath, [child, 'binding', FIXTURE], { timeout: 15000, encoding: 'utf8' });
+		assert.equal(r.signal, null, `the child did not exit by itself: ${r.stdout}${r.stderr}`);
+		assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+		const out = JSON.parse(r.stdout) as { isError: boolean; code: string; errno: number; op: string; message: string; records: number; newFds: number };
+		assert.ok(out.newFds >= 1, 'the ring created its eventpoll fds');
+		assert.equal(out.records, 3, 'the records before the failure were delivered');
+		assert.deepEqual({ isError: out.isError, code: out.code, errno: out.errno, op: out.op }, { isError: true, code: 'EBADF', errno: 9, op: 'epoll_wait' });
+		assert.match(out.message, /^epoll_wait\(weir_test_events\): Bad file descriptor \(EBADF\): the ring buffer poller stopped/);
+		assert.equal(r.stderr, '', 'nothing on stderr: the failure went to onError');
 	});
 
 	it('lets the process exit once the ring buffer is closed', () => {

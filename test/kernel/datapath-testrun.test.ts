@@ -1,11 +1,16 @@
 // The pod programs in the real kernel under BPF_PROG_TEST_RUN: build a packet, seed
-// the maps, run, check the verdict and the event the program emitted.
+// the maps, run, check the verdict and the event the program emitted; and the event
+// stream's failure path.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Datapath } from '../../src/kernel/datapath.js';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Datapath, removePinRoot } from '../../src/kernel/datapath.js';
 import { DatapathEvent, IPPROTO } from '../../src/kernel/codecs.js';
 import { Dir, DropReason, EndpointFlags, Identity } from '../../src/kernel/layout.js';
-import { TestDatapath, allowRule } from '../helpers/bpf.js';
+import { repoRoot } from '../../src/shared/package.js';
+import { TestDatapath, allowRule, ensureBpffs, requireRoot, testPinRoot } from '../helpers/bpf.js';
 import { PacketSpec, TCP_FLAGS, frame, reverse, skbCtx } from '../helpers/packets.js';
 
 const TC_ACT_OK = 0;
@@ -284,6 +289,31 @@ describe('load-time configuration', () => {
 			assert.equal(run(t.dp, 'weir_to_pod', tcp(NODE_IP, B.ip, 8081)), TC_ACT_SHOT);
 		} finally {
 			t.destroy();
+		}
+	});
+});
+
+describe('event stream', () => {
+	test('a poller that dies reaches subscribe() as one DatapathError and closes the stream', () => {
+		requireRoot();
+		ensureBpffs();
+		// The child opens a datapath here, subscribes, has drops emitted, then closes the
+		// poller's epoll fd under it (a real epoll_wait failure; test/helpers/ring-fault-child.ts).
+		const pinRoot = testPinRoot('ringfault');
+		try {
+			const child = resolve(repoRoot, 'dist/test/helpers/ring-fault-child.js');
+			const r = spawnSync(process.execPath, [child, 'datapath', pinRoot], { timeout: 20000, encoding: 'utf8' });
+			assert.equal(r.signal, null, `the child did not exit by itself: ${r.stdout}${r.stderr}`);
+			assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+			const out = JSON.parse(r.stdout) as { isDatapathError: boolean; code: string; message: string; cause: { code: string; op: string; errno: number }; records: number };
+			assert.equal(out.records, 3, 'the events before the failure were delivered');
+			assert.equal(out.isDatapathError, true);
+			assert.equal(out.code, 'WEIR_ERR_EVENTS_STOPPED');
+			assert.deepEqual(out.cause, { code: 'EBADF', op: 'epoll_wait', errno: 9 });
+			assert.match(out.message, /^datapath events stopped: epoll_wait\(weir_events\): Bad file descriptor \(EBADF\).*until the agent restarts/);
+			assert.equal(existsSync(pinRoot), false, 'the child destroyed its datapath');
+		} finally {
+			removePinRoot(pinRoot);
 		}
 	});
 });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { parseAllDocuments } from 'yaml';
-import { agentStatus, statusApi, type StatusSources } from '../../src/agent/status.js';
+import { agentStatus, readiness, statusApi, type StatusSources } from '../../src/agent/status.js';
 import { formatStatus, healthy, runStatus, type StatusReport } from '../../src/cli/status.js';
 import { INSTALLED_RECORD, initNode, uninstallNode, type NodePaths } from '../../src/host-setup/setup.js';
 import { buildCli } from '../../src/cli/program.js';
@@ -73,6 +73,28 @@ test('status: a failing map read is the last error and the datapath is not loade
 	assert.equal(s.ready, false);
 	assert.equal(s.datapath.loaded, false);
 	assert.match(s.lastError ?? '', /ipcache map: EBADF/);
+});
+
+test('status and /readyz: a dead datapath event stream is the last error and the agent is not ready', async () => {
+	const stopped = 'datapath events stopped (weir_events): epoll_wait(weir_events): Bad file descriptor (EBADF)';
+	assert.deepEqual(readiness(sources()), { ready: true, synced: true, lastError: null });
+	const dead = sources({ events: { lastError: stopped } });
+	assert.deepEqual(readiness(dead), { ready: false, synced: true, lastError: stopped });
+	const s = agentStatus(dead);
+	assert.equal(s.ready, false);
+	assert.equal(s.lastError, stopped);
+	// Neither hides the other.
+	const both = sources({ events: { lastError: stopped }, controller: { ...sources().controller, lastError: 'policy apply failed' } });
+	assert.equal(agentStatus(both).lastError, `${stopped}; policy apply failed`);
+	assert.equal(readiness(both).lastError, `${stopped}; policy apply failed`);
+	// A stream that is still up changes nothing.
+	assert.equal(agentStatus(sources({ events: { lastError: undefined } })).ready, true);
+
+	const app = Fastify();
+	await app.register(statusApi, { sources: dead });
+	const res = await app.inject({ method: 'GET', url: '/v1/status' });
+	assert.equal((res.json() as { lastError: string }).lastError, stopped);
+	await app.close();
 });
 
 test('GET /v1/status through the fastify plugin', async () => {

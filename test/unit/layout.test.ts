@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
@@ -144,9 +144,42 @@ test('constants and enum values match the C headers', () => {
 	}
 });
 
-test('map names match the C headers', () => {
+/**
+ * The maps an eBPF object defines: its `.maps` section symbols (libbpf names a
+ * BTF-defined map after its variable and pins it under that name).
+ */
+function objectMapNames(obj: string): string[] {
+	const syms = execFileSync('llvm-objdump', ['-t', obj], { encoding: 'utf8' });
+	return [...syms.matchAll(/^[0-9a-f]+\s.*\s\.maps\s+[0-9a-f]+\s+(\S+)$/gm)].map((m) => m[1]!).sort();
+}
+
+test('map names match the C headers and the compiled datapath', () => {
+	// Every WEIR_MAP_* macro has its TypeScript name, and the other way round.
+	const header = readFileSync(join(shared, 'weir_datapath.h'), 'utf8');
+	const macros = [...header.matchAll(/^#define\s+(WEIR_MAP_\w+)\s/gm)].map((m) => m[1]!).sort();
+	assert.deepEqual(Object.keys(MapName).map((k) => `WEIR_MAP_${k.toUpperCase()}`).sort(), macros);
 	for (const [k, v] of Object.entries(MapName)) {
 		assert.equal(v, c.maps[k], `WEIR_MAP_${k.toUpperCase()}`);
+	}
+	// The programs as built now (the real Makefile, into a scratch directory) define
+	// exactly those maps: one declared under another name than its macro fails here.
+	const out = mkdtempSync(join(tmpdir(), 'weir-maps-'));
+	try {
+		execFileSync('make', ['-s', '-C', resolve(repoRoot, 'native/bpf'), `OUT=${out}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+		const objects = readdirSync(out).filter((f) => f.endsWith('.bpf.o'));
+		assert.ok(objects.includes('pod_tc.bpf.o'), `built: ${objects.join(', ')}`);
+		const defined = new Set<string>();
+		for (const o of objects) {
+			const names = objectMapNames(join(out, o));
+			assert.ok(names.length > 0, `${o}: no .maps symbols found`);
+			for (const n of names) {
+				assert.ok(Object.values(MapName).includes(n as never), `${o} defines map ${n}, which no WEIR_MAP_* macro names`);
+				defined.add(n);
+			}
+		}
+		assert.deepEqual([...defined].sort(), Object.values(MapName).slice().sort());
+	} finally {
+		rmSync(out, { recursive: true, force: true });
 	}
 });
 

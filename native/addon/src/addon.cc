@@ -33,15 +33,15 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("tcLegacyQuery", Napi::Function::New<TcLegacyQueryJs>(env, "tcLegacyQuery"));
 	exports.Set("ifNameToIndex", Napi::Function::New<IfNameToIndex>(env, "ifNameToIndex"));
 	exports.Set("numPossibleCpus", Napi::Function::New<NumPossibleCpus>(env, "numPossibleCpus"));
-	// rtnetlink and per-netns sysctls for pod wiring (netlink.cc)
+	// rtnetlink and per-netns sysctls for pod wiring (netlink.h)
 	static const struct {
 		const char *name;
 		Napi::Value (*fn)(const Napi::CallbackInfo &);
 	} nl[] = {
-		{"nlVethAdd", NlVethAdd},	{"nlLinkSet", NlLinkSet},	  {"nlLinkDel", NlLinkDel},
-		{"nlLinkList", NlLinkList},	{"nlAddrAdd", NlAddrAdd},	  {"nlAddrDel", NlAddrDel},
-		{"nlAddrList", NlAddrList},	{"nlRouteAdd", NlRouteAdd},	  {"nlRouteDel", NlRouteDel},
-		{"nlRouteList", NlRouteList},	{"nlNeighAdd", NlNeighAdd},	  {"nlNeighList", NlNeighList},
+		{"nlVethAdd", NlVethAdd},	  {"nlLinkSet", NlLinkSet},	  {"nlLinkDel", NlLinkDel},
+		{"nlLinkList", NlLinkList},	  {"nlAddrAdd", NlAddrAdd},	  {"nlAddrDel", NlAddrDel},
+		{"nlAddrList", NlAddrList},	  {"nlRouteAdd", NlRouteAdd},	  {"nlRouteDel", NlRouteDel},
+		{"nlRouteList", NlRouteList},	  {"nlNeighAdd", NlNeighAdd},	  {"nlNeighList", NlNeighList},
 		{"nlSysctlWrite", NlSysctlWrite}, {"nlSysctlRead", NlSysctlRead},
 	};
 	for (const auto &f : nl)
@@ -51,6 +51,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 
 } // namespace weir
 
-static Napi::Object InitWeir(Napi::Env env, Napi::Object exports) { return weir::Init(env, exports); }
+static Napi::Object InitWeir(Napi::Env env, Napi::Object exports)
+{
+	return weir::Init(env, exports);
+}
 
 NODE_API_MODULE(weir_native, InitWeir)

@@ -14,7 +14,10 @@ struct AddonData {
 	Napi::FunctionReference ringbuf;
 };
 
-inline AddonData &Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+inline AddonData &Data(Napi::Env env)
+{
+	return *env.GetInstanceData<AddonData>();
+}
 
 /// The token a native caller passes to a wrapper constructor; JS callers can't forge it.
 template <typename T> inline bool IsNativeInit(const Napi::CallbackInfo &info)

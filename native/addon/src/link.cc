@@ -13,7 +13,10 @@ namespace weir {
 
 namespace {
 
-bpf_tc_attach_point Point(TcDir dir) { return dir == TcDir::Ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS; }
+bpf_tc_attach_point Point(TcDir dir)
+{
+	return dir == TcDir::Ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS;
+}
 
 } // namespace
 
@@ -38,7 +41,7 @@ Napi::Object Link::New(Napi::Env env, LinkInit init)
 Link::Link(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Link>(info)
 {
 	if (!IsNativeInit<Link>(info))
-		Throw(info.Env(), "NativeLink", "", EINVAL, "use attachTc(), attachCgroup() or openPinnedLink()");
+		Throw(info.Env(), "NativeLink", "", EINVAL, "use attachTc() or openPinnedLink()");
 	s_ = std::move(*info[0].As<Napi::External<LinkInit>>().Data());
 }
 
@@ -52,14 +55,18 @@ Napi::Value Link::GetKind(const Napi::CallbackInfo &info)
 	return Napi::String::New(info.Env(), k);
 }
 
-Napi::Value Link::GetFd(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), s_.fd.get()); }
+Napi::Value Link::GetFd(const Napi::CallbackInfo &info)
+{
+	return Napi::Number::New(info.Env(), s_.fd.get());
+}
 
 Napi::Value Link::Pin(const Napi::CallbackInfo &info)
 {
 	Napi::Env env = info.Env();
 	std::string path = ArgString(info, 0, "bpf_obj_pin", "path");
 	if (s_.kind == LinkKind::Tc)
-		Throw(env, "bpf_obj_pin", path, EOPNOTSUPP, "a legacy tc filter is not a BPF link and cannot be pinned");
+		Throw(env, "bpf_obj_pin", path, EOPNOTSUPP,
+		      "a legacy tc filter is not a BPF link and cannot be pinned");
 	if (done_ || !s_.fd.valid())
 		Throw(env, "bpf_obj_pin", path, EBADF, "the link is detached or closed");
 	int ret = bpf_obj_pin(s_.fd.get(), path.c_str());

@@ -15,13 +15,13 @@ enum class LinkKind { Tcx, Tc, Cgroup };
 
 struct LinkInit {
 	LinkKind kind;
-	Fd fd;              // tcx/cgroup
-	int ifindex = 0;    // tc
+	Fd fd;		 // tcx/cgroup
+	int ifindex = 0; // tc
 	TcDir dir = TcDir::Ingress;
 	uint32_t handle = 1;
 	uint32_t priority = 1;
-	std::string what;   // for messages: "ifindex 7 ingress", "/sys/fs/cgroup/… cgroup_inet4_connect"
-	std::string netns;  // tc: the namespace of ifindex ("" = ours)
+	std::string what;  // for messages: "ifindex 7 ingress", "/sys/fs/cgroup/… cgroup_inet4_connect"
+	std::string netns; // tc: the namespace of ifindex ("" = ours)
 };
 
 class Link : public Napi::ObjectWrap<Link> {

@@ -29,7 +29,10 @@ bool IsPerCpu(uint32_t type)
 	}
 }
 
-bool Unsupported(int err) { return err == EINVAL || err == kEnotsupp || err == EOPNOTSUPP; }
+bool Unsupported(int err)
+{
+	return err == EINVAL || err == kEnotsupp || err == EOPNOTSUPP;
+}
 
 struct MapInit {
 	Fd fd;
@@ -100,7 +103,10 @@ Map::Map(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Map>(info)
 	});
 }
 
-Napi::Value Map::GetFd(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), fd_.get()); }
+Napi::Value Map::GetFd(const Napi::CallbackInfo &info)
+{
+	return Napi::Number::New(info.Env(), fd_.get());
+}
 
 void Map::CheckOpen(Napi::Env env, const char *op) const
 {

@@ -1,5 +1,16 @@
 // rtnetlink functions for pod wiring (contract: src/bpf/native.ts, wrapper:
-// src/bpf/netlink.ts). Each takes an optional netns path as its last argument.
+// src/bpf/netlink.ts). Each takes an optional netns path as its last argument and
+// returns a promise: the work runs on the libuv pool, on a thread inside that netns.
+//
+// Raw rtnetlink rather than libnl/libmnl: the dozen messages the CNI needs fit in a
+// few small files, and the addon keeps libelf as its only dynamic library.
+//   netlink_attr.{h,cc}    request building, address/MAC payloads
+//   netlink_socket.{h,cc}  the socket (send, ack, dumps) and the pool/netns plumbing
+//   netlink_link.cc        veth pairs and links
+//   netlink_addr.cc        addresses
+//   netlink_route.cc       routes
+//   netlink_neigh.cc       neighbours
+//   sysctl.cc              per-netns net.* sysctls (procfs, not netlink)
 #pragma once
 
 #include <napi.h>

@@ -40,4 +40,11 @@ std::string NetnsOption(Napi::Env env, Napi::Value opts, const char *op)
 	return v.As<Napi::String>().Utf8Value();
 }
 
+std::string NetnsArg(const Napi::CallbackInfo &info, size_t i, const char *op)
+{
+	if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull())
+		return "";
+	return ArgString(info, i, op, "netns");
+}
+
 } // namespace weir

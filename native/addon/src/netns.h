@@ -19,4 +19,7 @@ Failure InNetns(const std::string &path, const std::function<Failure()> &fn);
 /// The optional `netns` string option of an options object ("" when absent).
 std::string NetnsOption(Napi::Env env, Napi::Value opts, const char *op);
 
+/// The optional positional `netns` argument info[i] ("" when absent).
+std::string NetnsArg(const Napi::CallbackInfo &info, size_t i, const char *op);
+
 } // namespace weir

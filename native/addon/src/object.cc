@@ -62,8 +62,9 @@ Failure ApplyRodata(struct bpf_object *obj, const std::string &file,
 	const struct btf *btf = bpf_object__btf(obj);
 	int sec_id = btf ? btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC) : -ENOENT;
 	if (!rodata || sec_id < 0)
-		return {"rodata", file, EINVAL, "the object has no .rodata section (no const volatile globals) but rodata '" +
-							values.begin()->first + "' was given"};
+		return {"rodata", file, EINVAL,
+			"the object has no .rodata section (no const volatile globals) but rodata '" +
+				values.begin()->first + "' was given"};
 	size_t image_size = 0;
 	auto *image = (uint8_t *)bpf_map__initial_value(rodata, &image_size);
 	if (!image)
@@ -82,7 +83,8 @@ Failure ApplyRodata(struct bpf_object *obj, const std::string &file,
 		const struct btf_var_secinfo *v = it->second;
 		if (value.size() != v->size)
 			return {"rodata", file, EINVAL,
-				"'" + name + "' is " + std::to_string(v->size) + " bytes, got " + std::to_string(value.size())};
+				"'" + name + "' is " + std::to_string(v->size) + " bytes, got " +
+					std::to_string(value.size())};
 		if ((size_t)v->offset + v->size > image_size)
 			return {"rodata", file, EINVAL, "'" + name + "' lies outside the .rodata image"};
 		memcpy(image + v->offset, value.data(), value.size());
@@ -114,7 +116,9 @@ public:
 			f_.op = "bpf_object__load";
 			f_.subject = o_->file_;
 			f_.err = ErrOf(ret);
-			std::string kernel = o_->log_buf_ ? std::string(o_->log_buf_.get(), strnlen(o_->log_buf_.get(), o_->log_size_)) : "";
+			std::string kernel = o_->log_buf_ ? std::string(o_->log_buf_.get(),
+									strnlen(o_->log_buf_.get(), o_->log_size_))
+							  : "";
 			f_.log = kernel;
 			if (!kernel.empty() && !cap.text().empty())
 				f_.log += "\n";
@@ -123,7 +127,8 @@ public:
 				f_.detail = "the verifier log outgrew its " + std::to_string(kLogSize >> 20) +
 					    " MiB buffer, which the kernel reports as ENOSPC; the log keeps its tail";
 			if (f_.err == EPERM)
-				f_.detail = "loading BPF programs needs CAP_BPF/CAP_SYS_ADMIN and enough RLIMIT_MEMLOCK";
+				f_.detail = "loading BPF programs needs CAP_BPF/CAP_SYS_ADMIN and enough "
+					    "RLIMIT_MEMLOCK";
 		}
 	}
 
@@ -187,7 +192,8 @@ Napi::Value Object::Open(const Napi::CallbackInfo &info)
 				std::string name = names.Get(i).ToString().Utf8Value();
 				Napi::Value v = r.Get(name);
 				if (!v.IsBuffer())
-					Throw(env, "rodata", init.path, EINVAL, "value of '" + name + "' must be a Buffer");
+					Throw(env, "rodata", init.path, EINVAL,
+					      "value of '" + name + "' must be a Buffer");
 				auto b = v.As<Napi::Buffer<uint8_t>>();
 				init.rodata[name].assign(b.Data(), b.Data() + b.Length());
 			}
@@ -247,7 +253,10 @@ Object::Object(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Object>(info)
 	obj_ = obj;
 }
 
-Object::~Object() { Destroy(); }
+Object::~Object()
+{
+	Destroy();
+}
 
 void Object::Destroy()
 {
@@ -269,7 +278,8 @@ void Object::CheckLoaded(Napi::Env env, const char *op, const std::string &what)
 	CheckUsable(env, op);
 	if (state_ != State::Loaded)
 		Throw(env, op, file_ + ":" + what, EINVAL,
-		      state_ == State::Failed ? "the object failed to load" : "the object is not loaded; await load() first");
+		      state_ == State::Failed ? "the object failed to load"
+					      : "the object is not loaded; await load() first");
 }
 
 Napi::Value Object::Load(const Napi::CallbackInfo &info)
@@ -279,7 +289,8 @@ Napi::Value Object::Load(const Napi::CallbackInfo &info)
 	if (state_ == State::Closed || close_pending_) {
 		deferred.Reject(MakeError(env, {"bpf_object__load", file_, EBADF, "the object is closed"}).Value());
 	} else if (state_ != State::Opened) {
-		deferred.Reject(MakeError(env, {"bpf_object__load", file_, EALREADY, "load() may be called once"}).Value());
+		deferred.Reject(
+			MakeError(env, {"bpf_object__load", file_, EALREADY, "load() may be called once"}).Value());
 	} else {
 		state_ = State::Loading;
 		(new LoadWorker(this, deferred))->Queue();
@@ -294,7 +305,8 @@ Napi::Value Object::MapNames(const Napi::CallbackInfo &info)
 	Napi::Array out = Napi::Array::New(env);
 	struct bpf_map *m;
 	uint32_t i = 0;
-	bpf_object__for_each_map(m, obj_) out.Set(i++, bpf_map__name(m));
+	bpf_object__for_each_map(m, obj_)
+		out.Set(i++, bpf_map__name(m));
 	return out;
 }
 
@@ -305,7 +317,8 @@ Napi::Value Object::ProgramNames(const Napi::CallbackInfo &info)
 	Napi::Array out = Napi::Array::New(env);
 	struct bpf_program *p;
 	uint32_t i = 0;
-	bpf_object__for_each_program(p, obj_) out.Set(i++, bpf_program__name(p));
+	bpf_object__for_each_program(p, obj_)
+		out.Set(i++, bpf_program__name(p));
 	return out;
 }
 

@@ -28,7 +28,8 @@ Fd GetPinned(Napi::Env env, const std::string &path, const char *kind)
 	std::string got = BpfFdKind(fd.get());
 	if (got != kind)
 		Throw(env, "bpf_obj_get", path, EINVAL,
-		      std::string("expected a pinned ") + kind + ", found " + (got.empty() ? "something else" : "a " + got));
+		      std::string("expected a pinned ") + kind + ", found " +
+			      (got.empty() ? "something else" : "a " + got));
 	return fd;
 }
 

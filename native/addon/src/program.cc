@@ -20,27 +20,12 @@ namespace {
 
 constexpr int kEnotsupp = 524;
 constexpr uint32_t kMaxTestRunOut = 64u << 20; // far above any packet the kernel runs
-constexpr size_t kCtxOutSize = 4096;             // above any program type's context
+constexpr size_t kCtxOutSize = 4096;	       // above any program type's context
 
 struct ProgramInit {
 	Fd fd;
 	std::string name;
 };
-
-/// Cgroup attach types by libbpf's name for them ('cgroup_inet4_connect' …).
-bool CgroupAttachType(const std::string &name, enum bpf_attach_type *out)
-{
-	if (name.rfind("cgroup_", 0) != 0)
-		return false;
-	for (int t = 0; t < __MAX_BPF_ATTACH_TYPE; t++) {
-		const char *s = libbpf_bpf_attach_type_str((enum bpf_attach_type)t);
-		if (s && name == s) {
-			*out = (enum bpf_attach_type)t;
-			return true;
-		}
-	}
-	return false;
-}
 
 } // namespace
 
@@ -53,7 +38,6 @@ Napi::Function Program::Define(Napi::Env env)
 				   InstanceMethod<&Program::TestRun>("testRun"),
 				   InstanceMethod<&Program::AttachTc>("attachTc"),
 				   InstanceMethod<&Program::AttachTcAsync>("attachTcAsync"),
-				   InstanceMethod<&Program::AttachCgroup>("attachCgroup"),
 				   InstanceMethod<&Program::Close>("close"),
 			   });
 }
@@ -99,7 +83,10 @@ void Program::CheckOpen(Napi::Env env, const char *op) const
 		Throw(env, op, name_, EBADF, "the program handle is closed");
 }
 
-Napi::Value Program::GetFd(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), fd_.get()); }
+Napi::Value Program::GetFd(const Napi::CallbackInfo &info)
+{
+	return Napi::Number::New(info.Env(), fd_.get());
+}
 
 Napi::Value Program::Pin(const Napi::CallbackInfo &info)
 {
@@ -168,7 +155,8 @@ Napi::Value Program::TestRun(const Napi::CallbackInfo &info)
 	Napi::Object r = Napi::Object::New(env);
 	r.Set("retval", Napi::Number::New(env, (int32_t)opts.retval));
 	r.Set("duration", Napi::Number::New(env, opts.duration));
-	r.Set("dataOut", Napi::Buffer<uint8_t>::Copy(env, out.data(), std::min<size_t>(opts.data_size_out, out.size())));
+	r.Set("dataOut",
+	      Napi::Buffer<uint8_t>::Copy(env, out.data(), std::min<size_t>(opts.data_size_out, out.size())));
 	if (has_ctx)
 		r.Set("ctxOut", Napi::Buffer<uint8_t>::Copy(env, ctx_out.data(),
 							    std::min<size_t>(opts.ctx_size_out, ctx_out.size())));
@@ -190,8 +178,8 @@ struct TcAttached {
  * link, or (no tcx in the kernel, or legacy asked for) a clsact filter with handle
  * 1, priority 1. On failure nothing we created stays behind.
  */
-Failure AttachTcHere(int prog_fd, const std::string &prog, int ifindex, TcDir dir, bool legacy,
-		     const std::string &what, TcAttached *out)
+Failure AttachTcHere(int prog_fd, const std::string &prog, int ifindex, TcDir dir, bool legacy, const std::string &what,
+		     TcAttached *out)
 {
 	if (int err = CheckIfindex(ifindex))
 		return {"if_indextoname", what, err,
@@ -250,8 +238,7 @@ struct TcRequest {
 } // namespace
 
 /// The arguments of attachTc/attachTcAsync, checked on the JS thread.
-static TcRequest ParseTcRequest(const Napi::CallbackInfo &info, const std::string &prog, uint32_t type,
-				const char *op)
+static TcRequest ParseTcRequest(const Napi::CallbackInfo &info, const std::string &prog, uint32_t type, const char *op)
 {
 	Napi::Env env = info.Env();
 	if (info.Length() < 1 || !info[0].IsNumber())
@@ -282,7 +269,8 @@ Napi::Value Program::AttachTc(const Napi::CallbackInfo &info)
 	TcRequest r = ParseTcRequest(info, name_, type_, "attachTc");
 	TcAttached a;
 	int prog_fd = fd_.get();
-	Failure f = InNetns(r.netns, [&] { return AttachTcHere(prog_fd, name_, r.ifindex, r.dir, r.legacy, r.what, &a); });
+	Failure f =
+		InNetns(r.netns, [&] { return AttachTcHere(prog_fd, name_, r.ifindex, r.dir, r.legacy, r.what, &a); });
 	if (f.err)
 		Throw(env, f);
 	LinkInit init{a.kind, std::move(a.fd), r.ifindex, r.dir, a.handle, a.priority, r.what};
@@ -307,7 +295,8 @@ public:
 	void Execute() override
 	{
 		int fd = prog_.get();
-		f_ = InNetns(r_.netns, [&] { return AttachTcHere(fd, name_, r_.ifindex, r_.dir, r_.legacy, r_.what, &a_); });
+		f_ = InNetns(r_.netns,
+			     [&] { return AttachTcHere(fd, name_, r_.ifindex, r_.dir, r_.legacy, r_.what, &a_); });
 	}
 	void OnOK() override
 	{
@@ -349,26 +338,6 @@ Napi::Value Program::AttachTcAsync(const Napi::CallbackInfo &info)
 	Napi::Promise p = w->Promise();
 	w->Queue();
 	return p;
-}
-
-Napi::Value Program::AttachCgroup(const Napi::CallbackInfo &info)
-{
-	Napi::Env env = info.Env();
-	CheckOpen(env, "attachCgroup");
-	std::string path = ArgString(info, 0, "attachCgroup", "cgroupPath");
-	std::string type = ArgString(info, 1, "attachCgroup", "attachType");
-	enum bpf_attach_type at;
-	if (!CgroupAttachType(type, &at))
-		Throw(env, "attachCgroup", type, EINVAL,
-		      "unknown cgroup attach type '" + type + "' (e.g. cgroup_inet4_connect, cgroup_sock_ops)");
-	Fd cg(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-	if (!cg.valid())
-		Throw(env, "open", path, errno, "opening the cgroup directory");
-	std::string what = path + " " + type;
-	int fd = bpf_link_create(fd_.get(), cg.get(), at, nullptr);
-	if (fd < 0)
-		Throw(env, "bpf_link_create", what, ErrOf(fd), "attaching program " + name_);
-	return Link::New(env, LinkInit{LinkKind::Cgroup, Fd(fd), 0, TcDir::Ingress, 0, 0, what});
 }
 
 Napi::Value Program::Close(const Napi::CallbackInfo &info)

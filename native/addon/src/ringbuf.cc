@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <new>
 
 namespace weir {
 
@@ -26,6 +28,7 @@ struct RingInit {
 	Fd fd;
 	std::string name;
 	Napi::Function cb;
+	Napi::Function on_error; // may be empty
 };
 
 } // namespace
@@ -43,13 +46,16 @@ Napi::Value RingBuffer::Open(const Napi::CallbackInfo &info)
 		Throw(env, op, "", EINVAL, "expected a NativeMap");
 	if (info.Length() < 2 || !info[1].IsFunction())
 		Throw(env, op, "", EINVAL, "onBatch must be a function");
+	bool has_on_error = info.Length() >= 3 && !info[2].IsUndefined() && !info[2].IsNull();
+	if (has_on_error && !info[2].IsFunction())
+		Throw(env, op, "", EINVAL, "onError must be a function");
 	Map *map = Map::Unwrap(info[0].As<Napi::Object>());
 	if (map->fd() < 0)
 		Throw(env, op, map->name(), EBADF, "the map handle is closed");
 	if (map->type() != BPF_MAP_TYPE_RINGBUF)
-		Throw(env, op, map->name(), EINVAL,
-		      "not a ring buffer (map type " + std::to_string(map->type()) + ")");
-	RingInit init{Fd(fcntl(map->fd(), F_DUPFD_CLOEXEC, 3)), map->name(), info[1].As<Napi::Function>()};
+		Throw(env, op, map->name(), EINVAL, "not a ring buffer (map type " + std::to_string(map->type()) + ")");
+	RingInit init{Fd(fcntl(map->fd(), F_DUPFD_CLOEXEC, 3)), map->name(), info[1].As<Napi::Function>(),
+		      has_on_error ? info[2].As<Napi::Function>() : Napi::Function()};
 	if (!init.fd.valid())
 		Throw(env, "fcntl", map->name(), errno, "duplicating the map fd");
 	return Data(env).ringbuf.New({Napi::External<RingInit>::New(env, &init)});
@@ -63,6 +69,8 @@ RingBuffer::RingBuffer(const Napi::CallbackInfo &info) : Napi::ObjectWrap<RingBu
 	auto *init = info[0].As<Napi::External<RingInit>>().Data();
 	map_fd_ = std::move(init->fd);
 	name_ = init->name;
+	if (!init->on_error.IsEmpty())
+		on_error_ = Napi::Persistent(init->on_error);
 
 	{
 		LogCapture cap;
@@ -97,19 +105,41 @@ RingBuffer::RingBuffer(const Napi::CallbackInfo &info) : Napi::ObjectWrap<RingBu
 	thread_ = std::thread([this] { Poll(); });
 }
 
-RingBuffer::~RingBuffer() { Stop(); }
+RingBuffer::~RingBuffer()
+{
+	Stop();
+}
 
 int RingBuffer::OnSample(void *ctx, void *data, size_t size)
 {
 	auto *self = static_cast<RingBuffer *>(ctx);
 	auto *p = static_cast<uint8_t *>(data);
-	self->pending_.emplace_back(p, p + size);
+	try {
+		self->pending_.emplace_back(p, p + size);
+	} catch (const std::bad_alloc &) {
+		return -ENOMEM; // ring_buffer__consume stops and returns it (no exception through libbpf)
+	}
 	return 0;
+}
+
+bool RingBuffer::Deliver(Delivery *d)
+{
+	{
+		std::lock_guard<std::mutex> lk(mu_);
+		inflight_++;
+	}
+	if (tsfn_.NonBlockingCall(d) != napi_ok) {
+		delete d; // closing
+		return false;
+	}
+	return true;
 }
 
 void RingBuffer::Poll()
 {
+	static const char *const kStopped = "the ring buffer poller stopped: no more events until it is reopened";
 	struct epoll_event evs[2];
+	Failure fatal;
 	while (!stop_.load()) {
 		{
 			std::unique_lock<std::mutex> lk(mu_);
@@ -119,34 +149,30 @@ void RingBuffer::Poll()
 			break;
 		int n = epoll_wait(epoll_fd_.get(), evs, 2, 1000);
 		if (n < 0 && errno != EINTR) {
-			fprintf(stderr, "weir: ring buffer %s: epoll_wait: %s\n", name_.c_str(), strerror(errno));
+			fatal = {"epoll_wait", name_, errno, kStopped};
 			break;
 		}
 		if (stop_.load())
 			break;
 		int ret = ring_buffer__consume(rb_);
-		if (ret < 0 && ret != -EINTR) {
-			fprintf(stderr, "weir: ring buffer %s: ring_buffer__consume: %s\n", name_.c_str(), strerror(-ret));
+		if (ret < 0 && ret != -EINTR)
+			fatal = {"ring_buffer__consume", name_, -ret, kStopped};
+		if (!pending_.empty()) { // what was read before a failure still goes out
+			auto *d = new Delivery{std::move(pending_), {}};
+			pending_.clear();
+			if (!Deliver(d))
+				return;
+		}
+		if (fatal.err)
 			break;
-		}
-		if (pending_.empty())
-			continue;
-		auto *batch = new Batch(std::move(pending_));
-		pending_.clear();
-		{
-			std::lock_guard<std::mutex> lk(mu_);
-			inflight_++;
-		}
-		if (tsfn_.NonBlockingCall(batch) != napi_ok) {
-			delete batch; // closing
-			break;
-		}
 	}
+	if (fatal.err && !stop_.load())
+		Deliver(new Delivery{{}, fatal});
 }
 
-void RingBuffer::CallJs(Napi::Env env, Napi::Function cb, RingBuffer *self, Batch *batch)
+void RingBuffer::CallJs(Napi::Env env, Napi::Function cb, RingBuffer *self, Delivery *d)
 {
-	std::unique_ptr<Batch> owned(batch);
+	std::unique_ptr<Delivery> owned(d);
 	if (!env || !self) // the TSFN is being torn down: just free
 		return;
 	{
@@ -154,14 +180,29 @@ void RingBuffer::CallJs(Napi::Env env, Napi::Function cb, RingBuffer *self, Batc
 		self->inflight_--;
 	}
 	self->cv_.notify_all();
-	if (self->closed_ || !batch)
+	if (self->closed_ || !d)
 		return;
-	Napi::Array records = Napi::Array::New(env, batch->size());
-	for (size_t i = 0; i < batch->size(); i++) {
-		const Record &r = (*batch)[i];
+	if (d->fatal.err) {
+		self->ReportFatal(env, d->fatal);
+		return;
+	}
+	const Batch &batch = d->batch;
+	Napi::Array records = Napi::Array::New(env, batch.size());
+	for (size_t i = 0; i < batch.size(); i++) {
+		const Record &r = batch[i];
 		records.Set((uint32_t)i, Napi::Buffer<uint8_t>::Copy(env, r.data(), r.size()));
 	}
 	cb.Call({records});
+}
+
+void RingBuffer::ReportFatal(Napi::Env env, const Failure &f)
+{
+	Napi::Error e = MakeError(env, f);
+	if (on_error_.IsEmpty()) {
+		fprintf(stderr, "weir: ring buffer %s: %s\n", name_.c_str(), e.Message().c_str());
+		return;
+	}
+	on_error_.Call({e.Value()});
 }
 
 void RingBuffer::Stop()

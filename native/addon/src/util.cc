@@ -57,10 +57,10 @@ std::string ErrnoName(int err)
 		return "ENOTSUPP";
 	if (err >= __LIBBPF_ERRNO__START && err < __LIBBPF_ERRNO__END) {
 		static const char *const names[] = {
-			"LIBBPF_ERRNO__LIBELF", "LIBBPF_ERRNO__FORMAT", "LIBBPF_ERRNO__KVERSION",
+			"LIBBPF_ERRNO__LIBELF", "LIBBPF_ERRNO__FORMAT",	  "LIBBPF_ERRNO__KVERSION",
 			"LIBBPF_ERRNO__ENDIAN", "LIBBPF_ERRNO__INTERNAL", "LIBBPF_ERRNO__RELOC",
-			"LIBBPF_ERRNO__LOAD", "LIBBPF_ERRNO__VERIFY", "LIBBPF_ERRNO__PROG2BIG",
-			"LIBBPF_ERRNO__KVER", "LIBBPF_ERRNO__PROGTYPE", "LIBBPF_ERRNO__WRNGPID",
+			"LIBBPF_ERRNO__LOAD",	"LIBBPF_ERRNO__VERIFY",	  "LIBBPF_ERRNO__PROG2BIG",
+			"LIBBPF_ERRNO__KVER",	"LIBBPF_ERRNO__PROGTYPE", "LIBBPF_ERRNO__WRNGPID",
 			"LIBBPF_ERRNO__INVSEQ", "LIBBPF_ERRNO__NLPARSE",
 		};
 		size_t i = err - __LIBBPF_ERRNO__START;
@@ -100,8 +100,14 @@ Napi::Error MakeError(Napi::Env env, const Failure &f)
 	return e;
 }
 
-LogCapture::LogCapture() : prev_(tls_capture) { tls_capture = this; }
-LogCapture::~LogCapture() { tls_capture = prev_; }
+LogCapture::LogCapture() : prev_(tls_capture)
+{
+	tls_capture = this;
+}
+LogCapture::~LogCapture()
+{
+	tls_capture = prev_;
+}
 
 std::string BpfFdKind(int fd)
 {
@@ -141,8 +147,8 @@ Napi::Buffer<uint8_t> ArgBuffer(const Napi::CallbackInfo &info, size_t i, const 
 	return info[i].As<Napi::Buffer<uint8_t>>();
 }
 
-uint32_t ArgU32(const Napi::CallbackInfo &info, size_t i, const char *op, const char *what,
-		bool optional, uint32_t dflt)
+uint32_t ArgU32(const Napi::CallbackInfo &info, size_t i, const char *op, const char *what, bool optional,
+		uint32_t dflt)
 {
 	if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) {
 		if (optional)
@@ -153,9 +159,51 @@ uint32_t ArgU32(const Napi::CallbackInfo &info, size_t i, const char *op, const 
 		Throw(info.Env(), op, "", EINVAL, std::string(what) + " must be a number");
 	double d = info[i].As<Napi::Number>().DoubleValue();
 	if (!(d >= 0 && d <= 4294967295.0) || d != (double)(uint64_t)d)
-		Throw(info.Env(), op, "", EINVAL,
-		      std::string(what) + " must be an integer in [0, 2^32)");
+		Throw(info.Env(), op, "", EINVAL, std::string(what) + " must be an integer in [0, 2^32)");
 	return (uint32_t)d;
+}
+
+Napi::Object ArgObject(const Napi::CallbackInfo &info, size_t i, const char *op)
+{
+	if (info.Length() <= i || !info[i].IsObject())
+		Throw(info.Env(), op, "", EINVAL, "options object expected");
+	return info[i].As<Napi::Object>();
+}
+
+std::string OptString(Napi::Env env, Napi::Object o, const char *key, const char *op, bool required)
+{
+	Napi::Value v = o.Get(key);
+	if (v.IsUndefined() || v.IsNull()) {
+		if (required)
+			Throw(env, op, "", EINVAL, std::string(key) + " is required");
+		return "";
+	}
+	if (!v.IsString())
+		Throw(env, op, "", EINVAL, std::string(key) + " must be a string");
+	return v.As<Napi::String>().Utf8Value();
+}
+
+int64_t OptInt(Napi::Env env, Napi::Object o, const char *key, const char *op, int64_t dflt)
+{
+	Napi::Value v = o.Get(key);
+	if (v.IsUndefined() || v.IsNull())
+		return dflt;
+	if (!v.IsNumber())
+		Throw(env, op, "", EINVAL, std::string(key) + " must be a number");
+	double d = v.As<Napi::Number>().DoubleValue();
+	if (d != (double)(int64_t)d || d < 0 || d > 4294967295.0)
+		Throw(env, op, "", EINVAL, std::string(key) + " must be a non-negative integer");
+	return (int64_t)d;
+}
+
+int OptBool(Napi::Env env, Napi::Object o, const char *key, const char *op)
+{
+	Napi::Value v = o.Get(key);
+	if (v.IsUndefined() || v.IsNull())
+		return -1;
+	if (!v.IsBoolean())
+		Throw(env, op, "", EINVAL, std::string(key) + " must be a boolean");
+	return v.As<Napi::Boolean>().Value() ? 1 : 0;
 }
 
 } // namespace weir

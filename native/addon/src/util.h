@@ -52,9 +52,9 @@ std::string ErrnoText(int err);
 
 /// Details of a failure, built off the JS thread and turned into an Error on it.
 struct Failure {
-	std::string op;      // failing libbpf function or syscall
+	std::string op;	     // failing libbpf function or syscall
 	std::string subject; // what it was applied to (object file, map name, path …)
-	int err = 0;         // positive errno
+	int err = 0;	     // positive errno
 	std::string detail;  // extra explanation appended to the message
 	std::string log;     // verifier log / libbpf messages
 };
@@ -62,12 +62,15 @@ struct Failure {
 /// A JS Error with code, errno, op and log, message "op(subject): text (CODE)[: detail]".
 Napi::Error MakeError(Napi::Env env, const Failure &f);
 
-[[noreturn]] inline void Throw(Napi::Env env, Failure f) { throw MakeError(env, f); }
-[[noreturn]] inline void Throw(Napi::Env env, std::string op, std::string subject, int err,
-			       std::string detail = "", std::string log = "")
+[[noreturn]] inline void Throw(Napi::Env env, Failure f)
 {
-	throw MakeError(env, Failure{std::move(op), std::move(subject), err < 0 ? -err : err,
-				     std::move(detail), std::move(log)});
+	throw MakeError(env, f);
+}
+[[noreturn]] inline void Throw(Napi::Env env, std::string op, std::string subject, int err, std::string detail = "",
+			       std::string log = "")
+{
+	throw MakeError(env, Failure{std::move(op), std::move(subject), err < 0 ? -err : err, std::move(detail),
+				     std::move(log)});
 }
 
 /// Converts a libbpf return value (negative errno, or -1 with errno set) to a positive errno.
@@ -106,7 +109,15 @@ void InstallLibbpfPrint();
 // Argument helpers: all throw an EINVAL NativeError (op = the JS method name).
 std::string ArgString(const Napi::CallbackInfo &info, size_t i, const char *op, const char *what);
 Napi::Buffer<uint8_t> ArgBuffer(const Napi::CallbackInfo &info, size_t i, const char *op, const char *what);
-uint32_t ArgU32(const Napi::CallbackInfo &info, size_t i, const char *op, const char *what,
-		bool optional = false, uint32_t dflt = 0);
+uint32_t ArgU32(const Napi::CallbackInfo &info, size_t i, const char *op, const char *what, bool optional = false,
+		uint32_t dflt = 0);
+/// info[i] as an options object.
+Napi::Object ArgObject(const Napi::CallbackInfo &info, size_t i, const char *op);
+/// o[key] as a string; "" when absent (an error when required).
+std::string OptString(Napi::Env env, Napi::Object o, const char *key, const char *op, bool required);
+/// o[key] as an integer in [0, 2^32); dflt when absent.
+int64_t OptInt(Napi::Env env, Napi::Object o, const char *key, const char *op, int64_t dflt);
+/// o[key] as a boolean: 1, 0, or -1 when absent.
+int OptBool(Napi::Env env, Napi::Object o, const char *key, const char *op);
 
 } // namespace weir

@@ -27,20 +27,20 @@ struct {
 	__type(value, struct weir_ct_entry);
 	__uint(max_entries, 262144);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} weir_ct4 SEC(".maps");
+} WEIR_MAP_CT4 SEC(".maps");
 
-#define WEIR_CT_NEW		0
-#define WEIR_CT_ESTABLISHED	1
-#define WEIR_CT_REPLY		2
-#define WEIR_CT_RELATED		3
+#define WEIR_CT_NEW	    0
+#define WEIR_CT_ESTABLISHED 1
+#define WEIR_CT_REPLY	    2
+#define WEIR_CT_RELATED	    3
 
 static __always_inline __u8 weir_ct_other_scope(__u8 scope)
 {
 	return scope == WEIR_DIR_EGRESS ? WEIR_DIR_INGRESS : WEIR_DIR_EGRESS;
 }
 
-static __always_inline struct weir_ct_entry *
-weir_ct_get(__u32 saddr, __u32 daddr, __u16 sport, __u16 dport, __u8 proto, __u8 scope, __u64 now)
+static __always_inline struct weir_ct_entry *weir_ct_get(__u32 saddr, __u32 daddr, __u16 sport, __u16 dport, __u8 proto,
+							 __u8 scope, __u64 now)
 {
 	struct weir_ct4_key key = {
 		.saddr = saddr,
@@ -50,7 +50,7 @@ weir_ct_get(__u32 saddr, __u32 daddr, __u16 sport, __u16 dport, __u8 proto, __u8
 		.protocol = proto,
 		.scope = scope,
 	};
-	struct weir_ct_entry *e = bpf_map_lookup_elem(&weir_ct4, &key);
+	struct weir_ct_entry *e = bpf_map_lookup_elem(&WEIR_MAP_CT4, &key);
 
 	if (e && e->expires_ns <= now)
 		return NULL;
@@ -62,8 +62,7 @@ static __always_inline __u32 weir_ct_tcp_lifetime(__u16 flags)
 {
 	if (flags & WEIR_CT_F_RST)
 		return weir_cfg_ct_close_lifetime;
-	if ((flags & (WEIR_CT_F_FIN_FWD | WEIR_CT_F_FIN_REV)) ==
-	    (WEIR_CT_F_FIN_FWD | WEIR_CT_F_FIN_REV))
+	if ((flags & (WEIR_CT_F_FIN_FWD | WEIR_CT_F_FIN_REV)) == (WEIR_CT_F_FIN_FWD | WEIR_CT_F_FIN_REV))
 		return weir_cfg_ct_close_lifetime;
 	if (!(flags & WEIR_CT_F_SEEN_REPLY))
 		return weir_cfg_ct_syn_lifetime;
@@ -78,8 +77,7 @@ static __always_inline __u32 weir_ct_tcp_lifetime(__u16 flags)
  * locked instruction per packet is not. The deadline is rewritten only when it moves
  * by more than a second, to keep the entry's cache line quiet on busy flows.
  */
-static __always_inline void weir_ct_account(struct weir_ct_entry *e, const struct weir_pkt *p,
-					    int reply, __u64 now)
+static __always_inline void weir_ct_account(struct weir_ct_entry *e, const struct weir_pkt *p, int reply, __u64 now)
 {
 	__u16 flags = e->flags;
 	__u64 deadline;
@@ -131,20 +129,19 @@ static __always_inline int weir_ct_lookup4(const struct weir_pkt *p, __u8 scope,
 		*entry = e;
 		return WEIR_CT_ESTABLISHED;
 	}
-	e = weir_ct_get(p->daddr, p->saddr, p->dport, p->sport, p->protocol,
-			weir_ct_other_scope(scope), now);
+	e = weir_ct_get(p->daddr, p->saddr, p->dport, p->sport, p->protocol, weir_ct_other_scope(scope), now);
 	if (e) {
 		*entry = e;
 		return WEIR_CT_REPLY;
 	}
 	if (p->is_icmp_error) {
 		/* The error is about a packet the other side of this hook sent... */
-		if (weir_ct_get(p->inner.saddr, p->inner.daddr, p->inner.sport, p->inner.dport,
-				p->inner.protocol, weir_ct_other_scope(scope), now))
+		if (weir_ct_get(p->inner.saddr, p->inner.daddr, p->inner.sport, p->inner.dport, p->inner.protocol,
+				weir_ct_other_scope(scope), now))
 			return WEIR_CT_RELATED;
 		/* ...or about a reply of a connection this side admitted. */
-		if (weir_ct_get(p->inner.daddr, p->inner.saddr, p->inner.dport, p->inner.sport,
-				p->inner.protocol, scope, now))
+		if (weir_ct_get(p->inner.daddr, p->inner.saddr, p->inner.dport, p->inner.sport, p->inner.protocol,
+				scope, now))
 			return WEIR_CT_RELATED;
 	}
 	return WEIR_CT_NEW;
@@ -154,9 +151,8 @@ static __always_inline int weir_ct_lookup4(const struct weir_pkt *p, __u8 scope,
  * weir_ct_create4() - admit a new connection.
  * Return: WEIR_OK, or WEIR_DROP_CT_CREATE_FAILED when the table refused the entry.
  */
-static __always_inline int weir_ct_create4(const struct weir_pkt *p, __u8 scope, __u64 now,
-					   __u32 rule_id, __u32 ep_id, __u32 peer_identity,
-					   __u32 ifindex)
+static __always_inline int weir_ct_create4(const struct weir_pkt *p, __u8 scope, __u64 now, __u32 rule_id, __u32 ep_id,
+					   __u32 peer_identity, __u32 ifindex)
 {
 	struct weir_ct4_key key = {
 		.saddr = p->saddr,
@@ -187,7 +183,7 @@ static __always_inline int weir_ct_create4(const struct weir_pkt *p, __u8 scope,
 		e.flags |= WEIR_CT_F_ICMP;
 	}
 	e.expires_ns = now + (__u64)life * NSEC_PER_SEC;
-	if (bpf_map_update_elem(&weir_ct4, &key, &e, BPF_ANY))
+	if (bpf_map_update_elem(&WEIR_MAP_CT4, &key, &e, BPF_ANY))
 		return WEIR_DROP_CT_CREATE_FAILED;
 	return WEIR_OK;
 }

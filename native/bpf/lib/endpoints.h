@@ -12,7 +12,7 @@ struct {
 	__uint(max_entries, 65536);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} weir_endpoints SEC(".maps");
+} WEIR_MAP_ENDPOINTS SEC(".maps");
 
 /**
  * weir_endpoint_lookup4() - the local endpoint owning an IPv4 address.
@@ -21,11 +21,11 @@ struct {
 static __always_inline struct weir_endpoint_info *weir_endpoint_lookup4(__u32 addr)
 {
 	struct weir_endpoint_key key = {
-		.addr = { addr },
+		.addr = {addr},
 		.family = WEIR_FAMILY_IPV4,
 	};
 
-	return bpf_map_lookup_elem(&weir_endpoints, &key);
+	return bpf_map_lookup_elem(&WEIR_MAP_ENDPOINTS, &key);
 }
 
 #endif /* WEIR_ENDPOINTS_H */

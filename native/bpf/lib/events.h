@@ -10,7 +10,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} weir_events SEC(".maps");
+} WEIR_MAP_EVENTS SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -18,11 +18,11 @@ struct {
 	__type(value, struct weir_metrics_value);
 	__uint(max_entries, WEIR_METRICS_ENTRIES + 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} weir_metrics SEC(".maps");
+} WEIR_MAP_METRICS SEC(".maps");
 
 static __always_inline void weir_metrics_add(__u32 idx, __u32 len)
 {
-	struct weir_metrics_value *m = bpf_map_lookup_elem(&weir_metrics, &idx);
+	struct weir_metrics_value *m = bpf_map_lookup_elem(&WEIR_MAP_METRICS, &idx);
 
 	if (m) {
 		m->packets++;
@@ -64,10 +64,9 @@ struct weir_verdict {
  * A full ring buffer loses the event, never the packet; the loss is counted at
  * WEIR_METRICS_EVENTS_LOST so the agent can report it.
  */
-static __always_inline void weir_emit(struct __sk_buff *skb, const struct weir_pkt *p,
-				      const struct weir_verdict *v)
+static __always_inline void weir_emit(struct __sk_buff *skb, const struct weir_pkt *p, const struct weir_verdict *v)
 {
-	struct weir_event *ev = bpf_ringbuf_reserve(&weir_events, sizeof(*ev), 0);
+	struct weir_event *ev = bpf_ringbuf_reserve(&WEIR_MAP_EVENTS, sizeof(*ev), 0);
 
 	if (!ev) {
 		weir_metrics_add(WEIR_METRICS_EVENTS_LOST, 0);

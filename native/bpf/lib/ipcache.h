@@ -12,7 +12,7 @@ struct {
 	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} weir_ipcache SEC(".maps");
+} WEIR_MAP_IPCACHE SEC(".maps");
 
 /**
  * weir_ipcache_identity4() - security identity of an IPv4 address.
@@ -24,9 +24,9 @@ static __always_inline __u32 weir_ipcache_identity4(__u32 addr)
 	struct weir_ipcache_key key = {
 		.prefixlen = WEIR_IPCACHE_STATIC_PREFIX + 32,
 		.family = WEIR_FAMILY_IPV4,
-		.addr = { addr },
+		.addr = {addr},
 	};
-	struct weir_ipcache_value *v = bpf_map_lookup_elem(&weir_ipcache, &key);
+	struct weir_ipcache_value *v = bpf_map_lookup_elem(&WEIR_MAP_IPCACHE, &key);
 
 	return v ? v->identity : WEIR_ID_WORLD;
 }

@@ -6,33 +6,33 @@
 #include "common.h"
 
 /* ICMPv4, from RFC 792 (linux/icmp.h drags in libc's socket headers). */
-#define ICMP_ECHOREPLY		0
-#define ICMP_DEST_UNREACH	3
-#define ICMP_SOURCE_QUENCH	4
-#define ICMP_REDIRECT		5
-#define ICMP_ECHO		8
-#define ICMP_TIME_EXCEEDED	11
-#define ICMP_PARAMETERPROB	12
+#define ICMP_ECHOREPLY	   0
+#define ICMP_DEST_UNREACH  3
+#define ICMP_SOURCE_QUENCH 4
+#define ICMP_REDIRECT	   5
+#define ICMP_ECHO	   8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
 
 struct weir_icmphdr {
 	__u8 type;
 	__u8 code;
 	__u16 checksum;
-	__u16 id;		/* echo only */
-	__u16 sequence;		/* echo only */
+	__u16 id;	/* echo only */
+	__u16 sequence; /* echo only */
 };
 
-#define WEIR_L3_IPV4	1
-#define WEIR_L3_ARP	2
-#define WEIR_L3_OTHER	3
+#define WEIR_L3_IPV4  1
+#define WEIR_L3_ARP   2
+#define WEIR_L3_OTHER 3
 
 /**
  * struct weir_pkt - what the programs need to know about one IPv4 packet.
  * @inner: for ICMP errors, the tuple of the packet the error is about (as sent).
  */
 struct weir_pkt {
-	__u32 saddr, daddr;	/* network order */
-	__u16 sport, dport;	/* network order; ICMP echo: id in both */
+	__u32 saddr, daddr; /* network order */
+	__u16 sport, dport; /* network order; ICMP echo: id in both */
 	__u8 protocol;
 	__u8 tcp_flags;
 	__u8 icmp_type, icmp_code;
@@ -46,17 +46,16 @@ struct weir_pkt {
 };
 
 /* TCP flag bits in byte 13 of the TCP header. */
-#define WEIR_TCP_FIN	0x01
-#define WEIR_TCP_SYN	0x02
-#define WEIR_TCP_RST	0x04
-#define WEIR_TCP_PSH	0x08
-#define WEIR_TCP_ACK	0x10
+#define WEIR_TCP_FIN 0x01
+#define WEIR_TCP_SYN 0x02
+#define WEIR_TCP_RST 0x04
+#define WEIR_TCP_PSH 0x08
+#define WEIR_TCP_ACK 0x10
 
 static __always_inline int weir_icmp_is_error(__u8 type)
 {
-	return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED ||
-	       type == ICMP_PARAMETERPROB || type == ICMP_SOURCE_QUENCH ||
-	       type == ICMP_REDIRECT;
+	return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB ||
+	       type == ICMP_SOURCE_QUENCH || type == ICMP_REDIRECT;
 }
 
 static __always_inline int weir_icmp_is_echo(__u8 type)
@@ -162,7 +161,7 @@ static __always_inline int weir_parse_ipv4(struct __sk_buff *skb, struct weir_pk
 
 			if ((void *)(in + 1) > data_end)
 				return WEIR_DROP_INVALID_PACKET;
-			if (in->ihl != 5)	/* inner options: not worth the verifier's trouble */
+			if (in->ihl != 5) /* inner options: not worth the verifier's trouble */
 				return WEIR_DROP_INVALID_PACKET;
 			ports = (void *)(in + 1);
 			if ((void *)(ports + 2) > data_end)

@@ -12,7 +12,7 @@ struct {
 	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} weir_policy SEC(".maps");
+} WEIR_MAP_POLICY SEC(".maps");
 
 /**
  * weir_policy_lookup() - look for an entry allowing a new connection.
@@ -24,8 +24,8 @@ struct {
  * identity the trie returns the most specific of port, port block and all-protocols.
  * Return: the allowing entry's rule id (never 0), or 0 when nothing allows it.
  */
-static __always_inline __u32 weir_policy_lookup(__u32 ep_id, __u32 identity, __u8 dir,
-						__u8 protocol, __u16 dport, __u8 *match)
+static __always_inline __u32 weir_policy_lookup(__u32 ep_id, __u32 identity, __u8 dir, __u8 protocol, __u16 dport,
+						__u8 *match)
 {
 	struct weir_policy_key key = {
 		.prefixlen = WEIR_POLICY_FULL_PREFIX,
@@ -37,13 +37,13 @@ static __always_inline __u32 weir_policy_lookup(__u32 ep_id, __u32 identity, __u
 	};
 	struct weir_policy_value *v;
 
-	v = bpf_map_lookup_elem(&weir_policy, &key);
+	v = bpf_map_lookup_elem(&WEIR_MAP_POLICY, &key);
 	if (v) {
 		*match = v->flags & WEIR_POLICY_F_ALL_PROTOCOLS ? WEIR_MATCH_L3_ONLY : WEIR_MATCH_L3_L4;
 		return v->rule_id;
 	}
 	key.identity = WEIR_ID_UNKNOWN;
-	v = bpf_map_lookup_elem(&weir_policy, &key);
+	v = bpf_map_lookup_elem(&WEIR_MAP_POLICY, &key);
 	if (v) {
 		*match = v->flags & WEIR_POLICY_F_ALL_PROTOCOLS ? WEIR_MATCH_ALL : WEIR_MATCH_L4_ONLY;
 		return v->rule_id;

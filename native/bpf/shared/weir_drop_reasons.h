@@ -12,17 +12,17 @@
 #ifndef WEIR_DROP_REASONS_H
 #define WEIR_DROP_REASONS_H
 
-#define WEIR_OK				0	/* forwarded */
-#define WEIR_DROP_INVALID_PACKET	-130	/* truncated or malformed headers */
-#define WEIR_DROP_POLICY_DENIED		-131	/* no policy entry allows this new connection */
-#define WEIR_DROP_NO_ENDPOINT		-132	/* the pod address is not a registered endpoint */
-#define WEIR_DROP_INVALID_SOURCE	-133	/* source address does not belong to the sending pod */
-#define WEIR_DROP_UNSUPPORTED_L3	-134	/* not IPv4 or ARP (IPv6 is not enforced yet) */
-#define WEIR_DROP_CT_CREATE_FAILED	-135	/* conntrack table could not take a new entry */
-#define WEIR_DROP_FRAG_NOT_SUPPORTED	-136	/* IPv4 fragment: ports unknown, cannot be policed */
-#define WEIR_DROP_UNSUPPORTED_L4	-137	/* reserved, unused: every IP protocol is policed by L3 rules */
-#define WEIR_DROP_WRONG_INTERFACE	-138	/* destination pod is not behind the interface it reached */
+#define WEIR_OK			     0	  /* forwarded */
+#define WEIR_DROP_INVALID_PACKET     -130 /* truncated or malformed headers */
+#define WEIR_DROP_POLICY_DENIED	     -131 /* no policy entry allows this new connection */
+#define WEIR_DROP_NO_ENDPOINT	     -132 /* the pod address is not a registered endpoint */
+#define WEIR_DROP_INVALID_SOURCE     -133 /* source address does not belong to the sending pod */
+#define WEIR_DROP_UNSUPPORTED_L3     -134 /* not IPv4 or ARP (IPv6 is not enforced yet) */
+#define WEIR_DROP_CT_CREATE_FAILED   -135 /* conntrack table could not take a new entry */
+#define WEIR_DROP_FRAG_NOT_SUPPORTED -136 /* IPv4 fragment: ports unknown, cannot be policed */
+#define WEIR_DROP_UNSUPPORTED_L4     -137 /* reserved, unused: every IP protocol is policed by L3 rules */
+#define WEIR_DROP_WRONG_INTERFACE    -138 /* destination pod is not behind the interface it reached */
 
-#define WEIR_REASON_MAX			140	/* metrics array covers -code in [0, 139] */
+#define WEIR_REASON_MAX 140 /* metrics array covers -code in [0, 139] */
 
 #endif /* WEIR_DROP_REASONS_H */
