@@ -209,6 +209,8 @@ async function throughputBench(): Promise<void> {
 
 requireRoot();
 ensureBpffs();
-console.log(`# Weir datapath benchmark (${new Date().toISOString()}, kernel ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}, libbpf ${native().libbpfVersion()})`);
+console.log(
+	`# Weir datapath benchmark (${new Date().toISOString()}, kernel ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}, libbpf ${native().libbpfVersion()})`,
+);
 await testRunBench();
 await throughputBench();

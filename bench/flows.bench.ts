@@ -118,7 +118,11 @@ async function main(): Promise<void> {
 				const t0 = performance.now();
 				await net.createNamespacedNetworkPolicy({ namespace, body: typedPolicy(POLICY) });
 				const refused = await probeUntil(lab, false, t0, `round ${i}: the policy enforced`);
-				const seen = await follower.next(mark, (f) => f.source.pod === 'apache' && f.destination.pod === 'redis' && f.dropReason === 'POLICY_DENIED', `round ${i}: apache -> redis drop`);
+				const seen = await follower.next(
+					mark,
+					(f) => f.source.pod === 'apache' && f.destination.pod === 'redis' && f.dropReason === 'POLICY_DENIED',
+					`round ${i}: apache -> redis drop`,
+				);
 				enforced.push(refused - t0);
 				visible.push(seen.at - t0);
 				dropToFlow.push(seen.at - refused);

@@ -58,10 +58,30 @@ function world(): World {
 			policyTypes: i % 4 === 0 ? ['Ingress', 'Egress'] : ['Ingress'],
 			ingress: [
 				{ from: [{ podSelector: { matchLabels: { tier: ['web', 'api', 'db'][i % 3]! } } }], ports: [{ protocol: 'TCP', port: 1000 + i }] },
-				{ from: [{ namespaceSelector: { matchLabels: { team: `t${i % 5}` } }, podSelector: { matchExpressions: [{ key: 'version', operator: 'In', values: ['v1'] }] } }], ports: [{ port: 'http' }] },
+				{
+					from: [
+						{
+							namespaceSelector: { matchLabels: { team: `t${i % 5}` } },
+							podSelector: { matchExpressions: [{ key: 'version', operator: 'In', values: ['v1'] }] },
+						},
+					],
+					ports: [{ port: 'http' }],
+				},
 				{ from: [{ ipBlock: { cidr: `172.${16 + (i % 16)}.0.0/16`, except: [`172.${16 + (i % 16)}.${i % 256}.0/24`] } }] },
 			],
-			...(i % 4 === 0 ? { egress: [{ to: [{ namespaceSelector: {} }], ports: [{ protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 8000, endPort: 8100 }] }] } : {}),
+			...(i % 4 === 0
+				? {
+						egress: [
+							{
+								to: [{ namespaceSelector: {} }],
+								ports: [
+									{ protocol: 'UDP', port: 53 },
+									{ protocol: 'TCP', port: 8000, endPort: 8100 },
+								],
+							},
+						],
+					}
+				: {}),
 		},
 	}));
 	return { namespaces, pods, policies };
@@ -96,7 +116,9 @@ async function compileBench(w: World): Promise<void> {
 		const applyMs = performance.now() - t2;
 		console.log(`## full compile: ${PODS} pods x ${POLICIES} policies (${LOCAL} pods local)`);
 		console.log(`compile (pure):      median ${pct(times, 50).toFixed(1)} ms over 5 runs (target <= 1000 ms)`);
-		console.log(`result:              ${last!.entries.length} policy entries -> ${trie.size} trie keys (${trieMs.toFixed(1)} ms), ${last!.ipcache.size} ipcache prefixes`);
+		console.log(
+			`result:              ${last!.entries.length} policy entries -> ${trie.size} trie keys (${trieMs.toFixed(1)} ms), ${last!.ipcache.size} ipcache prefixes`,
+		);
 		console.log(`first apply to maps: ${applyMs.toFixed(1)} ms`);
 	} finally {
 		dp.destroy();
@@ -129,7 +151,11 @@ async function changeBench(w: World): Promise<void> {
 				namespace: p.namespace,
 				body: {
 					metadata: { name: p.name, labels: p.labels },
-					spec: { nodeName: p.nodeName!, automountServiceAccountToken: false, containers: [{ name: 'c', image: 'weir.local/workload:1', ports: [{ name: 'http', containerPort: 8080 }] }] },
+					spec: {
+						nodeName: p.nodeName!,
+						automountServiceAccountToken: false,
+						containers: [{ name: 'c', image: 'weir.local/workload:1', ports: [{ name: 'http', containerPort: 8080 }] }],
+					},
 				},
 			});
 			await core.patchNamespacedPodStatus(
@@ -141,13 +167,33 @@ async function changeBench(w: World): Promise<void> {
 		const loadS = (performance.now() - t0) / 1000;
 
 		const locals = w.pods.filter((p) => p.nodeName === NODE);
-		writeFileSync(join(work, 'endpoints.json'), JSON.stringify(locals.map((p, i) => ({ namespace: p.namespace, pod: p.name, ip: p.ips[0], epId: i + 1, ifindex: 1000 + i }))));
+		writeFileSync(
+			join(work, 'endpoints.json'),
+			JSON.stringify(locals.map((p, i) => ({ namespace: p.namespace, pod: p.name, ip: p.ips[0], epId: i + 1, ifindex: 1000 + i }))),
+		);
 		// The agent runs as the DaemonSet runs it: with a bounded V8 heap (AGENT_NODE_FLAGS).
-		agent = spawn(process.execPath, [
-			...AGENT_NODE_FLAGS,
-			resolve(repoRoot, 'dist/src/agent/main.js'), '--node-name', NODE, '--pin-root', pinRoot, '--kubeconfig', cluster.kubeconfig,
-			'--endpoints-file', join(work, 'endpoints.json'), '--observer-host', '127.0.0.1', '--observer-port', String(PORT), '--log-level', 'warn',
-		], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...AGENT_ENV } });
+		agent = spawn(
+			process.execPath,
+			[
+				...AGENT_NODE_FLAGS,
+				resolve(repoRoot, 'dist/src/agent/main.js'),
+				'--node-name',
+				NODE,
+				'--pin-root',
+				pinRoot,
+				'--kubeconfig',
+				cluster.kubeconfig,
+				'--endpoints-file',
+				join(work, 'endpoints.json'),
+				'--observer-host',
+				'127.0.0.1',
+				'--observer-port',
+				String(PORT),
+				'--log-level',
+				'warn',
+			],
+			{ stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...AGENT_ENV } },
+		);
 		const tReady = performance.now();
 		for (;;) {
 			try {
@@ -184,16 +230,25 @@ async function changeBench(w: World): Promise<void> {
 				const v = policyMap.lookup(key!);
 				if (v && v.readUInt32LE(0) !== 0) break;
 				if (performance.now() - start > 10_000) {
-					const mine = policyMap.keys().filter((k) => k.readUInt32LE(4) === 1).map((k) => `${k.readUInt32LE(0)}:${k.readUInt32LE(8)}:${k[12]}:${k[13]}:${k.readUInt16BE(14)}`);
-					throw new Error(`change ${i} not applied within 10 s; looking for ${key!.toString('hex')} (identity ${identity}); ep 1 has ${mine.length} entries: ${mine.slice(0, 30).join(' ')}`);
+					const mine = policyMap
+						.keys()
+						.filter((k) => k.readUInt32LE(4) === 1)
+						.map((k) => `${k.readUInt32LE(0)}:${k.readUInt32LE(8)}:${k[12]}:${k[13]}:${k.readUInt16BE(14)}`);
+					throw new Error(
+						`change ${i} not applied within 10 s; looking for ${key!.toString('hex')} (identity ${identity}); ep 1 has ${mine.length} entries: ${mine.slice(0, 30).join(' ')}`,
+					);
 				}
 				await new Promise((r) => setTimeout(r, 1));
 			}
 			latencies.push(performance.now() - start);
 		}
 		const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agent.pid}/status`, 'utf8'))![1]);
-		console.log(`\n## change to datapath: real kube-apiserver, real weir-agent, ${PODS} pods x ${POLICIES} policies (objects created in ${loadS.toFixed(1)} s; agent ready ${readyS.toFixed(2)} s after start)`);
-		console.log(`API write -> entry in the pinned policy map, ${CHANGES} changes: p50 ${pct(latencies, 50).toFixed(1)} ms, p99 ${pct(latencies, 99).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms (target p99 <= 100 ms)`);
+		console.log(
+			`\n## change to datapath: real kube-apiserver, real weir-agent, ${PODS} pods x ${POLICIES} policies (objects created in ${loadS.toFixed(1)} s; agent ready ${readyS.toFixed(2)} s after start)`,
+		);
+		console.log(
+			`API write -> entry in the pinned policy map, ${CHANGES} changes: p50 ${pct(latencies, 50).toFixed(1)} ms, p99 ${pct(latencies, 99).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms (target p99 <= 100 ms)`,
+		);
 		console.log(`agent RSS at that scale: ${(rssKb / 1024).toFixed(0)} MB (target <= 200 MB)`);
 		policyMap.close();
 		ipcache.close();
@@ -216,4 +271,3 @@ console.log(`# Weir policy benchmark (${new Date().toISOString()})`);
 const w = world();
 await compileBench(w);
 await changeBench(w);
-

@@ -20,6 +20,8 @@ for t in "${tiers[@]}"; do
 done
 
 bash scripts/setup.sh
+# Lint and format first: a finding fails the suite before any test runs (scripts/lint.sh).
+bash scripts/lint.sh
 # The cluster tier runs Kubernetes built from source: the first build takes minutes
 # and prints its progress here; later runs find it cached (hack/cluster/README.md).
 for t in "${tiers[@]}"; do

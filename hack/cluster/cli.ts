@@ -46,7 +46,11 @@ async function main(): Promise<number> {
 			}
 			const t0 = Date.now();
 			const c = await startCluster({
-				name, mode, cni, kubeProxy: !values['no-kube-proxy'], coreDns: !values['no-coredns'],
+				name,
+				mode,
+				cni,
+				kubeProxy: !values['no-kube-proxy'],
+				coreDns: !values['no-coredns'],
 			});
 			console.log(`cluster "${c.name}" (${c.mode}) is up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 			console.log(`  export KUBECONFIG=${c.kubeconfig}`);

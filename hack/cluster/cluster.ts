@@ -14,8 +14,17 @@ import { ClusterError, run, sleep, startDaemon, waitFor, type RunResult } from '
 import { buildImages, type LocalImages } from './images.js';
 import { makeCa, makeCert, makeServiceAccountKeys, writeKubeconfig, type Pki } from './pki.js';
 import {
-	CGROUP_V1, cgroupV2Dir, clusterDir, listNetns, readState, recordHostDir, teardown, v1Hierarchies, writeState,
-	type ClusterState, type TeardownReport,
+	CGROUP_V1,
+	cgroupV2Dir,
+	clusterDir,
+	listNetns,
+	readState,
+	recordHostDir,
+	teardown,
+	v1Hierarchies,
+	writeState,
+	type ClusterState,
+	type TeardownReport,
 } from './resources.js';
 import { binPaths, missingBuilds, sourceDir, type BinPaths } from './versions.js';
 import * as cfg from './configs.js';
@@ -142,9 +151,7 @@ export async function ensureBuilt(log: (m: string) => void = defaultLog): Promis
 				for (const l of d.split('\n')) if (l.trim()) log(l);
 			});
 			child.on('close', (code) =>
-				code === 0
-					? resolve()
-					: reject(new ClusterError('WEIR_ERR_CLUSTER_BUILD', `build-binaries.sh failed (exit ${code}):\n${tail}`)),
+				code === 0 ? resolve() : reject(new ClusterError('WEIR_ERR_CLUSTER_BUILD', `build-binaries.sh failed (exit ${code}):\n${tail}`)),
 			);
 		});
 		log(`binaries built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
@@ -190,7 +197,10 @@ async function checkHealthy(ctx: Ctx, proc: string): Promise<void> {
 	} catch {
 		let tail = '';
 		try {
-			tail = readFileSync(join(ctx.logDir, `${proc}.log`), 'utf8').split('\n').slice(-25).join('\n');
+			tail = readFileSync(join(ctx.logDir, `${proc}.log`), 'utf8')
+				.split('\n')
+				.slice(-25)
+				.join('\n');
 		} catch {
 			/* no log */
 		}
@@ -310,10 +320,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 	const ctx: Ctx = { name, state, bins, log, pki, logDir };
 
 	try {
-		const cluster =
-			mode === 'control-plane'
-				? await startControlPlane(ctx, images)
-				: await startFull(ctx, images, { ...opts, cni, timeoutMs });
+		const cluster = mode === 'control-plane' ? await startControlPlane(ctx, images) : await startFull(ctx, images, { ...opts, cni, timeoutMs });
 		state.ready = true;
 		writeState(state);
 		log(`ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -361,14 +368,19 @@ function makeCluster(ctx: Ctx, images: LocalImages, nodes: ClusterNode[]): Clust
 			} catch {
 				return; // already gone
 			}
-			await waitFor(`${proc} to exit`, 15_000, async () => {
-				try {
-					process.kill(rec.pid, 0);
-					return undefined;
-				} catch {
-					return true;
-				}
-			}, 100);
+			await waitFor(
+				`${proc} to exit`,
+				15_000,
+				async () => {
+					try {
+						process.kill(rec.pid, 0);
+						return undefined;
+					} catch {
+						return true;
+					}
+				},
+				100,
+			);
 		},
 		async startComponent(proc) {
 			const spec = ctx.argv?.get(proc);
@@ -381,15 +393,20 @@ function makeCluster(ctx: Ctx, images: LocalImages, nodes: ClusterNode[]): Clust
 }
 
 async function waitApiserver(ctx: Ctx, timeoutMs: number): Promise<void> {
-	await waitFor('kube-apiserver /readyz', timeoutMs, async () => {
-		await checkHealthy(ctx, 'etcd');
-		await checkHealthy(ctx, 'kube-apiserver');
-		const r = await run(ctx.bins.kubectl, ['--kubeconfig', ctx.state.kubeconfig, 'get', '--raw', '/readyz'], {
-			allowFail: true,
-			timeoutMs: 5000,
-		});
-		return r.code === 0 && r.stdout.trim() === 'ok' ? true : undefined;
-	}, 200);
+	await waitFor(
+		'kube-apiserver /readyz',
+		timeoutMs,
+		async () => {
+			await checkHealthy(ctx, 'etcd');
+			await checkHealthy(ctx, 'kube-apiserver');
+			const r = await run(ctx.bins.kubectl, ['--kubeconfig', ctx.state.kubeconfig, 'get', '--raw', '/readyz'], {
+				allowFail: true,
+				timeoutMs: 5000,
+			});
+			return r.code === 0 && r.stdout.trim() === 'ok' ? true : undefined;
+		},
+		200,
+	);
 }
 
 async function startControlPlane(ctx: Ctx, images: LocalImages): Promise<Cluster> {
@@ -399,9 +416,18 @@ async function startControlPlane(ctx: Ctx, images: LocalImages): Promise<Cluster
 	writeKubeconfig(ctx.state.kubeconfig, ctx.state.server, ctx.pki, 'admin', 'kubernetes-admin');
 	writeState(ctx.state);
 	spawnIn(ctx, 'etcd', 'control', etcdArgv(ctx, etcdPort, peerPort));
-	spawnIn(ctx, 'kube-apiserver', 'control', apiserverArgv(ctx, {
-		etcdPort, bind: '127.0.0.1', port: apiPort, advertise: '127.0.0.1', nodeAuthz: false,
-	}));
+	spawnIn(
+		ctx,
+		'kube-apiserver',
+		'control',
+		apiserverArgv(ctx, {
+			etcdPort,
+			bind: '127.0.0.1',
+			port: apiPort,
+			advertise: '127.0.0.1',
+			nodeAuthz: false,
+		}),
+	);
 	await waitApiserver(ctx, 60_000);
 	return makeCluster(ctx, images, []);
 }
@@ -432,8 +458,12 @@ async function setupNetwork(ctx: Ctx, count: number): Promise<{ name: string; ne
 		await ip(['-n', ns, 'link', 'set', 'eth0', 'up']);
 		await ip(['-n', ns, 'route', 'add', 'default', 'via', cfg.LAB_GATEWAY]);
 		await run('nsenter', [
-			`--net=/run/netns/${ns}`, 'sysctl', '-qw', 'net.ipv4.ip_forward=1',
-			'net.bridge.bridge-nf-call-iptables=1', 'net.bridge.bridge-nf-call-ip6tables=1',
+			`--net=/run/netns/${ns}`,
+			'sysctl',
+			'-qw',
+			'net.ipv4.ip_forward=1',
+			'net.bridge.bridge-nf-call-iptables=1',
+			'net.bridge.bridge-nf-call-ip6tables=1',
 		]);
 		out.push({ name, netns: ns, ip: nodeIP });
 	}
@@ -478,14 +508,28 @@ async function startNodeHolder(ctx: Ctx, node: { name: string; netns: string }):
 		'exec sleep infinity',
 	].join('\n');
 	const pid = spawnIn(ctx, `holder-${node.name}`, node.name, [
-		'nsenter', `--net=/run/netns/${node.netns}`, '--',
-		'unshare', '--mount', '--propagation', 'slave', '--',
-		'/bin/sh', '-c', script, rootDir,
+		'nsenter',
+		`--net=/run/netns/${node.netns}`,
+		'--',
+		'unshare',
+		'--mount',
+		'--propagation',
+		'slave',
+		'--',
+		'/bin/sh',
+		'-c',
+		script,
+		rootDir,
 	]);
-	await waitFor(`node ${node.name} mount namespace`, 10_000, async () => {
-		await checkHealthy(ctx, `holder-${node.name}`);
-		return existsSync(ready) ? true : undefined;
-	}, 50);
+	await waitFor(
+		`node ${node.name} mount namespace`,
+		10_000,
+		async () => {
+			await checkHealthy(ctx, `holder-${node.name}`);
+			return existsSync(ready) ? true : undefined;
+		},
+		50,
+	);
 	return { pid, rootDir };
 }
 
@@ -530,11 +574,7 @@ function installCni(node: ClusterNode, cni: CniSpec): void {
 	}
 }
 
-async function startFull(
-	ctx: Ctx,
-	images: LocalImages,
-	o: ClusterOptions & { cni: CniSpec; timeoutMs: number },
-): Promise<Cluster> {
+async function startFull(ctx: Ctx, images: LocalImages, o: ClusterOptions & { cni: CniSpec; timeoutMs: number }): Promise<Cluster> {
 	const { state, bins, log, pki } = ctx;
 	const deadline = Date.now() + o.timeoutMs;
 	const left = (): number => Math.max(1000, deadline - Date.now());
@@ -542,7 +582,11 @@ async function startFull(
 	log('creating lab network and node namespaces');
 	const net = await setupNetwork(ctx, 2);
 	const cp = net[0]!;
-	await makePki(ctx, ['127.0.0.1', cp.ip, cfg.KUBERNETES_SERVICE_IP], net.map((n) => ({ name: n.name, ip: n.ip })));
+	await makePki(
+		ctx,
+		['127.0.0.1', cp.ip, cfg.KUBERNETES_SERVICE_IP],
+		net.map((n) => ({ name: n.name, ip: n.ip })),
+	);
 	const hostPort = await freePort();
 	state.server = `https://127.0.0.1:${hostPort}`;
 	writeKubeconfig(state.kubeconfig, state.server, pki, 'admin', 'kubernetes-admin');
@@ -573,17 +617,17 @@ async function startFull(
 	// routes into the lab.
 	const sock = join(state.dir, 'apiserver.sock');
 	spawnIn(ctx, 'forward-n1', 'control', [
-		'nsenter', `--net=/run/netns/${cp.netns}`, '--',
-		'socat', `UNIX-LISTEN:${sock},fork,unlink-early,mode=600`, `TCP:127.0.0.1:${cfg.APISERVER_PORT}`,
+		'nsenter',
+		`--net=/run/netns/${cp.netns}`,
+		'--',
+		'socat',
+		`UNIX-LISTEN:${sock},fork,unlink-early,mode=600`,
+		`TCP:127.0.0.1:${cfg.APISERVER_PORT}`,
 	]);
-	spawnIn(ctx, 'forward-host', 'control', [
-		'socat', `TCP-LISTEN:${hostPort},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${sock}`,
-	]);
+	spawnIn(ctx, 'forward-host', 'control', ['socat', `TCP-LISTEN:${hostPort},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${sock}`]);
 	for (const n of nodes) {
 		writeFileSync(join(state.dir, `containerd-${n.name}.toml`), cfg.containerdConfig(images.pause));
-		spawnIn(ctx, `containerd-${n.name}`, n.name, [
-			...nsenter(n.holderPid), 'containerd', '--config', join(state.dir, `containerd-${n.name}.toml`),
-		]);
+		spawnIn(ctx, `containerd-${n.name}`, n.name, [...nsenter(n.holderPid), 'containerd', '--config', join(state.dir, `containerd-${n.name}.toml`)]);
 	}
 	await waitApiserver(ctx, left());
 	spawnIn(ctx, 'kube-controller-manager', 'control', [
@@ -620,14 +664,19 @@ async function startFull(
 		'--v=1',
 	]);
 
-	log('importing images into each node\'s containerd');
+	log("importing images into each node's containerd");
 	for (const n of nodes) {
 		const ctr = (...args: string[]): Promise<RunResult> =>
 			inNode(n.holderPid, ['ctr', '--address', '/run/containerd/containerd.sock', ...args], { allowFail: true });
-		await waitFor(`containerd in ${n.name}`, left(), async () => {
-			await checkHealthy(ctx, `containerd-${n.name}`);
-			return (await ctr('version')).code === 0 ? true : undefined;
-		}, 100);
+		await waitFor(
+			`containerd in ${n.name}`,
+			left(),
+			async () => {
+				await checkHealthy(ctx, `containerd-${n.name}`);
+				return (await ctr('version')).code === 0 ? true : undefined;
+			},
+			100,
+		);
 		for (const archive of images.archives.values()) {
 			const r = await ctr('-n', 'k8s.io', 'images', 'import', archive);
 			if (r.code !== 0) throw new ClusterError('WEIR_ERR_CLUSTER_IMAGE', `import ${archive} into ${n.name}: ${r.stderr.trim()}`);
@@ -639,14 +688,21 @@ async function startFull(
 	for (const n of nodes) {
 		installCni(n, 'none'); // loopback only until the PodCIDR is known
 		const conf = join(state.dir, `kubelet-${n.name}.json`);
-		writeFileSync(conf, JSON.stringify(cfg.kubeletConfig({
-			clusterName: ctx.name,
-			nodeName: n.name,
-			caFile: pki.caCrt,
-			tlsCertFile: pki.crt(`kubelet-serving-${n.name}`),
-			tlsKeyFile: pki.key(`kubelet-serving-${n.name}`),
-			volumePluginDir: join(n.rootDir, 'volume-plugins'),
-		}), null, 2));
+		writeFileSync(
+			conf,
+			JSON.stringify(
+				cfg.kubeletConfig({
+					clusterName: ctx.name,
+					nodeName: n.name,
+					caFile: pki.caCrt,
+					tlsCertFile: pki.crt(`kubelet-serving-${n.name}`),
+					tlsKeyFile: pki.key(`kubelet-serving-${n.name}`),
+					volumePluginDir: join(n.rootDir, 'volume-plugins'),
+				}),
+				null,
+				2,
+			),
+		);
 		spawnIn(ctx, `kubelet-${n.name}`, n.name, [
 			...nsenter(n.holderPid),
 			bins.kubelet,
@@ -660,13 +716,18 @@ async function startFull(
 
 	log('waiting for nodes to register and get a PodCIDR');
 	for (const n of nodes) {
-		n.podCIDR = await waitFor(`node ${n.name} PodCIDR`, left(), async () => {
-			await checkHealthy(ctx, `kubelet-${n.name}`);
-			const r = await run(bins.kubectl, ['--kubeconfig', state.kubeconfig, 'get', 'node', n.name, '-o', 'jsonpath={.spec.podCIDR}'], {
-				allowFail: true,
-			});
-			return r.code === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
-		}, 300);
+		n.podCIDR = await waitFor(
+			`node ${n.name} PodCIDR`,
+			left(),
+			async () => {
+				await checkHealthy(ctx, `kubelet-${n.name}`);
+				const r = await run(bins.kubectl, ['--kubeconfig', state.kubeconfig, 'get', 'node', n.name, '-o', 'jsonpath={.spec.podCIDR}'], {
+					allowFail: true,
+				});
+				return r.code === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
+			},
+			300,
+		);
 		const sn = state.nodes.find((x) => x.name === n.name);
 		if (sn) sn.podCIDR = n.podCIDR;
 	}
@@ -691,26 +752,46 @@ async function startFull(
 		return makeCluster(ctx, images, nodes);
 	}
 	log('waiting for nodes Ready');
-	await waitFor('all nodes Ready', left(), async () => {
-		for (const n of nodes) await checkHealthy(ctx, `kubelet-${n.name}`);
-		const r = await run(bins.kubectl, [
-			'--kubeconfig', state.kubeconfig, 'get', 'nodes', '-o',
-			'jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
-		], { allowFail: true });
-		const ready = r.stdout.split('\n').filter((l) => l.endsWith('=True')).length;
-		return ready === nodes.length ? true : undefined;
-	}, 500);
+	await waitFor(
+		'all nodes Ready',
+		left(),
+		async () => {
+			for (const n of nodes) await checkHealthy(ctx, `kubelet-${n.name}`);
+			const r = await run(
+				bins.kubectl,
+				[
+					'--kubeconfig',
+					state.kubeconfig,
+					'get',
+					'nodes',
+					'-o',
+					'jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
+				],
+				{ allowFail: true },
+			);
+			const ready = r.stdout.split('\n').filter((l) => l.endsWith('=True')).length;
+			return ready === nodes.length ? true : undefined;
+		},
+		500,
+	);
 	if (o.coreDns ?? true) {
 		log('deploying CoreDNS');
 		await run(bins.kubectl, ['--kubeconfig', state.kubeconfig, 'apply', '-f', '-'], {
 			input: JSON.stringify(cfg.coreDnsManifests(images.coredns)),
 		});
-		await waitFor('CoreDNS ready', left(), async () => {
-			const r = await run(bins.kubectl, [
-				'--kubeconfig', state.kubeconfig, '-n', 'kube-system', 'get', 'deploy', 'coredns', '-o', 'jsonpath={.status.readyReplicas}',
-			], { allowFail: true });
-			return r.stdout.trim() === '1' ? true : undefined;
-		}, 500);
+		await waitFor(
+			'CoreDNS ready',
+			left(),
+			async () => {
+				const r = await run(
+					bins.kubectl,
+					['--kubeconfig', state.kubeconfig, '-n', 'kube-system', 'get', 'deploy', 'coredns', '-o', 'jsonpath={.status.readyReplicas}'],
+					{ allowFail: true },
+				);
+				return r.stdout.trim() === '1' ? true : undefined;
+			},
+			500,
+		);
 	}
 	return makeCluster(ctx, images, nodes);
 }

@@ -60,11 +60,7 @@ export function startDaemon(spec: DaemonSpec): number {
 	const fd = openSync(spec.logFile, 'a');
 	const opts: SpawnOptions = { detached: true, stdio: ['ignore', fd, fd], env: spec.env ?? process.env };
 	try {
-		const child = spawn(
-			'/bin/sh',
-			['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', spec.cgroupDir, ...spec.argv],
-			opts,
-		);
+		const child = spawn('/bin/sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', spec.cgroupDir, ...spec.argv], opts);
 		if (child.pid === undefined) {
 			throw new ClusterError('WEIR_ERR_CLUSTER_EXEC', `cannot start ${spec.argv.join(' ')}`);
 		}
@@ -80,12 +76,7 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `check` until it returns a value (not undefined) or the deadline passes. */
-export async function waitFor<T>(
-	what: string,
-	timeoutMs: number,
-	check: () => Promise<T | undefined>,
-	intervalMs = 250,
-): Promise<T> {
+export async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, intervalMs = 250): Promise<T> {
 	const deadline = Date.now() + timeoutMs;
 	let last: unknown;
 	for (;;) {

@@ -3,8 +3,18 @@
 // archived as a tar that `ctr images import` reads. Nothing is pulled.
 import { createHash } from 'node:crypto';
 import {
-	chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync,
-	rmSync, statSync, symlinkSync, writeFileSync,
+	chmodSync,
+	copyFileSync,
+	existsSync,
+	mkdirSync,
+	mkdtempSync,
+	readdirSync,
+	readFileSync,
+	renameSync,
+	rmSync,
+	statSync,
+	symlinkSync,
+	writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -20,7 +30,6 @@ export interface ImageConfig {
 	WorkingDir?: string;
 	ExposedPorts?: Record<string, Record<string, never>>;
 }
-
 
 export interface LocalImages {
 	pause: string;
@@ -51,9 +60,7 @@ async function buildArchive(recipe: ImageSpec, out: string): Promise<void> {
 		mkdirSync(root);
 		await recipe.stage(root);
 		const layer = join(work, 'layer.tar');
-		await run('tar', [
-			'--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', root, '-cf', layer, '.',
-		]);
+		await run('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', root, '-cf', layer, '.']);
 		const layout = join(work, 'layout');
 		const blobs = join(layout, 'blobs', 'sha256');
 		mkdirSync(blobs, { recursive: true });

@@ -29,10 +29,21 @@ export async function makeCa(dir: string): Promise<Pki> {
 	const caCrt = join(dir, 'ca.crt');
 	const caKey = join(dir, 'ca.key');
 	await run('openssl', [
-		'req', '-x509', ...KEY_ARGS, '-keyout', caKey, '-out', caCrt, '-days', '3650',
-		'-subj', '/CN=weir-local-cluster-ca',
-		'-addext', 'basicConstraints=critical,CA:TRUE',
-		'-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+		'req',
+		'-x509',
+		...KEY_ARGS,
+		'-keyout',
+		caKey,
+		'-out',
+		caCrt,
+		'-days',
+		'3650',
+		'-subj',
+		'/CN=weir-local-cluster-ca',
+		'-addext',
+		'basicConstraints=critical,CA:TRUE',
+		'-addext',
+		'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
 	]);
 	return {
 		dir,
@@ -57,8 +68,21 @@ export async function makeCert(pki: Pki, spec: CertSpec): Promise<void> {
 	if (sans.length > 0) lines.push(`subjectAltName=${sans.join(',')}`);
 	writeFileSync(ext, lines.join('\n') + '\n');
 	await run('openssl', [
-		'x509', '-req', '-in', csr, '-CA', pki.caCrt, '-CAkey', pki.caKey, '-CAcreateserial',
-		'-out', pki.crt(spec.name), '-days', '365', '-extfile', ext,
+		'x509',
+		'-req',
+		'-in',
+		csr,
+		'-CA',
+		pki.caCrt,
+		'-CAkey',
+		pki.caKey,
+		'-CAcreateserial',
+		'-out',
+		pki.crt(spec.name),
+		'-days',
+		'365',
+		'-extfile',
+		ext,
 	]);
 }
 

@@ -64,11 +64,16 @@ async function run(name: string): Promise<void> {
 		const since = new Date().toISOString();
 		// Enforcement follows the API within moments; wait until apache is refused.
 		let denied = await probe(c, apache, redis, 6379);
-		await waitFor('the policy enforced', 30_000, async () => {
-			if (!denied.ok) return true;
-			denied = await probe(c, apache, redis, 6379);
-			return denied.ok ? undefined : true;
-		}, 500);
+		await waitFor(
+			'the policy enforced',
+			30_000,
+			async () => {
+				if (!denied.ok) return true;
+				denied = await probe(c, apache, redis, 6379);
+				return denied.ok ? undefined : true;
+			},
+			500,
+		);
 		say('    with the policy:');
 		const allowed = await probe(c, app, redis, 6379);
 		say(formatProbe(allowed));

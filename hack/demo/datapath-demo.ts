@@ -50,13 +50,16 @@ const label = (ip: string): string => {
 };
 const protoName = (p: number): string => ({ 6: 'TCP', 17: 'UDP', 1: 'ICMP', 132: 'SCTP' })[p] ?? String(p);
 const flowLine = (e: DatapathEvent): string => {
-	const policy = e.verdict === 'DROPPED'
-		? `isolated by ${[...rules.values()].join(', ')}; no rule admits ${label(e.src)}`
-		: e.ruleId
-			? `allowed by ${rules.get(e.ruleId) ?? `rule ${e.ruleId}`}`
-			: `allowed (${e.match})`;
-	return `${e.verdict.padEnd(9)} ${e.direction.padEnd(7)} ${label(e.src)}:${e.sport} -> ${label(e.dst)}:${e.dport} ${protoName(e.protocol)}` +
-		`${e.reason ? ` reason=${e.reasonName}` : ''}  ${policy}`;
+	const policy =
+		e.verdict === 'DROPPED'
+			? `isolated by ${[...rules.values()].join(', ')}; no rule admits ${label(e.src)}`
+			: e.ruleId
+				? `allowed by ${rules.get(e.ruleId) ?? `rule ${e.ruleId}`}`
+				: `allowed (${e.match})`;
+	return (
+		`${e.verdict.padEnd(9)} ${e.direction.padEnd(7)} ${label(e.src)}:${e.sport} -> ${label(e.dst)}:${e.dport} ${protoName(e.protocol)}` +
+		`${e.reason ? ` reason=${e.reasonName}` : ''}  ${policy}`
+	);
 };
 
 try {
@@ -78,7 +81,10 @@ try {
 
 	const matrix = (title: string): void => {
 		say(`\n${title}`);
-		for (const [who, pod] of [['c-app/app', app], ['b-apache/apache', apache]] as const) {
+		for (const [who, pod] of [
+			['c-app/app', app],
+			['b-apache/apache', apache],
+		] as const) {
 			const ok = topo.probe(pod, 'tcp', redis.ip, REDIS_PORT, 1000);
 			say(`  ${who.padEnd(16)} -> d-redis/redis:${REDIS_PORT}  ${ok ? 'connected' : 'REFUSED (dropped)'}`);
 		}

@@ -24,11 +24,16 @@ async function kubectl(c: Cluster, args: string[], o: { input?: string; allowFai
  */
 export async function kindLoadImageArchive(c: Cluster, archive: string): Promise<void> {
 	for (const n of c.nodes) {
-		const r = await c.nodeExec(n.name, [
-			'sh', '-c',
-			'exec ctr --address /run/containerd/containerd.sock --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs - < "$0"',
-			archive,
-		], { allowFail: true });
+		const r = await c.nodeExec(
+			n.name,
+			[
+				'sh',
+				'-c',
+				'exec ctr --address /run/containerd/containerd.sock --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs - < "$0"',
+				archive,
+			],
+			{ allowFail: true },
+		);
 		if (r.code !== 0) throw new Error(`loading ${archive} into ${n.name} as kind does: ${r.stderr.trim()}`);
 	}
 }
@@ -48,9 +53,9 @@ export async function applyDeploy(c: Cluster, dir = DEPLOY_DIR): Promise<void> {
 
 /** One line per node: Ready=True/False, for progress. */
 export async function nodeReadiness(c: Cluster): Promise<Map<string, boolean>> {
-	const r = await kubectl(c, [
-		'get', 'nodes', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
-	], { allowFail: true });
+	const r = await kubectl(c, ['get', 'nodes', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}'], {
+		allowFail: true,
+	});
 	const m = new Map<string, boolean>();
 	for (const l of r.stdout.split('\n').filter(Boolean)) {
 		const [n, s] = l.split('=');
@@ -76,15 +81,26 @@ export async function daemonSetStatus(c: Cluster, name = 'weir-agent'): Promise<
 export async function waitWeirReady(c: Cluster, log: Log, timeoutMs = 180_000): Promise<void> {
 	let last = '';
 	try {
-		await waitFor('Weir agents Ready and nodes Ready', timeoutMs, async () => {
-			const ds = await daemonSetStatus(c);
-			const nodes = await nodeReadiness(c);
-			const line = `agents ${ds?.ready ?? 0}/${ds?.desired ?? '?'} ready; nodes ${[...nodes].map(([n, r]) => `${n}=${r ? 'Ready' : 'NotReady'}`).join(' ')}`;
-			if (line !== last) log(line);
-			last = line;
-			const ok = ds && ds.desired === c.nodes.length && ds.ready === ds.desired && ds.updated === ds.desired && [...nodes.values()].every(Boolean) && nodes.size === c.nodes.length;
-			return ok ? true : undefined;
-		}, 1000);
+		await waitFor(
+			'Weir agents Ready and nodes Ready',
+			timeoutMs,
+			async () => {
+				const ds = await daemonSetStatus(c);
+				const nodes = await nodeReadiness(c);
+				const line = `agents ${ds?.ready ?? 0}/${ds?.desired ?? '?'} ready; nodes ${[...nodes].map(([n, r]) => `${n}=${r ? 'Ready' : 'NotReady'}`).join(' ')}`;
+				if (line !== last) log(line);
+				last = line;
+				const ok =
+					ds &&
+					ds.desired === c.nodes.length &&
+					ds.ready === ds.desired &&
+					ds.updated === ds.desired &&
+					[...nodes.values()].every(Boolean) &&
+					nodes.size === c.nodes.length;
+				return ok ? true : undefined;
+			},
+			1000,
+		);
 	} catch (err) {
 		throw new Error(`${(err as Error).message}\n${await agentDiagnostics(c)}`, { cause: err });
 	}
@@ -93,7 +109,9 @@ export async function waitWeirReady(c: Cluster, log: Log, timeoutMs = 180_000): 
 /** Pod list and the last agent log lines: what an operator would look at. */
 export async function agentDiagnostics(c: Cluster): Promise<string> {
 	const pods = await kubectl(c, ['get', 'pods', '-A', '-o', 'wide'], { allowFail: true });
-	const logs = await kubectl(c, ['-n', WEIR_NS, 'logs', '-l', 'app.kubernetes.io/name=weir-agent', '--all-containers', '--tail=30', '--prefix'], { allowFail: true });
+	const logs = await kubectl(c, ['-n', WEIR_NS, 'logs', '-l', 'app.kubernetes.io/name=weir-agent', '--all-containers', '--tail=30', '--prefix'], {
+		allowFail: true,
+	});
 	const ev = await kubectl(c, ['-n', WEIR_NS, 'get', 'events', '--sort-by=.lastTimestamp'], { allowFail: true });
 	return `pods:\n${pods.stdout}${pods.stderr}\nweir-agent logs:\n${logs.stdout}${logs.stderr}\nevents:\n${ev.stdout.split('\n').slice(-20).join('\n')}`;
 }

@@ -61,14 +61,19 @@ export async function forwardObservers(c: Cluster, basePort = OBSERVER_BASE_PORT
 			cgroupDir: cg,
 		});
 		const url = `http://127.0.0.1:${port}`;
-		await waitFor(`observer of ${n.name} at ${url}`, 15_000, async () => {
-			try {
-				const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) });
-				return r.ok ? true : undefined;
-			} catch {
-				return undefined;
-			}
-		}, 200);
+		await waitFor(
+			`observer of ${n.name} at ${url}`,
+			15_000,
+			async () => {
+				try {
+					const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) });
+					return r.ok ? true : undefined;
+				} catch {
+					return undefined;
+				}
+			},
+			200,
+		);
 		out.push({ node: n.name, url });
 	}
 	return out;

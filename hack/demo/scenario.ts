@@ -122,23 +122,37 @@ export async function deployScenario(c: Cluster, workloads: readonly Workload[])
 /** Waits until every scenario pod is Running and Ready; returns them with their IPs. */
 export async function waitScenario(c: Cluster, timeoutMs: number, log: (m: string) => void = () => {}): Promise<Map<string, PodRef>> {
 	let last = '';
-	return waitFor('scenario pods Running and Ready', timeoutMs, async () => {
-		const out = new Map<string, PodRef>();
-		const states: string[] = [];
-		for (const w of SCENARIO) {
-			const r = await c.kubectl(['-n', w.namespace, 'get', 'pods', '-l', `app=${w.name}`, '-o', 'json'], { allowFail: true });
-			if (r.code !== 0) return undefined;
-			const items = (JSON.parse(r.stdout) as { items: Array<{ metadata: { name: string; deletionTimestamp?: string }; spec: { nodeName?: string }; status: { phase?: string; podIP?: string; conditions?: Array<{ type: string; status: string }> } }> }).items.filter((p) => !p.metadata.deletionTimestamp);
-			const p = items[0];
-			const ready = p?.status.conditions?.some((x) => x.type === 'Ready' && x.status === 'True') ?? false;
-			states.push(`${w.namespace}/${w.name}=${p ? (ready ? 'Ready' : (p.status.phase ?? '?')) : 'none'}`);
-			if (p && ready && p.status.podIP) out.set(w.name, { namespace: w.namespace, name: w.name, pod: p.metadata.name, ip: p.status.podIP, node: p.spec.nodeName ?? '' });
-		}
-		const line = states.join(' ');
-		if (line !== last) log(line);
-		last = line;
-		return out.size === SCENARIO.length ? out : undefined;
-	}, 1000);
+	return waitFor(
+		'scenario pods Running and Ready',
+		timeoutMs,
+		async () => {
+			const out = new Map<string, PodRef>();
+			const states: string[] = [];
+			for (const w of SCENARIO) {
+				const r = await c.kubectl(['-n', w.namespace, 'get', 'pods', '-l', `app=${w.name}`, '-o', 'json'], { allowFail: true });
+				if (r.code !== 0) return undefined;
+				const items = (
+					JSON.parse(r.stdout) as {
+						items: Array<{
+							metadata: { name: string; deletionTimestamp?: string };
+							spec: { nodeName?: string };
+							status: { phase?: string; podIP?: string; conditions?: Array<{ type: string; status: string }> };
+						}>;
+					}
+				).items.filter((p) => !p.metadata.deletionTimestamp);
+				const p = items[0];
+				const ready = p?.status.conditions?.some((x) => x.type === 'Ready' && x.status === 'True') ?? false;
+				states.push(`${w.namespace}/${w.name}=${p ? (ready ? 'Ready' : (p.status.phase ?? '?')) : 'none'}`);
+				if (p && ready && p.status.podIP)
+					out.set(w.name, { namespace: w.namespace, name: w.name, pod: p.metadata.name, ip: p.status.podIP, node: p.spec.nodeName ?? '' });
+			}
+			const line = states.join(' ');
+			if (line !== last) log(line);
+			last = line;
+			return out.size === SCENARIO.length ? out : undefined;
+		},
+		1000,
+	);
 }
 
 export interface Probe {
@@ -154,10 +168,7 @@ export interface Probe {
  * or an HTTP GET on 8080. `ok` means the server answered.
  */
 export async function probe(c: Cluster, from: PodRef, to: PodRef, port: 6379 | 8080, target = to.ip): Promise<Probe> {
-	const cmd =
-		port === 6379
-			? `printf 'PING\\r\\n' | timeout 4 nc -w 3 ${target} 6379`
-			: `timeout 4 wget -q -O - http://${target}:8080/`;
+	const cmd = port === 6379 ? `printf 'PING\\r\\n' | timeout 4 nc -w 3 ${target} 6379` : `timeout 4 wget -q -O - http://${target}:8080/`;
 	const r = await c.kubectl(['-n', from.namespace, 'exec', from.pod, '--', 'sh', '-c', cmd], { allowFail: true, timeoutMs: 20_000 });
 	const out = r.stdout.trim();
 	const ok = r.code === 0 && (port === 6379 ? out.includes('+PONG') : out.includes('status=200'));

@@ -11,9 +11,7 @@
 // deploy/image/Dockerfile builds the same layout for people with Docker.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import {
-	chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync, symlinkSync, writeFileSync,
-} from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildImage } from '../cluster/images.js';
@@ -74,7 +72,9 @@ export function gatherInputs(): AgentImageInputs {
 	return {
 		node: realpathSync(NODE),
 		addon,
-		bpfObjects: readdirSync(bpfDir).filter((f) => f.endsWith('.o')).map((f) => join(bpfDir, f)),
+		bpfObjects: readdirSync(bpfDir)
+			.filter((f) => f.endsWith('.o'))
+			.map((f) => join(bpfDir, f)),
 		weirCni: existsSync(weirCni) ? weirCni : undefined,
 		distDir: dist,
 		packages: productionPackages(),
@@ -102,7 +102,10 @@ export function inputsDigest(i: AgentImageInputs): string {
 	for (const f of [i.node, ...sharedLibs(i.node), ...sharedLibs(i.addon), i.addon, ...i.bpfObjects, join(repoRoot, 'package.json'), '/bin/busybox']) add(f);
 	if (i.weirCni) add(i.weirCni);
 	for (const p of CNI_PLUGINS) add(join(CNI_PLUGIN_DIR, p));
-	for (const f of walk(i.distDir).filter((f) => f.endsWith('.js')).sort()) add(f);
+	for (const f of walk(i.distDir)
+		.filter((f) => f.endsWith('.js'))
+		.sort())
+		add(f);
 	for (const p of i.packages) h.update(`${p}@${(JSON.parse(readFileSync(join(p, 'package.json'), 'utf8')) as { version?: string }).version}\n`);
 	return h.digest('hex').slice(0, 16);
 }
@@ -116,7 +119,9 @@ function copyExec(src: string, dst: string): void {
 function wrapper(root: string, name: string, script: string, nodeFlags: readonly string[] = [], env: Readonly<Record<string, string>> = {}): void {
 	const f = join(root, 'usr', 'local', 'bin', name);
 	mkdirSync(dirname(f), { recursive: true });
-	const exports = Object.entries(env).map(([k, v]) => `export ${k}='${v}'\n`).join('');
+	const exports = Object.entries(env)
+		.map(([k, v]) => `export ${k}='${v}'\n`)
+		.join('');
 	writeFileSync(f, `#!/bin/sh\n${exports}exec /usr/bin/node ${[...nodeFlags, '--enable-source-maps'].join(' ')} /opt/weir/dist/src/${script} "$@"\n`);
 	chmodSync(f, 0o755);
 }
@@ -132,7 +137,9 @@ export async function stageAgentRoot(root: string, i: AgentImageInputs): Promise
 	}
 	// busybox: sh for the wrappers, mount for bpffs, and tools to look around a node.
 	copyExec('/bin/busybox', join(root, 'bin', 'busybox'));
-	const applets = execFileSync('/bin/busybox', ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox');
+	const applets = execFileSync('/bin/busybox', ['--list'], { encoding: 'utf8' })
+		.split('\n')
+		.filter((a) => a && a !== 'busybox');
 	for (const a of applets) symlinkSync('busybox', join(root, 'bin', a));
 	mkdirSync(join(root, 'etc'), { recursive: true });
 	writeFileSync(join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
@@ -161,7 +168,7 @@ export async function stageAgentRoot(root: string, i: AgentImageInputs): Promise
 		cpSync(p, join(app, 'node_modules', relative(nm, p)), {
 			recursive: true,
 			dereference: true,
-			filter: (s) => statSync(s).isDirectory() ? basename(s) !== '.bin' : keepModuleFile(basename(s)),
+			filter: (s) => (statSync(s).isDirectory() ? basename(s) !== '.bin' : keepModuleFile(basename(s))),
 		});
 	}
 	// One wrapper per executable of package.json's "bin" (the one list of entry points).

@@ -79,7 +79,16 @@ export class Agent {
 				this.events.lastError = err.message;
 				const cause = err.cause as { code?: string; errno?: number; op?: string } | undefined;
 				this.log.error(
-					{ component: 'datapath', node: this.config.nodeName, pinRoot: this.config.pinRoot, code: err.code, errno: cause?.errno, errnoName: cause?.code, op: cause?.op, err: err.message },
+					{
+						component: 'datapath',
+						node: this.config.nodeName,
+						pinRoot: this.config.pinRoot,
+						code: err.code,
+						errno: cause?.errno,
+						errnoName: cause?.code,
+						op: cause?.op,
+						err: err.message,
+					},
 					'datapath event stream stopped: no flows until the agent restarts; /readyz reports not ready',
 				);
 			},
@@ -196,7 +205,16 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 	const http = Fastify({ logger: false });
 	await http.register(observeApi, { ring: flows });
 	const events: { lastError: string | undefined } = { lastError: undefined };
-	const sources: StatusSources = { node: config.nodeName, startedAt: new Date(), pinRoot: config.pinRoot, datapath, watches, controller, endpoints: source, events };
+	const sources: StatusSources = {
+		node: config.nodeName,
+		startedAt: new Date(),
+		pinRoot: config.pinRoot,
+		datapath,
+		watches,
+		controller,
+		endpoints: source,
+		events,
+	};
 	await http.register(statusApi, { sources });
 	http.get('/metrics', async (_req, reply) => {
 		reply.header('content-type', metrics.registry.contentType);

@@ -109,27 +109,28 @@ export function resolveConfig(o: MainOptions, env: NodeJS.ProcessEnv = process.e
 }
 
 export function buildMainCli(run: (cfg: AgentConfig, o: MainOptions) => Promise<void>): Command {
-	return new Command('weir-agent')
-		.description('Weir node agent: datapath, NetworkPolicy enforcement, flows')
-		.option('--node-name <name>', 'this node (default: $NODE_NAME)')
-		// No commander default here: it would hide pin-root in --config-dir (resolveConfig applies the default).
-		.option('--pin-root <dir>', `bpffs directory of this node (default: ${DEFAULT_AGENT_CONFIG.pinRoot})`)
-		.option('--kubeconfig <path>', 'kubeconfig (default: in-cluster service account)')
-		.option('--observer-host <addr>', 'observer API and metrics address')
-		.option('--observer-port <port>', 'observer API and metrics port', int)
-		.option('--flow-buffer <n>', 'flows kept in memory', int)
-		.option('--ct-gc-interval-ms <ms>', 'conntrack GC period', int)
-		.option('--log-level <level>', 'pino log level')
-		.option('--config-dir <dir>', 'one file per setting (mounted ConfigMap)')
-		.option('--endpoints-file <path>', 'read local endpoints from a JSON file instead of the CNI server')
-		.option('--cni-socket <path>', 'CNI server socket (weir-cni talks to it)', DEFAULT_CNI_CONFIG.socketPath)
-		.option('--cni-state-file <path>', 'CNI endpoint state (survives agent restarts)', DEFAULT_CNI_CONFIG.stateFile)
-		.option('--cni-conf-dir <dir>', "the runtime's CNI conf dir (Weir writes 05-weir.conflist there once ready)", DEFAULTS.cniConfDir)
-		.option('--cni-bin-dir <dir>', "the runtime's CNI bin dir (weir-cni is installed there)", DEFAULTS.cniBinDir)
-		.option('--cni-plugin <path>', 'the weir-cni executable to install (default: build/cni/weir-cni)')
-		.option('--cni-version <v>', 'cniVersion of the conflist', '1.0.0')
-		.option('--pod-cidr <cidr>', "this node's PodCIDR for host-local (default: the Node object's spec.podCIDR)")
-		.option('--no-portmap', 'do not chain portmap (hostPort) after weir-cni')
-		.action(async (o: MainOptions) => run(resolveConfig(o), o));
+	return (
+		new Command('weir-agent')
+			.description('Weir node agent: datapath, NetworkPolicy enforcement, flows')
+			.option('--node-name <name>', 'this node (default: $NODE_NAME)')
+			// No commander default here: it would hide pin-root in --config-dir (resolveConfig applies the default).
+			.option('--pin-root <dir>', `bpffs directory of this node (default: ${DEFAULT_AGENT_CONFIG.pinRoot})`)
+			.option('--kubeconfig <path>', 'kubeconfig (default: in-cluster service account)')
+			.option('--observer-host <addr>', 'observer API and metrics address')
+			.option('--observer-port <port>', 'observer API and metrics port', int)
+			.option('--flow-buffer <n>', 'flows kept in memory', int)
+			.option('--ct-gc-interval-ms <ms>', 'conntrack GC period', int)
+			.option('--log-level <level>', 'pino log level')
+			.option('--config-dir <dir>', 'one file per setting (mounted ConfigMap)')
+			.option('--endpoints-file <path>', 'read local endpoints from a JSON file instead of the CNI server')
+			.option('--cni-socket <path>', 'CNI server socket (weir-cni talks to it)', DEFAULT_CNI_CONFIG.socketPath)
+			.option('--cni-state-file <path>', 'CNI endpoint state (survives agent restarts)', DEFAULT_CNI_CONFIG.stateFile)
+			.option('--cni-conf-dir <dir>', "the runtime's CNI conf dir (Weir writes 05-weir.conflist there once ready)", DEFAULTS.cniConfDir)
+			.option('--cni-bin-dir <dir>', "the runtime's CNI bin dir (weir-cni is installed there)", DEFAULTS.cniBinDir)
+			.option('--cni-plugin <path>', 'the weir-cni executable to install (default: build/cni/weir-cni)')
+			.option('--cni-version <v>', 'cniVersion of the conflist', '1.0.0')
+			.option('--pod-cidr <cidr>', "this node's PodCIDR for host-local (default: the Node object's spec.podCIDR)")
+			.option('--no-portmap', 'do not chain portmap (hostPort) after weir-cni')
+			.action(async (o: MainOptions) => run(resolveConfig(o), o))
+	);
 }
-

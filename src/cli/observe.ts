@@ -51,7 +51,9 @@ async function observe(opts: ObserveOpts, out: (s: string) => void): Promise<voi
 	try {
 		res = await fetch(url);
 	} catch (err) {
-		throw new Error(`cannot reach the Weir observer at ${opts.server} (${(err as Error).cause ?? (err as Error).message}): is the agent running? set --server or WEIR_OBSERVER`);
+		throw new Error(
+			`cannot reach the Weir observer at ${opts.server} (${(err as Error).cause ?? (err as Error).message}): is the agent running? set --server or WEIR_OBSERVER`,
+		);
 	}
 	if (!res.ok) {
 		const body = await res.text();

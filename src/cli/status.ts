@@ -59,7 +59,9 @@ export class KubeStatusSource implements StatusSource {
 			pods = (await core.listNamespacedPod({ namespace: this.namespace, labelSelector: AGENT_LABEL })).items;
 			nodes = (await core.listNode()).items;
 		} catch (err) {
-			throw new Error(`cannot list Weir's agents in namespace ${this.namespace} (${short(err)}): check the kubeconfig and that Weir is installed (kubectl apply -k deploy/)`);
+			throw new Error(
+				`cannot list Weir's agents in namespace ${this.namespace} (${short(err)}): check the kubeconfig and that Weir is installed (kubectl apply -k deploy/)`,
+			);
 		}
 		const report: StatusReport = { nodes: [] };
 		try {
@@ -139,7 +141,12 @@ export function healthy(r: StatusReport): boolean {
 
 function table(rows: string[][]): string[] {
 	const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-	return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd());
+	return rows.map((r) =>
+		r
+			.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!)))
+			.join('  ')
+			.trimEnd(),
+	);
 }
 
 /** Human-readable report (pure). */

@@ -32,7 +32,9 @@ export type PlainIngressRule = Omit<k8s.V1NetworkPolicyIngressRule, '_from'> & {
  * (a reserved word in its generator), while watch events arrive as plain JSON with
  * `from`. Read as-is, a listed policy's `from` would look missing — "all sources".
  */
-export function plainNetworkPolicy(p: k8s.V1NetworkPolicy): Omit<k8s.V1NetworkPolicy, 'spec'> & { spec?: Omit<k8s.V1NetworkPolicySpec, 'ingress'> & { ingress?: PlainIngressRule[] } } {
+export function plainNetworkPolicy(
+	p: k8s.V1NetworkPolicy,
+): Omit<k8s.V1NetworkPolicy, 'spec'> & { spec?: Omit<k8s.V1NetworkPolicySpec, 'ingress'> & { ingress?: PlainIngressRule[] } } {
 	const spec = p.spec;
 	if (!spec) return p;
 	const ingress = spec.ingress?.map((r): PlainIngressRule => {

@@ -23,7 +23,10 @@ export interface DatapathPort {
 }
 
 /** What the plugin needs of rtnetlink in one network namespace (src/bpf/netlink.ts implements it). */
-export type NetlinkPort = Pick<Netlink, 'vethAdd' | 'linkSet' | 'linkDel' | 'link' | 'addrAdd' | 'addrs' | 'routeAdd' | 'routes' | 'neighAdd' | 'neighbours' | 'sysctl'>;
+export type NetlinkPort = Pick<
+	Netlink,
+	'vethAdd' | 'linkSet' | 'linkDel' | 'link' | 'addrAdd' | 'addrs' | 'routeAdd' | 'routes' | 'neighAdd' | 'neighbours' | 'sysctl'
+>;
 
 export interface PluginLogger {
 	info(obj: object, msg: string): void;

@@ -58,12 +58,20 @@ export function ipamAddress(ipamResult: unknown, ipamType: string): { ip: string
 		if (!isObject(e) || typeof e['address'] !== 'string') continue;
 		const addr = e['address'];
 		if (addr.includes(':')) {
-			throw new CniError(CniCode.InvalidConfig, `IPAM plugin ${ipamType} returned an IPv6 address (${addr})`, 'Weir wires IPv4 pods only: configure an IPv4 range');
+			throw new CniError(
+				CniCode.InvalidConfig,
+				`IPAM plugin ${ipamType} returned an IPv6 address (${addr})`,
+				'Weir wires IPv4 pods only: configure an IPv4 range',
+			);
 		}
 		v4.push(parseInterfaceAddress4(addr));
 	}
 	if (v4.length !== 1) {
-		throw new CniError(CniCode.InvalidConfig, `IPAM plugin ${ipamType} returned ${v4.length} IPv4 addresses`, 'Weir needs exactly one: configure one IPv4 range');
+		throw new CniError(
+			CniCode.InvalidConfig,
+			`IPAM plugin ${ipamType} returned ${v4.length} IPv4 addresses`,
+			'Weir needs exactly one: configure one IPv4 range',
+		);
 	}
 	const out: { ip: string; prefix: number; dns?: DnsConfig } = v4[0]!;
 	if (isObject(ipamResult['dns'])) out.dns = ipamResult['dns'] as DnsConfig;
@@ -104,8 +112,7 @@ export function formatResult(r: Result, version: CniVersion): Record<string, unk
 			...dns,
 		};
 	}
-	const interfaces =
-		version === '1.0.0' ? r.interfaces.map(({ name, mac, sandbox }) => ({ name, mac, ...(sandbox ? { sandbox } : {}) })) : r.interfaces;
+	const interfaces = version === '1.0.0' ? r.interfaces.map(({ name, mac, sandbox }) => ({ name, mac, ...(sandbox ? { sandbox } : {}) })) : r.interfaces;
 	return { cniVersion: version, interfaces, ips: r.ips, routes: r.routes, ...dns };
 }
 
@@ -132,7 +139,11 @@ export function expectedFromPrev(prev: Record<string, unknown> | undefined, ifna
 	const ips = Array.isArray(prev['ips']) ? (prev['ips'] as unknown[]).filter(isObject) : [];
 	const ipe = ips.find((i) => i['interface'] === podIdx) ?? ips[0];
 	if (!ipe || typeof ipe['address'] !== 'string') throw new CniError(CniCode.InvalidConfig, 'prevResult has no address for the pod interface');
-	const exp: Expected = { hostIf: typeof host?.['name'] === 'string' ? (host['name'] as string) : '', podIf: ifname, ip: parseInterfaceAddress4(ipe['address']).ip };
+	const exp: Expected = {
+		hostIf: typeof host?.['name'] === 'string' ? (host['name'] as string) : '',
+		podIf: ifname,
+		ip: parseInterfaceAddress4(ipe['address']).ip,
+	};
 	const mac = ifs[podIdx]!['mac'];
 	if (typeof mac === 'string' && mac) exp.podMac = mac.toLowerCase();
 	return exp;

@@ -26,11 +26,11 @@ export function buildSetupCli(): Command {
 			.option('--bpffs-root <dir>', 'bpffs mount point', DEFAULT_NODE_PATHS.bpffsRoot)
 			.option('--pin-root <dir>', "the datapath's pins", DEFAULT_NODE_PATHS.pinRoot)
 			.option('--run-dir <dir>', "the agent's socket directory", DEFAULT_NODE_PATHS.runDir);
-	common(program.command('init').description('mount bpffs if missing, install weir-cni (and missing chained plugins)')).action(
-		(o: Partial<NodePaths>) => print('init', initNode(pathsFrom(o))),
+	common(program.command('init').description('mount bpffs if missing, install weir-cni (and missing chained plugins)')).action((o: Partial<NodePaths>) =>
+		print('init', initNode(pathsFrom(o))),
 	);
-	common(program.command('uninstall').description("detach Weir's programs, remove its pins, CNI config and executables")).action(
-		(o: Partial<NodePaths>) => print('uninstall', uninstallNode(pathsFrom(o))),
+	common(program.command('uninstall').description("detach Weir's programs, remove its pins, CNI config and executables")).action((o: Partial<NodePaths>) =>
+		print('uninstall', uninstallNode(pathsFrom(o))),
 	);
 	return program;
 }

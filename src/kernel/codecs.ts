@@ -127,9 +127,7 @@ export function policyKeys(e: PolicyEntry): Buffer[] {
 		if (!Number.isInteger(e.port) || e.port < 0 || e.port > 65535) throw new RangeError(`bad port ${e.port}`);
 		return [policyKey(e.epId, e.identity, e.direction, e.protocol, e.port, POLICY_FIXED_PREFIX + 24)];
 	}
-	return portRangeToPrefixes(e.port, hi).map((blk) =>
-		policyKey(e.epId, e.identity, e.direction, e.protocol!, blk.port, POLICY_FIXED_PREFIX + 8 + blk.bits),
-	);
+	return portRangeToPrefixes(e.port, hi).map((blk) => policyKey(e.epId, e.identity, e.direction, e.protocol!, blk.port, POLICY_FIXED_PREFIX + 8 + blk.bits));
 }
 
 export function policyValue(e: PolicyEntry): Buffer {

@@ -23,7 +23,6 @@ import {
 import { Dir, MapName, METRICS_EVENTS_LOST, REASON_MAX, Structs, dropReasonName, decode } from './layout.js';
 import { NativeError, NativeLink, NativeMap, NativeObject, NativeRingBuffer, TcDirection, native } from './addon.js';
 
-
 /** Load-time configuration of the pod programs (rodata, fixed for the object's life). */
 export interface DatapathConfig {
 	/** traffic from this node to its pods passes whatever the policy (kubelet probes) */
@@ -101,10 +100,7 @@ function assertOnBpffs(dir: string): void {
 	let probe = dir;
 	while (!existsSync(probe)) probe = dirname(probe);
 	if (!isBpffs(probe)) {
-		throw new DatapathError(
-			'WEIR_ERR_NOT_BPFFS',
-			`${dir} is not on a bpf filesystem: mount one with 'mount -t bpf bpf /sys/fs/bpf'`,
-		);
+		throw new DatapathError('WEIR_ERR_NOT_BPFFS', `${dir} is not on a bpf filesystem: mount one with 'mount -t bpf bpf /sys/fs/bpf'`);
 	}
 }
 
@@ -301,9 +297,7 @@ export class Datapath {
 	}
 
 	ipcacheEntries(): Array<{ cidr: string; identity: number }> {
-		return this.ipcache
-			.entries()
-			.map(([k, v]) => ({ cidr: decodeIpcacheKey(k), identity: decode('weir_ipcache_value', v)['identity'] as number }));
+		return this.ipcache.entries().map(([k, v]) => ({ cidr: decodeIpcacheKey(k), identity: decode('weir_ipcache_value', v)['identity'] as number }));
 	}
 
 	setEndpoint(ip: string, info: EndpointInfo): void {

@@ -72,9 +72,7 @@ export const DROP_REASON_TEXT: Record<DropReasonName, string> = {
 	WRONG_INTERFACE: 'destination pod is not behind the interface the packet reached',
 };
 
-const reasonByCode = new Map<number, DropReasonName>(
-	(Object.entries(DropReason) as Array<[DropReasonName, number]>).map(([k, v]) => [v, k]),
-);
+const reasonByCode = new Map<number, DropReasonName>((Object.entries(DropReason) as Array<[DropReasonName, number]>).map(([k, v]) => [v, k]));
 
 /** Name of a reason code, or `UNKNOWN(<code>)` for a code this build does not know. */
 export function dropReasonName(code: number): string {
@@ -137,37 +135,68 @@ const f = (name: string, type: FieldType): FieldSpec => ({ name, type });
 
 export const Structs = {
 	weir_ipcache_key: defineStruct('weir_ipcache_key', [
-		f('prefixlen', 'u32'), f('pad1', 'u16'), f('pad2', 'u8'), f('family', 'u8'),
+		f('prefixlen', 'u32'),
+		f('pad1', 'u16'),
+		f('pad2', 'u8'),
+		f('family', 'u8'),
 		f('addr', { array: 'be32', length: 4 }),
 	]),
 	weir_ipcache_value: defineStruct('weir_ipcache_value', [f('identity', 'u32'), f('flags', 'u32')]),
-	weir_endpoint_key: defineStruct('weir_endpoint_key', [
-		f('addr', { array: 'be32', length: 4 }), f('family', 'u8'), f('pad', { array: 'u8', length: 3 }),
-	]),
-	weir_endpoint_info: defineStruct('weir_endpoint_info', [
-		f('ep_id', 'u32'), f('identity', 'u32'), f('ifindex', 'u32'), f('flags', 'u32'),
-	]),
+	weir_endpoint_key: defineStruct('weir_endpoint_key', [f('addr', { array: 'be32', length: 4 }), f('family', 'u8'), f('pad', { array: 'u8', length: 3 })]),
+	weir_endpoint_info: defineStruct('weir_endpoint_info', [f('ep_id', 'u32'), f('identity', 'u32'), f('ifindex', 'u32'), f('flags', 'u32')]),
 	weir_policy_key: defineStruct('weir_policy_key', [
-		f('prefixlen', 'u32'), f('ep_id', 'u32'), f('identity', 'u32'), f('direction', 'u8'),
-		f('protocol', 'u8'), f('dport', 'be16'),
+		f('prefixlen', 'u32'),
+		f('ep_id', 'u32'),
+		f('identity', 'u32'),
+		f('direction', 'u8'),
+		f('protocol', 'u8'),
+		f('dport', 'be16'),
 	]),
 	weir_policy_value: defineStruct('weir_policy_value', [f('rule_id', 'u32'), f('flags', 'u32')]),
 	weir_ct4_key: defineStruct('weir_ct4_key', [
-		f('saddr', 'be32'), f('daddr', 'be32'), f('sport', 'be16'), f('dport', 'be16'),
-		f('protocol', 'u8'), f('scope', 'u8'), f('pad', 'u16'),
+		f('saddr', 'be32'),
+		f('daddr', 'be32'),
+		f('sport', 'be16'),
+		f('dport', 'be16'),
+		f('protocol', 'u8'),
+		f('scope', 'u8'),
+		f('pad', 'u16'),
 	]),
 	weir_ct_entry: defineStruct('weir_ct_entry', [
-		f('expires_ns', 'u64'), f('packets', 'u64'), f('bytes', 'u64'), f('rule_id', 'u32'),
-		f('ep_id', 'u32'), f('peer_identity', 'u32'), f('ifindex', 'u32'), f('flags', 'u16'), f('tcp_flags_seen', 'u8'),
+		f('expires_ns', 'u64'),
+		f('packets', 'u64'),
+		f('bytes', 'u64'),
+		f('rule_id', 'u32'),
+		f('ep_id', 'u32'),
+		f('peer_identity', 'u32'),
+		f('ifindex', 'u32'),
+		f('flags', 'u16'),
+		f('tcp_flags_seen', 'u8'),
 		f('pad', 'u8'),
 	]),
 	weir_event: defineStruct('weir_event', [
-		f('ts_ns', 'u64'), f('type', 'u8'), f('direction', 'u8'), f('verdict', 'u8'), f('family', 'u8'),
-		f('reason', 's16'), f('protocol', 'u8'), f('tcp_flags', 'u8'), f('ep_id', 'u32'),
-		f('src_identity', 'u32'), f('dst_identity', 'u32'), f('rule_id', 'u32'), f('ifindex', 'u32'),
-		f('pkt_len', 'u32'), f('saddr', { array: 'be32', length: 4 }), f('daddr', { array: 'be32', length: 4 }),
-		f('sport', 'u16'), f('dport', 'u16'), f('is_reply', 'u8'), f('match_type', 'u8'),
-		f('icmp_type', 'u8'), f('icmp_code', 'u8'),
+		f('ts_ns', 'u64'),
+		f('type', 'u8'),
+		f('direction', 'u8'),
+		f('verdict', 'u8'),
+		f('family', 'u8'),
+		f('reason', 's16'),
+		f('protocol', 'u8'),
+		f('tcp_flags', 'u8'),
+		f('ep_id', 'u32'),
+		f('src_identity', 'u32'),
+		f('dst_identity', 'u32'),
+		f('rule_id', 'u32'),
+		f('ifindex', 'u32'),
+		f('pkt_len', 'u32'),
+		f('saddr', { array: 'be32', length: 4 }),
+		f('daddr', { array: 'be32', length: 4 }),
+		f('sport', 'u16'),
+		f('dport', 'u16'),
+		f('is_reply', 'u8'),
+		f('match_type', 'u8'),
+		f('icmp_type', 'u8'),
+		f('icmp_code', 'u8'),
 	]),
 	weir_metrics_value: defineStruct('weir_metrics_value', [f('packets', 'u64'), f('bytes', 'u64')]),
 } as const;

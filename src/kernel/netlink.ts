@@ -2,15 +2,7 @@
 // (undefined = the agent's own); the addon does the work on a thread that entered it.
 // Errors are NativeErrors (code = errno name, op = the rtnetlink message). Every call
 // is asynchronous: the kernel work (and its RCU waits) never blocks the event loop.
-import {
-	NativeAddrRow,
-	NativeError,
-	NativeLinkRow,
-	NativeNeighRow,
-	NativeRouteRow,
-	NativeRouteSpec,
-	native,
-} from './addon.js';
+import { NativeAddrRow, NativeError, NativeLinkRow, NativeNeighRow, NativeRouteRow, NativeRouteSpec, native } from './addon.js';
 
 export type LinkRow = NativeLinkRow;
 export type AddrRow = NativeAddrRow;

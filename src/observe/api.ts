@@ -70,7 +70,10 @@ function badQuery(errors: FastifySchemaValidationError[]): BadQueryError {
 
 /** verdict and protocol are matched whatever their case: the schema sees their canonical spelling. */
 function canonicalCase(q: Record<string, unknown>): void {
-	for (const [name, values] of [['verdict', VERDICTS], ['protocol', PROTOCOLS]] as const) {
+	for (const [name, values] of [
+		['verdict', VERDICTS],
+		['protocol', PROTOCOLS],
+	] as const) {
 		const v = q[name];
 		if (typeof v === 'string') q[name] = values.find((c) => c.toLowerCase() === v.toLowerCase()) ?? v;
 	}

@@ -107,7 +107,9 @@ function endpoint(ctx: FlowContext, ip: string, identity: number, port: number |
 		out.namespace = pod.namespace;
 		out.pod = pod.name;
 		if (pod.workload) out.workload = pod.workload;
-		out.labels = Object.entries(pod.labels).map(([k, v]) => `${k}=${v}`).sort();
+		out.labels = Object.entries(pod.labels)
+			.map(([k, v]) => `${k}=${v}`)
+			.sort();
 	} else {
 		const r = reservedFor(identity) ?? ctx.reservedName(identity);
 		if (r) out.reserved = r;

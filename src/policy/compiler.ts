@@ -17,16 +17,7 @@ import { Dir, DirValue, EndpointFlags, Identity } from '../kernel/layout.js';
 import { IPPROTO, PolicyEntry } from '../kernel/codecs.js';
 import { IdentityAllocator, identityLabels, labelKey } from './identity.js';
 import { cidrWithin, normaliseCidr } from '../shared/ipv4.js';
-import {
-	ContainerPort,
-	IPBlock,
-	NamespaceInfo,
-	NetworkPolicy,
-	NetworkPolicyPeer,
-	NetworkPolicyPort,
-	NodeInfo,
-	PodInfo,
-} from './model.js';
+import { ContainerPort, IPBlock, NamespaceInfo, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NodeInfo, PodInfo } from './model.js';
 import { selectorMatches } from './selector.js';
 import { TrieEntry, toTrie } from './reconcile.js';
 
@@ -248,7 +239,14 @@ export function compile(input: CompileInput): Compiled {
 
 	// Each policy compiles on its own; while the world is unchanged, an unchanged
 	// policy reuses its output, and only changed policies touch the merged trie.
-	const ctx: PolicyContext = { input, locals: world.locals, views: world.views, byIdentity: world.byIdentity, nsByName: world.nsByName, cidrIds: world.cidrIds };
+	const ctx: PolicyContext = {
+		input,
+		locals: world.locals,
+		views: world.views,
+		byIdentity: world.byIdentity,
+		nsByName: world.nsByName,
+		cidrIds: world.cidrIds,
+	};
 	const seen = new Set<string>();
 	const outputs: PolicyOutput[] = [];
 	for (const p of input.policies) {
@@ -398,14 +396,24 @@ function compilePolicy(p: NetworkPolicy, c: PolicyContext, sig: string): PolicyO
 	for (const dir of ['ingress', 'egress'] as const) {
 		if (!policyAffects(p, dir)) continue;
 		for (const l of selected) out.isolation.push({ ip: l.v.ip!, dir });
-		const ruleList = dir === 'ingress' ? p.spec.ingress ?? [] : p.spec.egress ?? [];
+		const ruleList = dir === 'ingress' ? (p.spec.ingress ?? []) : (p.spec.egress ?? []);
 		ruleList.forEach((rule, index) => {
 			const ruleId = c.input.rules.idFor(ns, p.metadata?.name ?? '', dir, index);
 			out.rules.push({ ruleId, namespace: ns, name: p.metadata?.name ?? '', direction: dir, index });
 			const peers = dir === 'ingress' ? (rule as { from?: NetworkPolicyPeer[] }).from : (rule as { to?: NetworkPolicyPeer[] }).to;
 			try {
 				// The peers' identities are the same for every selected pod: compute them once.
-				const base = { dir, ruleId, policyNs: ns, peers, ports: rule.ports, views: c.views, byIdentity: c.byIdentity, nsByName: c.nsByName, cidrIds: c.cidrIds };
+				const base = {
+					dir,
+					ruleId,
+					policyNs: ns,
+					peers,
+					ports: rule.ports,
+					views: c.views,
+					byIdentity: c.byIdentity,
+					nsByName: c.nsByName,
+					cidrIds: c.cidrIds,
+				};
 				const peerIds = peersToIdentities(base as RuleContext);
 				for (const l of selected) {
 					for (const e of ruleEntries({ ...base, epId: l.epId, self: l.v } as RuleContext, peerIds)) out.entries.push(e);
@@ -453,9 +461,7 @@ function peerIdentities(peer: NetworkPolicyPeer, ctx: RuleContext): Set<number> 
 	}
 	for (const v of ctx.views) {
 		const ns = ctx.nsByName.get(v.pod.namespace);
-		const nsOk = peer.namespaceSelector
-			? ns !== undefined && selectorMatches(peer.namespaceSelector, ns.labels)
-			: v.pod.namespace === ctx.policyNs;
+		const nsOk = peer.namespaceSelector ? ns !== undefined && selectorMatches(peer.namespaceSelector, ns.labels) : v.pod.namespace === ctx.policyNs;
 		if (!nsOk) continue;
 		if (peer.podSelector && !selectorMatches(peer.podSelector, v.pod.labels)) continue;
 		out.add(v.identity);

@@ -121,7 +121,8 @@ export class PolicyController {
 				const i = byName.get(`${e.namespace}/${e.pod}`);
 				if (i === undefined) continue;
 				const p = pods[i]!;
-				if (!p.ips.includes(e.ip) || !p.nodeName) pods[i] = { ...p, ips: p.ips.includes(e.ip) ? p.ips : [e.ip, ...p.ips], nodeName: p.nodeName ?? this.opts.node };
+				if (!p.ips.includes(e.ip) || !p.nodeName)
+					pods[i] = { ...p, ips: p.ips.includes(e.ip) ? p.ips : [e.ip, ...p.ips], nodeName: p.nodeName ?? this.opts.node };
 			}
 			const compiled = compile({
 				pods,
@@ -141,7 +142,13 @@ export class PolicyController {
 				const idx = ifindex.get(ip);
 				if (idx !== undefined) endpoints.set(ip, { epId: ep.epId, identity: ep.identity, ifindex: idx, flags: ep.flags });
 			}
-			const stats = this.reconciler.apply({ ipcache: compiled.ipcache, endpoints, policy: compiled.policyTrie, policyChanges: compiled.policyChanges, liveEndpoints: new Set(local.map((e) => e.ip)) });
+			const stats = this.reconciler.apply({
+				ipcache: compiled.ipcache,
+				endpoints,
+				policy: compiled.policyTrie,
+				policyChanges: compiled.policyChanges,
+				liveEndpoints: new Set(local.map((e) => e.ip)),
+			});
 			this.remember(compiled);
 			for (const p of compiled.problems) this.opts.log.warn({ policy: p.policy, problem: p.message }, 'NetworkPolicy not fully enforceable');
 			this.runs++;

@@ -67,5 +67,5 @@ export function cidrWithin(inner: string, outer: string): boolean {
 	const i = parseCidr4(inner);
 	const o = parseCidr4(outer);
 	if (i.prefix < o.prefix) return false;
-	return ((i.addr & mask(o.prefix)) >>> 0) === o.addr;
+	return (i.addr & mask(o.prefix)) >>> 0 === o.addr;
 }

@@ -58,7 +58,9 @@ interface PodRow {
 
 async function podRows(c: Cluster): Promise<PodRow[]> {
 	const out = await c.kubectl(['get', 'pods', '-l', 'app=web', '-o', 'json']);
-	const items = (JSON.parse(out.stdout) as { items: Array<{ metadata: { name: string }; spec: { nodeName?: string }; status: { podIP?: string; phase?: string } }> }).items;
+	const items = (
+		JSON.parse(out.stdout) as { items: Array<{ metadata: { name: string }; spec: { nodeName?: string }; status: { podIP?: string; phase?: string } }> }
+	).items;
 	return items.map((p) => ({ name: p.metadata.name, node: p.spec.nodeName ?? '', ip: p.status.podIP ?? '', phase: p.status.phase ?? '' }));
 }
 
@@ -67,7 +69,7 @@ function inCidr(ip: string, cidr: string): boolean {
 	const n = (s: string): number => s.split('.').reduce((a, b) => ((a << 8) | Number(b)) >>> 0, 0);
 	const bits = Number(len);
 	const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
-	return ((n(ip) & mask) >>> 0) === ((n(base!) & mask) >>> 0);
+	return (n(ip) & mask) >>> 0 === (n(base!) & mask) >>> 0;
 }
 
 test('the local cluster with Weir as its only CNI', { timeout: 3_600_000 }, async (t) => {
@@ -86,13 +88,33 @@ test('the local cluster with Weir as its only CNI', { timeout: 3_600_000 }, asyn
 			const logFd = openSync(join(work, `agent-${n.name}.log`), 'a');
 			try {
 				agents.push(
-					spawn('nsenter', [
-						`--target=${n.holderPid}`, '--mount', '--net', '--',
-						process.execPath, '--enable-source-maps', AGENT,
-						'--node-name', n.name, '--kubeconfig', kc, '--pin-root', '/sys/fs/bpf/weir',
-						'--cni-socket', `${RUN_DIR}/${n.name}/cni.sock`, '--cni-state-file', `${RUN_DIR}/${n.name}/endpoints.json`,
-						'--observer-host', '127.0.0.1', '--log-level', 'info',
-					], { stdio: ['ignore', logFd, logFd], env: { ...process.env, UV_THREADPOOL_SIZE: '16' } }),
+					spawn(
+						'nsenter',
+						[
+							`--target=${n.holderPid}`,
+							'--mount',
+							'--net',
+							'--',
+							process.execPath,
+							'--enable-source-maps',
+							AGENT,
+							'--node-name',
+							n.name,
+							'--kubeconfig',
+							kc,
+							'--pin-root',
+							'/sys/fs/bpf/weir',
+							'--cni-socket',
+							`${RUN_DIR}/${n.name}/cni.sock`,
+							'--cni-state-file',
+							`${RUN_DIR}/${n.name}/endpoints.json`,
+							'--observer-host',
+							'127.0.0.1',
+							'--log-level',
+							'info',
+						],
+						{ stdio: ['ignore', logFd, logFd], env: { ...process.env, UV_THREADPOOL_SIZE: '16' } },
+					),
 				);
 			} finally {
 				closeSync(logFd);
@@ -107,8 +129,13 @@ test('the local cluster with Weir as its only CNI', { timeout: 3_600_000 }, asyn
 			throw new Error(`${(err as Error).message}\n${agentLogs()}`);
 		}
 		for (const n of c.nodes) {
-			const conf = JSON.parse((await c.nodeExec(n.name, ['cat', '/etc/cni/net.d/05-weir.conflist'])).stdout) as { plugins: Array<{ type: string; ipam?: { ranges: Array<Array<{ subnet: string }>> } }> };
-			assert.deepEqual(conf.plugins.map((p) => p.type), ['weir-cni', 'portmap']);
+			const conf = JSON.parse((await c.nodeExec(n.name, ['cat', '/etc/cni/net.d/05-weir.conflist'])).stdout) as {
+				plugins: Array<{ type: string; ipam?: { ranges: Array<Array<{ subnet: string }>> } }>;
+			};
+			assert.deepEqual(
+				conf.plugins.map((p) => p.type),
+				['weir-cni', 'portmap'],
+			);
 			assert.equal(conf.plugins[0]!.ipam!.ranges[0]![0]!.subnet, n.podCIDR, 'PodCIDR from the Node object');
 			assert.ok((await c.nodeExec(n.name, ['test', '-x', '/opt/cni/bin/weir-cni'], { allowFail: true })).code === 0, 'weir-cni installed');
 		}
@@ -133,28 +160,48 @@ test('the local cluster with Weir as its only CNI', { timeout: 3_600_000 }, asyn
 		// Across nodes, both ways, through kubectl exec.
 		const a = rows.find((r) => r.node === c.nodes[0]!.name)!;
 		const b = rows.find((r) => r.node === c.nodes[1]!.name)!;
-		for (const [from, to] of [[a, b], [b, a]] as const) {
+		for (const [from, to] of [
+			[a, b],
+			[b, a],
+		] as const) {
 			const r = await c.kubectl(['exec', from.name, '--', 'timeout', '10', 'wget', '-qO-', `http://${to.ip}:8080/`]);
 			assert.match(r.stdout, new RegExp(`pod=${to.name} .*status=200`), `${from.name} -> ${to.name}`);
 		}
 		// The agent knows each pod by name, on its node.
 		for (const n of c.nodes) {
-			const eps = (JSON.parse(readFileSync(`${RUN_DIR}/${n.name}/endpoints.json`, 'utf8')) as { endpoints: Array<{ pod: string; namespace: string; state: string }> }).endpoints;
-			assert.deepEqual(eps.map((e) => e.pod).sort(), rows.filter((r) => r.node === n.name).map((r) => r.name).sort());
+			const eps = (
+				JSON.parse(readFileSync(`${RUN_DIR}/${n.name}/endpoints.json`, 'utf8')) as { endpoints: Array<{ pod: string; namespace: string; state: string }> }
+			).endpoints;
+			assert.deepEqual(
+				eps.map((e) => e.pod).sort(),
+				rows
+					.filter((r) => r.node === n.name)
+					.map((r) => r.name)
+					.sort(),
+			);
 			assert.ok(eps.every((e) => e.namespace === 'default' && e.state === 'ready'));
 		}
 
 		await c.kubectl(['delete', 'deployment', 'web', '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
 		await waitFor('pods gone', 120_000, async () => ((await podRows(c)).length === 0 ? true : undefined), 500);
 		for (const n of c.nodes) {
-			await waitFor(`${n.name}: endpoints released`, 60_000, async () => {
-				const eps = (JSON.parse(readFileSync(`${RUN_DIR}/${n.name}/endpoints.json`, 'utf8')) as { endpoints: unknown[] }).endpoints;
-				return eps.length === 0 ? true : undefined;
-			}, 500);
+			await waitFor(
+				`${n.name}: endpoints released`,
+				60_000,
+				async () => {
+					const eps = (JSON.parse(readFileSync(`${RUN_DIR}/${n.name}/endpoints.json`, 'utf8')) as { endpoints: unknown[] }).endpoints;
+					return eps.length === 0 ? true : undefined;
+				},
+				500,
+			);
 			const links = (await c.nodeExec(n.name, ['ip', '-o', 'link', 'show'])).stdout;
 			assert.doesNotMatch(links, /lxc[0-9a-f]{12}/, `${n.name}: host veths left`);
 			const ipam = (await c.nodeExec(n.name, ['sh', '-c', 'ls /var/lib/cni/networks/weir 2>/dev/null || true'])).stdout;
-			assert.deepEqual(ipam.split('\n').filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)), [], `${n.name}: host-local allocations left`);
+			assert.deepEqual(
+				ipam.split('\n').filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)),
+				[],
+				`${n.name}: host-local allocations left`,
+			);
 			const map = (await c.nodeExec(n.name, ['bpftool', '-j', 'map', 'dump', 'pinned', '/sys/fs/bpf/weir/weir_endpoints'])).stdout;
 			assert.deepEqual(JSON.parse(map), [], `${n.name}: endpoint map entries left`);
 			const pins = (await c.nodeExec(n.name, ['sh', '-c', 'ls /sys/fs/bpf/weir/links 2>/dev/null || true'])).stdout.trim();

@@ -23,10 +23,8 @@ test('control-plane mode serves informers (NetworkPolicy add/update/delete)', { 
 		const net = kc.makeApiClient(k8s.NetworkingV1Api);
 		const ns = 'default';
 		const events: string[] = [];
-		const informer = k8s.makeInformer(
-			kc,
-			`/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`,
-			() => net.listNamespacedNetworkPolicy({ namespace: ns }),
+		const informer = k8s.makeInformer(kc, `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`, () =>
+			net.listNamespacedNetworkPolicy({ namespace: ns }),
 		);
 		const record =
 			(kind: string) =>

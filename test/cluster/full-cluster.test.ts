@@ -29,9 +29,7 @@ function workload(image: string): object {
 						spec: {
 							affinity: {
 								podAntiAffinity: {
-									requiredDuringSchedulingIgnoredDuringExecution: [
-										{ labelSelector: { matchLabels: labels }, topologyKey: 'kubernetes.io/hostname' },
-									],
+									requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: labels }, topologyKey: 'kubernetes.io/hostname' }],
 								},
 							},
 							terminationGracePeriodSeconds: 1,
@@ -113,9 +111,7 @@ test('full cluster: two nodes, reference CNI, Service, DNS, exec, logs; stop lea
 		assert.match(http.stdout, new RegExp(`client=${a.ip.replaceAll('.', '\\.')}\\b`), 'no NAT between pods');
 		const tcp = await c.kubectl(['exec', a.name, '--', 'sh', '-c', `echo ping-${a.name} | nc -w 3 ${b.ip} 9000`]);
 		assert.equal(tcp.stdout.trim(), `ping-${a.name}`);
-		const redis = await c.kubectl([
-			'exec', a.name, '--', 'sh', '-c', `printf 'PING\\r\\nSET k ${a.name}\\r\\nGET k\\r\\nQUIT\\r\\n' | nc -w 3 ${b.ip} 6379`,
-		]);
+		const redis = await c.kubectl(['exec', a.name, '--', 'sh', '-c', `printf 'PING\\r\\nSET k ${a.name}\\r\\nGET k\\r\\nQUIT\\r\\n' | nc -w 3 ${b.ip} 6379`]);
 		assert.equal(redis.stdout.replaceAll('\r', ''), `+PONG\n+OK\n$${a.name.length}\n${a.name}\n+OK\n`);
 
 		// Pod to Service by DNS name (CoreDNS + kube-proxy); both backends answer eventually.

@@ -29,7 +29,10 @@ export async function hostTraces(name: string): Promise<HostTraces> {
 	const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
 		.split('\n')
 		.map((l) => l.split(' ')[4] ?? '')
-		.filter((mp) => mp.startsWith(dir) || mp.includes(netnsPrefix(name)) || /^\/(var\/lib\/(kubelet|containerd|cni)|run\/containerd|etc\/cni|opt\/cni)(\/|$)/.test(mp));
+		.filter(
+			(mp) =>
+				mp.startsWith(dir) || mp.includes(netnsPrefix(name)) || /^\/(var\/lib\/(kubelet|containerd|cni)|run\/containerd|etc\/cni|opt\/cni)(\/|$)/.test(mp),
+		);
 	const nft = (await run('nft', ['list', 'ruleset'], { allowFail: true })).stdout;
 	const filterRules = nft.split('\n').filter((l) => /KUBE-|CNI-|kube-proxy/.test(l));
 	return { netns, links, mounts, filterRules };

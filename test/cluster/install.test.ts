@@ -22,7 +22,11 @@ import { rolloutUnderTraffic } from '../helpers/rollout.js';
 
 const NAME = 'winst';
 const BYSTANDER_FILE = '50-bystander.conflist';
-const BYSTANDER = JSON.stringify({ cniVersion: '1.0.0', name: 'bystander', plugins: [{ type: 'bridge', bridge: 'by0', ipam: { type: 'host-local', subnet: '10.250.0.0/24' } }] });
+const BYSTANDER = JSON.stringify({
+	cniVersion: '1.0.0',
+	name: 'bystander',
+	plugins: [{ type: 'bridge', bridge: 'by0', ipam: { type: 'host-local', subnet: '10.250.0.0/24' } }],
+});
 const OBSERVER_PORT = 29962;
 let c: Cluster | undefined;
 let pids: number[] = [];
@@ -57,29 +61,33 @@ after(async () => {
 	}
 });
 
-test('kubectl apply -k deploy/ on a cluster with no CNI: agents Ready, nodes Ready, Weir conflist and weir-cni on every node', { timeout: 600_000 }, async (t) => {
-	const k = cluster();
-	const before = await k.kubectl(['get', 'nodes', '-o', 'jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}']);
-	assert.deepEqual(before.stdout.trim().split(' '), ['False', 'False'], 'no CNI yet: nodes NotReady');
-	// A CNI config that is not Weir's (another plugin's, sorting after Weir's 05-): it
-	// must be left exactly as it is by install and uninstall.
-	for (const n of k.nodes) {
-		await k.nodeExec(n.name, ['sh', '-c', `printf '%s' '${BYSTANDER}' > /etc/cni/net.d/${BYSTANDER_FILE}`]);
-	}
-	const img = await loadAgentImage(k, (m) => t.diagnostic(m));
-	assert.equal(img.ref, defaultAgentRef());
-	t.diagnostic(`image ${img.ref}: ${(img.bytes / 1e6).toFixed(1)} MB`);
-	await applyDeploy(k);
-	await waitWeirReady(k, (m) => t.diagnostic(m), 240_000);
-	for (const n of k.nodes) {
-		const files = await k.nodeExec(n.name, ['sh', '-c', 'ls /etc/cni/net.d /opt/cni/bin']);
-		assert.match(files.stdout, /weir\.conflist/, `${n.name}: Weir's conflist written`);
-		assert.equal((await k.nodeExec(n.name, ['cat', `/etc/cni/net.d/${BYSTANDER_FILE}`])).stdout, BYSTANDER, `${n.name}: the other CNI config is untouched`);
-		assert.match(files.stdout, /\bweir-cni\b/, `${n.name}: weir-cni installed`);
-		const pins = await k.nodeExec(n.name, ['ls', '/sys/fs/bpf/weir']);
-		assert.match(pins.stdout, /weir_policy/, `${n.name}: datapath pinned`);
-	}
-});
+test(
+	'kubectl apply -k deploy/ on a cluster with no CNI: agents Ready, nodes Ready, Weir conflist and weir-cni on every node',
+	{ timeout: 600_000 },
+	async (t) => {
+		const k = cluster();
+		const before = await k.kubectl(['get', 'nodes', '-o', 'jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}']);
+		assert.deepEqual(before.stdout.trim().split(' '), ['False', 'False'], 'no CNI yet: nodes NotReady');
+		// A CNI config that is not Weir's (another plugin's, sorting after Weir's 05-): it
+		// must be left exactly as it is by install and uninstall.
+		for (const n of k.nodes) {
+			await k.nodeExec(n.name, ['sh', '-c', `printf '%s' '${BYSTANDER}' > /etc/cni/net.d/${BYSTANDER_FILE}`]);
+		}
+		const img = await loadAgentImage(k, (m) => t.diagnostic(m));
+		assert.equal(img.ref, defaultAgentRef());
+		t.diagnostic(`image ${img.ref}: ${(img.bytes / 1e6).toFixed(1)} MB`);
+		await applyDeploy(k);
+		await waitWeirReady(k, (m) => t.diagnostic(m), 240_000);
+		for (const n of k.nodes) {
+			const files = await k.nodeExec(n.name, ['sh', '-c', 'ls /etc/cni/net.d /opt/cni/bin']);
+			assert.match(files.stdout, /weir\.conflist/, `${n.name}: Weir's conflist written`);
+			assert.equal((await k.nodeExec(n.name, ['cat', `/etc/cni/net.d/${BYSTANDER_FILE}`])).stdout, BYSTANDER, `${n.name}: the other CNI config is untouched`);
+			assert.match(files.stdout, /\bweir-cni\b/, `${n.name}: weir-cni installed`);
+			const pins = await k.nodeExec(n.name, ['ls', '/sys/fs/bpf/weir']);
+			assert.match(pins.stdout, /weir_policy/, `${n.name}: datapath pinned`);
+		}
+	},
+);
 
 test('segregation scenario: pods Running on both nodes, the policy gives the expected matrix', { timeout: 600_000 }, async (t) => {
 	const k = cluster();
@@ -140,8 +148,14 @@ test('weir observe shows the DROPPED flow with its reason and policy; weir statu
 	assert.match(line, /DROPPED/);
 	assert.match(line, new RegExp(POLICY_NAME));
 	const json = await weirCli(['observe', '--server', server, '--verdict', 'DROPPED', '--namespace', 'd-redis', '--last', '20', '-o', 'json']);
-	const flows = json.out.trim().split('\n').map((l) => JSON.parse(l) as { dropReason?: string; source: { namespace?: string } });
-	assert.ok(flows.some((f) => f.source.namespace === 'b-apache' && f.dropReason === 'POLICY_DENIED'), json.out);
+	const flows = json.out
+		.trim()
+		.split('\n')
+		.map((l) => JSON.parse(l) as { dropReason?: string; source: { namespace?: string } });
+	assert.ok(
+		flows.some((f) => f.source.namespace === 'b-apache' && f.dropReason === 'POLICY_DENIED'),
+		json.out,
+	);
 
 	const st = await weirCli(['status', '--kubeconfig', k.kubeconfig]);
 	t.diagnostic(st.out);
@@ -171,7 +185,9 @@ test('upgrade in place: a stream across nodes survives the rollout and the polic
 	const r = await rolloutUnderTraffic(k, { app, apache, redis }, newRef, (m) => t.diagnostic(m));
 	const during = r.pongs.filter((p) => p >= r.started && p <= r.finished).length;
 	const afterwards = r.pongs.filter((p) => p > r.finished).length;
-	t.diagnostic(`rollout ${r.finished - r.started} ms; stream: ${r.pongs.length} PONGs, ${during} during the rollout, ${afterwards} after; attacker: ${r.denied} denied, ${r.leaks} answered`);
+	t.diagnostic(
+		`rollout ${r.finished - r.started} ms; stream: ${r.pongs.length} PONGs, ${during} during the rollout, ${afterwards} after; attacker: ${r.denied} denied, ${r.leaks} answered`,
+	);
 	assert.deepEqual(r.images, [newRef, newRef], 'every agent runs the new image');
 	assert.deepEqual(r.daemonSet, { desired: 2, ready: 2, updated: 2 });
 	assert.ok(r.streamOpen, 'the streaming connection is still open');
@@ -186,7 +202,11 @@ test('uninstall (deploy/uninstall.sh): no Weir program attached, no pins, no Wei
 	await uninstallWeir(k, (m) => t.diagnostic(m));
 	for (const n of k.nodes) {
 		assert.deepEqual(await nodeLeftovers(k, n.name), [], `${n.name} is clean`);
-		assert.equal((await k.nodeExec(n.name, ['cat', `/etc/cni/net.d/${BYSTANDER_FILE}`])).stdout, BYSTANDER, `${n.name}: the other CNI config survives uninstall`);
+		assert.equal(
+			(await k.nodeExec(n.name, ['cat', `/etc/cni/net.d/${BYSTANDER_FILE}`])).stdout,
+			BYSTANDER,
+			`${n.name}: the other CNI config survives uninstall`,
+		);
 		// The node's own loopback (installed by the cluster, not by Weir) stays.
 		assert.match((await k.nodeExec(n.name, ['ls', '/opt/cni/bin'])).stdout, /loopback/);
 	}

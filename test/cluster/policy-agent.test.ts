@@ -38,7 +38,12 @@ describe('segregation scenario against a real API server', () => {
 		const dump = async (): Promise<string> => {
 			const dp = await Datapath.open({ pinRoot: lab.pinRoot });
 			try {
-				return JSON.stringify({ endpoints: dp.endpointEntries(), ipcache: dp.ipcacheEntries(), policy: dp.policyEntryCount(), metrics: dp.readMetrics().samples.map((m) => `${m.reasonName}/${m.direction}=${m.packets}`) });
+				return JSON.stringify({
+					endpoints: dp.endpointEntries(),
+					ipcache: dp.ipcacheEntries(),
+					policy: dp.policyEntryCount(),
+					metrics: dp.readMetrics().samples.map((m) => `${m.reasonName}/${m.direction}=${m.packets}`),
+				});
 			} finally {
 				dp.close();
 			}
@@ -66,12 +71,43 @@ describe('segregation scenario against a real API server', () => {
 		});
 		assertPolicyDrop(seen!, since, Date.now());
 		// ...and `weir observe` shows it.
-		const { stdout } = await run(process.execPath, [WEIR, 'observe', '--server', lab.observer, '--verdict', 'DROPPED', '--pod', 'd-redis/redis', '--since', since, '-o', 'json']);
-		const flow = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow).find((f) => f.source.pod === 'apache');
+		const { stdout } = await run(process.execPath, [
+			WEIR,
+			'observe',
+			'--server',
+			lab.observer,
+			'--verdict',
+			'DROPPED',
+			'--pod',
+			'd-redis/redis',
+			'--since',
+			since,
+			'-o',
+			'json',
+		]);
+		const flow = stdout
+			.split('\n')
+			.filter(Boolean)
+			.map((l) => JSON.parse(l) as Flow)
+			.find((f) => f.source.pod === 'apache');
 		assert.ok(flow, 'weir observe prints the drop');
 		assertPolicyDrop(flow, since, Date.now());
-		const compact = await run(process.execPath, [WEIR, 'observe', '--server', lab.observer, '--verdict', 'DROPPED', '--namespace', 'b-apache', '--port', String(REDIS)]);
-		assert.match(compact.stdout, /b-apache\/apache:\d+ -> d-redis\/redis:6379 ingress TCP Flags: SYN DROPPED \(POLICY_DENIED: .*isolated by d-redis\/redis-only-from-app\)/);
+		const compact = await run(process.execPath, [
+			WEIR,
+			'observe',
+			'--server',
+			lab.observer,
+			'--verdict',
+			'DROPPED',
+			'--namespace',
+			'b-apache',
+			'--port',
+			String(REDIS),
+		]);
+		assert.match(
+			compact.stdout,
+			/b-apache\/apache:\d+ -> d-redis\/redis:6379 ingress TCP Flags: SYN DROPPED \(POLICY_DENIED: .*isolated by d-redis\/redis-only-from-app\)/,
+		);
 		const metrics = await (await fetch(`${lab.observer}/metrics`)).text();
 		assert.match(metrics, /weir_flows_total\{verdict="DROPPED",reason="POLICY_DENIED",direction="ingress"\} [1-9]/);
 		assert.match(metrics, /weir_policy_compile_seconds_count [1-9]/);
@@ -95,16 +131,26 @@ function assertPolicyDrop(f: Flow, since: string, seenAt: number): void {
 	assert.deepEqual(f.tcpFlags, ['SYN']);
 	assert.deepEqual([f.source.namespace, f.source.pod, f.source.ip], ['b-apache', 'apache', lab.pod('apache').ip]);
 	assert.deepEqual([f.destination.namespace, f.destination.pod, f.destination.ip, f.destination.port], ['d-redis', 'redis', lab.pod('redis').ip, REDIS]);
-	assert.deepEqual(f.isolatedBy?.map((p) => `${p.namespace}/${p.name}`), [POLICY_REF]);
+	assert.deepEqual(
+		f.isolatedBy?.map((p) => `${p.namespace}/${p.name}`),
+		[POLICY_REF],
+	);
 	const t = Date.parse(f.time);
-	assert.ok(t >= Date.parse(since) && t <= seenAt, `the flow's time ${f.time} lies between the probe (${since}) and its sighting (${new Date(seenAt).toISOString()})`);
+	assert.ok(
+		t >= Date.parse(since) && t <= seenAt,
+		`the flow's time ${f.time} lies between the probe (${since}) and its sighting (${new Date(seenAt).toISOString()})`,
+	);
 }
 
 describe('faults', () => {
 	test('agent killed and restarted while traffic flows: enforcement never lapses, allowed connections survive', async () => {
 		await lab.applyPolicy();
 		await until('policy enforced', 30_000, async () => !(await probe('apache', 'redis', REDIS, 300)));
-		const stream = spawn('ip', ['netns', 'exec', lab.pod('app').netns, process.execPath, resolve(repoRoot, 'dist/hack/lab/probe.js'), 'stream', lab.pod('redis').ip, String(REDIS)], { stdio: ['ignore', 'pipe', 'pipe'] });
+		const stream = spawn(
+			'ip',
+			['netns', 'exec', lab.pod('app').netns, process.execPath, resolve(repoRoot, 'dist/hack/lab/probe.js'), 'stream', lab.pod('redis').ip, String(REDIS)],
+			{ stdio: ['ignore', 'pipe', 'pipe'] },
+		);
 		let echoed = '';
 		stream.stdout.on('data', (d: Buffer) => (echoed += d.toString()));
 		const leaks: string[] = [];
@@ -132,8 +178,13 @@ describe('faults', () => {
 			const state = JSON.stringify({ endpoints: dp.endpointEntries(), ipcache: dp.ipcacheEntries(), policy: dp.policyEntryCount() });
 			dp.close();
 			const flows = await lab.flows('pod=apache&limit=6');
-			const ct = (await Datapath.open({ pinRoot: lab.pinRoot })).conntrack().filter((c) => c.key.saddr === lab.pod('apache').ip).slice(0, 4);
-			assert.fail(`flows: ${JSON.stringify(flows.map((f) => [f.time, f.summary, f.match, f.direction]))}\nct: ${JSON.stringify(ct, (_k, v) => (typeof v === 'bigint' ? String(v) : v))}\n${leaks.length} denied probes succeeded (first ${leaks[0]}, last ${leaks.at(-1)}); maps: ${state}\nagent log:\n${lab.agentLog(4000)}`);
+			const ct = (await Datapath.open({ pinRoot: lab.pinRoot }))
+				.conntrack()
+				.filter((c) => c.key.saddr === lab.pod('apache').ip)
+				.slice(0, 4);
+			assert.fail(
+				`flows: ${JSON.stringify(flows.map((f) => [f.time, f.summary, f.match, f.direction]))}\nct: ${JSON.stringify(ct, (_k, v) => (typeof v === 'bigint' ? String(v) : v))}\n${leaks.length} denied probes succeeded (first ${leaks[0]}, last ${leaks.at(-1)}); maps: ${state}\nagent log:\n${lab.agentLog(4000)}`,
+			);
 		}
 		const nums = echoed.split('\n').filter(Boolean).map(Number);
 		nums.forEach((n, i) => assert.equal(n, i, 'stream data arrived complete and in order'));

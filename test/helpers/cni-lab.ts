@@ -66,7 +66,10 @@ export class CniLab {
 	private readonly podNs = new Set<string>();
 	readonly node: Netlink;
 
-	private constructor(readonly id: string, readonly opts: Required<Omit<LabOptions, 'openIdentity'>> & { openIdentity?: number }) {
+	private constructor(
+		readonly id: string,
+		readonly opts: Required<Omit<LabOptions, 'openIdentity'>> & { openIdentity?: number },
+	) {
 		this.dir = `/tmp/weir-test-cni-${id}`;
 		this.confDir = join(this.dir, 'conf');
 		this.binDir = join(this.dir, 'bin');
@@ -135,16 +138,24 @@ export class CniLab {
 		const args = [
 			'--enable-source-maps',
 			NODE_MAIN,
-			'--pin-root', this.pinRoot,
-			'--socket', this.socket,
-			'--state', this.stateFile,
-			'--host-netns', `/run/netns/${this.nodeNs}`,
-			'--log-level', 'warn',
+			'--pin-root',
+			this.pinRoot,
+			'--socket',
+			this.socket,
+			'--state',
+			this.stateFile,
+			'--host-netns',
+			`/run/netns/${this.nodeNs}`,
+			'--log-level',
+			'warn',
 		];
 		if (this.opts.openIdentity !== undefined) args.push('--identity', String(this.opts.openIdentity), '--open');
 		const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, UV_THREADPOOL_SIZE: '16' } });
 		this.agent = child;
-		child.stderr!.on('data', (d: Buffer) => { if (process.env['WEIR_PROF']) process.stderr.write(d); this.agentLog = (this.agentLog + d.toString()).slice(-20000); });
+		child.stderr!.on('data', (d: Buffer) => {
+			if (process.env['WEIR_PROF']) process.stderr.write(d);
+			this.agentLog = (this.agentLog + d.toString()).slice(-20000);
+		});
 		await new Promise<void>((res, rej) => {
 			const timer = setTimeout(() => rej(new Error(`CNI node did not start: ${this.agentLog}`)), 20_000);
 			child.stdout!.once('data', () => {
@@ -192,7 +203,11 @@ export class CniLab {
 	}
 
 	/** cnitool in the node namespace, on this lab's conf and bin dirs. */
-	cnitool(cmd: 'add' | 'check' | 'del' | 'gc' | 'status', netnsPath: string, opts: { capArgs?: object; cniArgs?: string; ifname?: string } = {}): Promise<Exec> {
+	cnitool(
+		cmd: 'add' | 'check' | 'del' | 'gc' | 'status',
+		netnsPath: string,
+		opts: { capArgs?: object; cniArgs?: string; ifname?: string } = {},
+	): Promise<Exec> {
 		const env: Record<string, string> = {
 			PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin',
 			NETCONFPATH: this.confDir,

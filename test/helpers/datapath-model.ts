@@ -13,7 +13,7 @@ function lpm(ipcache: ReadonlyMap<string, number>, ip: string): number {
 	for (const [cidr, identity] of ipcache) {
 		const c = parseCidr4(cidr);
 		const mask = c.prefix === 0 ? 0 : (0xffffffff << (32 - c.prefix)) >>> 0;
-		if (((a & mask) >>> 0) === c.addr && c.prefix > best) {
+		if ((a & mask) >>> 0 === c.addr && c.prefix > best) {
 			best = c.prefix;
 			id = identity;
 		}

@@ -13,9 +13,25 @@ export const NAMESPACES: Array<{ name: string; labels: Record<string, string> }>
 
 /** Pods; ips are filled in by the test's topology. */
 export const PODS: Array<Omit<RefPod, 'ip'>> = [
-	{ namespace: 'x', name: 'a', labels: { app: 'a', tier: 'web' }, ports: [{ name: 'http', containerPort: 80 }, { name: 'dns', containerPort: 53, protocol: 'UDP' }] },
+	{
+		namespace: 'x',
+		name: 'a',
+		labels: { app: 'a', tier: 'web' },
+		ports: [
+			{ name: 'http', containerPort: 80 },
+			{ name: 'dns', containerPort: 53, protocol: 'UDP' },
+		],
+	},
 	{ namespace: 'x', name: 'b', labels: { app: 'b', tier: 'db' }, ports: [{ name: 'http', containerPort: 8080 }] },
-	{ namespace: 'y', name: 'a', labels: { app: 'a' }, ports: [{ name: 'http', containerPort: 80 }, { name: 'dns', containerPort: 53, protocol: 'UDP' }] },
+	{
+		namespace: 'y',
+		name: 'a',
+		labels: { app: 'a' },
+		ports: [
+			{ name: 'http', containerPort: 80 },
+			{ name: 'dns', containerPort: 53, protocol: 'UDP' },
+		],
+	},
 	{ namespace: 'y', name: 'c', labels: { app: 'c', tier: 'web' }, ports: [{ name: 'http', containerPort: 81 }] },
 	{ namespace: 'z', name: 'd', labels: { app: 'd', tier: 'db' }, ports: [] },
 ];
@@ -78,7 +94,13 @@ const PORTS: Array<[string, RefPort[] | undefined]> = [
 	['named dns/UDP', [{ protocol: 'UDP', port: 'dns' }]],
 	['every UDP port', [{ protocol: 'UDP' }]],
 	['SCTP 80 only', [{ protocol: 'SCTP', port: 80 }]],
-	['TCP 8080 or UDP 53', [{ protocol: 'TCP', port: 8080 }, { protocol: 'UDP', port: 53 }]],
+	[
+		'TCP 8080 or UDP 53',
+		[
+			{ protocol: 'TCP', port: 8080 },
+			{ protocol: 'UDP', port: 53 },
+		],
+	],
 ];
 
 const TARGETS: Array<[string, string, RefSelector]> = [
@@ -102,20 +124,39 @@ function idioms(): PolicyCase[] {
 			name: 'default-deny ingress plus allow-all ingress in x (union)',
 			policies: [pol('x', { podSelector: {}, policyTypes: ['Ingress'] }), pol('x', { podSelector: {}, ingress: [{}] })],
 		},
-		{ name: 'policyTypes inferred: egress rules make it Ingress+Egress', policies: [pol('x', { podSelector: sel({ app: 'a' }), egress: [{ ports: [{ port: 80 }] }] })] },
-		{ name: 'policyTypes [Egress] ignores ingress rules', policies: [pol('y', { podSelector: {}, policyTypes: ['Egress'], ingress: [{}], egress: [{ to: [{ podSelector: {} }] }] })] },
-		{ name: 'policyTypes [Ingress] ignores egress rules', policies: [pol('y', { podSelector: {}, policyTypes: ['Ingress'], egress: [{ to: [] }], ingress: [{ from: [{ podSelector: {} }] }] })] },
+		{
+			name: 'policyTypes inferred: egress rules make it Ingress+Egress',
+			policies: [pol('x', { podSelector: sel({ app: 'a' }), egress: [{ ports: [{ port: 80 }] }] })],
+		},
+		{
+			name: 'policyTypes [Egress] ignores ingress rules',
+			policies: [pol('y', { podSelector: {}, policyTypes: ['Egress'], ingress: [{}], egress: [{ to: [{ podSelector: {} }] }] })],
+		},
+		{
+			name: 'policyTypes [Ingress] ignores egress rules',
+			policies: [pol('y', { podSelector: {}, policyTypes: ['Ingress'], egress: [{ to: [] }], ingress: [{ from: [{ podSelector: {} }] }] })],
+		},
 		{ name: 'empty ingress list: deny all ingress', policies: [pol('z', { podSelector: {}, ingress: [] })] },
 		{
 			name: 'two policies select one pod: union of their rules',
 			policies: [
 				pol('x', { podSelector: sel({ app: 'a' }), ingress: [{ from: [{ podSelector: sel({ app: 'b' }) }], ports: [{ port: 80 }] }] }),
-				pol('x', { podSelector: sel({ tier: 'web' }), ingress: [{ from: [{ namespaceSelector: sel({ team: 'b' }) }], ports: [{ protocol: 'UDP', port: 53 }] }] }),
+				pol('x', {
+					podSelector: sel({ tier: 'web' }),
+					ingress: [{ from: [{ namespaceSelector: sel({ team: 'b' }) }], ports: [{ protocol: 'UDP', port: 53 }] }],
+				}),
 			],
 		},
 		{
 			name: 'segregation: z admits only x, and sends only to x',
-			policies: [pol('z', { podSelector: {}, policyTypes: ['Ingress', 'Egress'], ingress: [{ from: [{ namespaceSelector: sel({ team: 'a' }) }] }], egress: [{ to: [{ namespaceSelector: sel({ team: 'a' }) }] }] })],
+			policies: [
+				pol('z', {
+					podSelector: {},
+					policyTypes: ['Ingress', 'Egress'],
+					ingress: [{ from: [{ namespaceSelector: sel({ team: 'a' }) }] }],
+					egress: [{ to: [{ namespaceSelector: sel({ team: 'a' }) }] }],
+				}),
+			],
 		},
 		{
 			name: 'egress named port resolves on the destination pods',
@@ -159,12 +200,18 @@ export function generateCases(count = 72): PolicyCase[] {
 	PEERS.forEach(([pname, peers], i) => {
 		const [ns, tname, target] = TARGETS[i % TARGETS.length]!;
 		const ports = PORTS[i % PORTS.length]!;
-		cases.push({ name: `ingress ${tname} from ${pname}, ${ports[0]}`, policies: [pol(ns, { podSelector: target, ingress: [{ ...(peers ? { from: peers } : {}), ...(ports[1] ? { ports: ports[1] } : {}) }] })] });
+		cases.push({
+			name: `ingress ${tname} from ${pname}, ${ports[0]}`,
+			policies: [pol(ns, { podSelector: target, ingress: [{ ...(peers ? { from: peers } : {}), ...(ports[1] ? { ports: ports[1] } : {}) }] })],
+		});
 	});
 	PORTS.forEach(([qname, ports], i) => {
 		const [ns, tname, target] = TARGETS[(i + 2) % TARGETS.length]!;
 		const peers = PEERS[(i * 5) % PEERS.length]!;
-		cases.push({ name: `egress ${tname} to ${peers[0]}, ${qname}`, policies: [pol(ns, { podSelector: target, policyTypes: ['Egress'], egress: [{ ...(peers[1] ? { to: peers[1] } : {}), ...(ports ? { ports } : {}) }] })] });
+		cases.push({
+			name: `egress ${tname} to ${peers[0]}, ${qname}`,
+			policies: [pol(ns, { podSelector: target, policyTypes: ['Egress'], egress: [{ ...(peers[1] ? { to: peers[1] } : {}), ...(ports ? { ports } : {}) }] })],
+		});
 	});
 	const r = rng(7);
 	const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;

@@ -138,10 +138,28 @@ spec:
 `);
 		}
 		await this.kubectl(['apply', '-f', '-'], docs.join('---\n'));
-		await this.kubectl(['patch', 'node', NODE, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { addresses: [{ type: 'InternalIP', address: NODE_IP }] } })]);
+		await this.kubectl([
+			'patch',
+			'node',
+			NODE,
+			'--subresource=status',
+			'--type=merge',
+			'-p',
+			JSON.stringify({ status: { addresses: [{ type: 'InternalIP', address: NODE_IP }] } }),
+		]);
 		for (const s of SCENARIO) {
 			const ip = this.pod(s.pod).ip;
-			await this.kubectl(['-n', s.ns, 'patch', 'pod', s.pod, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } })]);
+			await this.kubectl([
+				'-n',
+				s.ns,
+				'patch',
+				'pod',
+				s.pod,
+				'--subresource=status',
+				'--type=merge',
+				'-p',
+				JSON.stringify({ status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } }),
+			]);
 		}
 
 		for (const p of this.pods.values()) this.probers.set(p.name, topo.prober(p));
@@ -189,11 +207,27 @@ spec:
 	startAgent(): ChildProcess {
 		const logFd = openSync(join(this.work, 'agent.log'), 'a');
 		try {
-			this.agent = spawn(process.execPath, [
-				AGENT, '--node-name', NODE, '--pin-root', this.pinRoot, '--kubeconfig', this.cluster!.kubeconfig,
-				'--endpoints-file', join(this.work, 'endpoints.json'), '--observer-host', '127.0.0.1',
-				'--observer-port', String(this.observerPort), '--log-level', this.o.agentLogLevel ?? 'info',
-			], { stdio: ['ignore', logFd, logFd] });
+			this.agent = spawn(
+				process.execPath,
+				[
+					AGENT,
+					'--node-name',
+					NODE,
+					'--pin-root',
+					this.pinRoot,
+					'--kubeconfig',
+					this.cluster!.kubeconfig,
+					'--endpoints-file',
+					join(this.work, 'endpoints.json'),
+					'--observer-host',
+					'127.0.0.1',
+					'--observer-port',
+					String(this.observerPort),
+					'--log-level',
+					this.o.agentLogLevel ?? 'info',
+				],
+				{ stdio: ['ignore', logFd, logFd] },
+			);
 			return this.agent;
 		} finally {
 			closeSync(logFd);

@@ -110,9 +110,7 @@ function portMatches(p: RefPort, protocol: string, port: number, destination: Re
 		return p.endPort === undefined ? port === p.port : port >= p.port && port <= p.endPort;
 	}
 	// A named port: the destination pod must expose that name at this port.
-	return (destination.pod?.ports ?? []).some(
-		(cp) => cp.name === p.port && (cp.protocol ?? 'TCP') === protocol && cp.containerPort === port,
-	);
+	return (destination.pod?.ports ?? []).some((cp) => cp.name === p.port && (cp.protocol ?? 'TCP') === protocol && cp.containerPort === port);
 }
 
 function ruleAdmits(
@@ -132,10 +130,7 @@ function ruleAdmits(
 
 function selecting(world: RefWorld, pod: RefPod, type: string): RefPolicy[] {
 	return world.policies.filter(
-		(p) =>
-			(p.metadata?.namespace ?? 'default') === pod.namespace &&
-			labelsMatch(p.spec?.podSelector ?? {}, pod.labels) &&
-			policyTypes(p).includes(type),
+		(p) => (p.metadata?.namespace ?? 'default') === pod.namespace && labelsMatch(p.spec?.podSelector ?? {}, pod.labels) && policyTypes(p).includes(type),
 	);
 }
 

@@ -82,7 +82,12 @@ if (mode === 'binding') {
 					const cause = err.cause as NativeError;
 					// The stream closed itself; destroy() (close, unpin) finds no ring left.
 					dp.destroy();
-					report({ isDatapathError: err instanceof DatapathError, code: err.code, message: err.message, cause: { code: cause.code, op: cause.op, errno: cause.errno } });
+					report({
+						isDatapathError: err instanceof DatapathError,
+						code: err.code,
+						message: err.message,
+						cause: { code: cause.code, op: cause.op, errno: cause.errno },
+					});
 				},
 			);
 		},

@@ -67,7 +67,12 @@ export async function rolloutUnderTraffic(
 ): Promise<RolloutRun> {
 	const { app, apache, redis } = pods;
 	const stream = execStream(k, app.namespace, app.pod, `(while true; do printf 'PING\\r\\n'; sleep 0.2; done) | nc ${redis.ip} 6379`);
-	const knock = execStream(k, apache.namespace, apache.pod, `while true; do if printf 'PING\\r\\n' | timeout 1 nc -w 1 ${redis.ip} 6379 | grep -q PONG; then echo LEAK; else echo denied; fi; done`);
+	const knock = execStream(
+		k,
+		apache.namespace,
+		apache.pod,
+		`while true; do if printf 'PING\\r\\n' | timeout 1 nc -w 1 ${redis.ip} 6379 | grep -q PONG; then echo LEAK; else echo denied; fi; done`,
+	);
 	const pongs = (): number[] => stream.lines.filter((l) => l.l === '+PONG').map((l) => l.t);
 	try {
 		await waitFor('the stream flowing', 60_000, async () => (pongs().length >= 5 ? true : undefined), 200);
@@ -77,11 +82,20 @@ export async function rolloutUnderTraffic(
 		await k.kubectl(['-n', WEIR_NS, 'set', 'image', 'daemonset/weir-agent', `agent=${ref}`, `host-setup=${ref}`]);
 		await k.kubectl(['-n', WEIR_NS, 'rollout', 'status', 'daemonset/weir-agent', '--timeout=240s'], { timeoutMs: 250_000 });
 		await waitWeirReady(k, log, 120_000);
-		const images = (await k.kubectl(['-n', WEIR_NS, 'get', 'pods', '-l', 'app.kubernetes.io/name=weir-agent', '-o', 'jsonpath={.items[*].spec.containers[0].image}'])).stdout.trim().split(' ');
+		const images = (
+			await k.kubectl(['-n', WEIR_NS, 'get', 'pods', '-l', 'app.kubernetes.io/name=weir-agent', '-o', 'jsonpath={.items[*].spec.containers[0].image}'])
+		).stdout
+			.trim()
+			.split(' ');
 		const daemonSet = await daemonSetStatus(k);
 		const finished = Date.now();
 		const after = (): boolean => pongs().some((t) => t > finished) && knock.lines.filter((l) => l.t > finished).length >= 3;
-		await waitFor('the stream answered and the attacker refused after the rollout', 30_000, async () => (after() || stream.exited() ? true : undefined), 200).catch(() => undefined);
+		await waitFor(
+			'the stream answered and the attacker refused after the rollout',
+			30_000,
+			async () => (after() || stream.exited() ? true : undefined),
+			200,
+		).catch(() => undefined);
 		return {
 			started,
 			finished,

@@ -8,14 +8,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-	native,
-	type NativeBinding,
-	type NativeError,
-	type NativeLink,
-	type NativeObject,
-	type NativeRingBuffer,
-} from '../../src/kernel/addon.js';
+import { native, type NativeBinding, type NativeError, type NativeLink, type NativeObject, type NativeRingBuffer } from '../../src/kernel/addon.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const FIXTURE = resolve(root, 'build/test-bpf/addon_fixture.bpf.o');
@@ -154,7 +147,9 @@ describe('native addon (real kernel)', () => {
 		assert.equal(p0.name, 'weir_test_tc');
 		// The binding's methods are the contract's (src/bpf/native.ts), no more.
 		assert.deepEqual(
-			Object.getOwnPropertyNames(Object.getPrototypeOf(p0)).filter((k) => k !== 'constructor').sort(),
+			Object.getOwnPropertyNames(Object.getPrototypeOf(p0))
+				.filter((k) => k !== 'constructor')
+				.sort(),
 			['attachTc', 'attachTcAsync', 'close', 'fd', 'pin', 'testRun'],
 		);
 		assert.ok(p0.id > 0 && p0.fd > 0);
@@ -561,4 +556,3 @@ describe('native addon (real kernel)', () => {
 		assert.equal(r.status, 0, r.stderr);
 	});
 });
-

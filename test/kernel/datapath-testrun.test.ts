@@ -65,8 +65,7 @@ describe('pod programs under BPF_PROG_TEST_RUN', () => {
 	});
 	after(() => t?.destroy());
 
-	const isolate = (p: typeof A, flags: number): void =>
-		dp.setEndpoint(p.ip, { epId: p.ep, identity: p.id, ifindex: LO, flags });
+	const isolate = (p: typeof A, flags: number): void => dp.setEndpoint(p.ip, { epId: p.ep, identity: p.id, ifindex: LO, flags });
 
 	const expectVerdict = async (pred: (e: DatapathEvent) => boolean): Promise<DatapathEvent> => t.waitEvent(pred);
 
@@ -190,7 +189,7 @@ describe('pod programs under BPF_PROG_TEST_RUN', () => {
 		const ct = dp.conntrack().find((c) => c.key.sport === syn.sport && c.key.scope === Dir.Egress);
 		assert.ok(ct, 'conntrack entry exists');
 		assert.equal(ct.entry.ruleId, 13);
-		assert.equal(ct.entry.packets, 3n, "SYN, SYN-ACK, ACK");
+		assert.equal(ct.entry.packets, 3n, 'SYN, SYN-ACK, ACK');
 		assert.ok(ct.entry.flags & 1, 'seen reply');
 		// A new connection from C to A on another port is still denied.
 		assert.equal(run(dp, 'weir_to_pod', tcp(C.ip, A.ip, 9000)), TC_ACT_SHOT);
@@ -245,8 +244,7 @@ describe('pod programs under BPF_PROG_TEST_RUN', () => {
 
 	test('per-reason counters count forwarded and dropped packets by direction', () => {
 		const before = dp.readMetrics().samples;
-		const get = (s: typeof before, name: string, dir: string): bigint =>
-			s.find((x) => x.reasonName === name && x.direction === dir)?.packets ?? 0n;
+		const get = (s: typeof before, name: string, dir: string): bigint => s.find((x) => x.reasonName === name && x.direction === dir)?.packets ?? 0n;
 		isolate(B, EndpointFlags.IngressIsolated);
 		for (let i = 0; i < 3; i++) run(dp, 'weir_to_pod', tcp(A.ip, B.ip, 6666));
 		run(dp, 'weir_from_pod', tcp(B.ip, A.ip, 6666));
@@ -305,7 +303,13 @@ describe('event stream', () => {
 			const r = spawnSync(process.execPath, [child, 'datapath', pinRoot], { timeout: 20000, encoding: 'utf8' });
 			assert.equal(r.signal, null, `the child did not exit by itself: ${r.stdout}${r.stderr}`);
 			assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
-			const out = JSON.parse(r.stdout) as { isDatapathError: boolean; code: string; message: string; cause: { code: string; op: string; errno: number }; records: number };
+			const out = JSON.parse(r.stdout) as {
+				isDatapathError: boolean;
+				code: string;
+				message: string;
+				cause: { code: string; op: string; errno: number };
+				records: number;
+			};
 			assert.equal(out.records, 3, 'the events before the failure were delivered');
 			assert.equal(out.isDatapathError, true);
 			assert.equal(out.code, 'WEIR_ERR_EVENTS_STOPPED');

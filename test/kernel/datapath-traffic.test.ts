@@ -99,7 +99,12 @@ describe('pod programs on real veths', () => {
 
 	test('egress policy limits what a pod may open; replies to it still arrive', async () => {
 		const oi = topo.pods.indexOf(other);
-		dp.setEndpoint(other.ip, { epId: epOf(oi), identity: identityOf(oi), ifindex: other.hostIfindex, flags: EndpointFlags.EgressIsolated | EndpointFlags.IngressIsolated });
+		dp.setEndpoint(other.ip, {
+			epId: epOf(oi),
+			identity: identityOf(oi),
+			ifindex: other.hostIfindex,
+			flags: EndpointFlags.EgressIsolated | EndpointFlags.IngressIsolated,
+		});
 		allowRule(dp, { epId: epOf(oi), identity: identityOf(1), direction: Dir.Egress, protocol: IPPROTO.TCP, port: 9090, ruleId: 23 });
 		await t.drain();
 		assert.ok(topo.probe(other, 'tcp', server.ip, 9090), 'allowed egress, and the echo comes back into an ingress-isolated pod');
@@ -148,7 +153,13 @@ describe('the pinned datapath outlives the agent', () => {
 		const first = spawnAgentSync(child, {
 			pinRoot,
 			netns,
-			endpoints: topo.pods.map((p, i) => ({ ip: p.ip, epId: epOf(i), identity: ids[i]!, ifindex: p.hostIfindex, flags: i === 1 ? EndpointFlags.IngressIsolated : 0 })),
+			endpoints: topo.pods.map((p, i) => ({
+				ip: p.ip,
+				epId: epOf(i),
+				identity: ids[i]!,
+				ifindex: p.hostIfindex,
+				flags: i === 1 ? EndpointFlags.IngressIsolated : 0,
+			})),
 			ipcache: topo.pods.map((p, i) => ({ cidr: `${p.ip}/32`, identity: ids[i]! })),
 			allow: [{ epId: epOf(1), identity: ids[0]!, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 7000, ruleId: 31 }],
 			attach: topo.pods.map((p) => p.hostIfindex),
@@ -161,7 +172,9 @@ describe('the pinned datapath outlives the agent', () => {
 		assert.ok(!topo.probe(c, 'tcp', b.ip, 7000), 'denied flow stays denied with no agent');
 
 		// A long-lived allowed connection streams across the takeover.
-		const stream = spawn('ip', ['netns', 'exec', a.netns, process.execPath, resolve(repoRoot, 'dist/hack/lab/probe.js'), 'stream', b.ip, '7000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+		const stream = spawn('ip', ['netns', 'exec', a.netns, process.execPath, resolve(repoRoot, 'dist/hack/lab/probe.js'), 'stream', b.ip, '7000'], {
+			stdio: ['ignore', 'pipe', 'pipe'],
+		});
 		let echoed = '';
 		stream.stdout.on('data', (d: Buffer) => (echoed += d.toString()));
 		try {
@@ -209,4 +222,3 @@ async function waitFor(pred: () => boolean, timeoutMs: number, what: string): Pr
 		await new Promise((r) => setTimeout(r, 50));
 	}
 }
-

@@ -105,7 +105,9 @@ test('every generated NetworkPolicy case matches the reference evaluator on the 
 							// A slow echo is not a drop: only an expected success is retried, more patiently.
 							if (want && !got) got = await prober.probe(proto, dst.ip, pr.port, 2000);
 							if (got !== want) {
-								mismatches.push(`case '${c.name}': ${src.label} -> ${dst.label} ${pr.proto}/${pr.port}: datapath ${got ? 'allowed' : 'denied'}, reference ${want ? 'allows' : 'denies'}`);
+								mismatches.push(
+									`case '${c.name}': ${src.label} -> ${dst.label} ${pr.proto}/${pr.port}: datapath ${got ? 'allowed' : 'denied'}, reference ${want ? 'allows' : 'denies'}`,
+								);
 							}
 						})(),
 					);

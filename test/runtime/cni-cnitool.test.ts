@@ -116,7 +116,9 @@ describe('weir-cni under cnitool', () => {
 			const deadline = Date.now() + 3000;
 			let drop: DatapathEvent | undefined;
 			while (!drop && Date.now() < deadline) {
-				drop = events.find((e) => e.verdict === 'DROPPED' && e.direction === 'ingress' && e.src === ipB && e.dst === ipA && e.dport === 80 && e.protocol === IPPROTO.TCP);
+				drop = events.find(
+					(e) => e.verdict === 'DROPPED' && e.direction === 'ingress' && e.src === ipB && e.dst === ipA && e.dport === 80 && e.protocol === IPPROTO.TCP,
+				);
 				await new Promise((r) => setTimeout(r, 20));
 			}
 			assert.ok(drop, `no drop event; got ${events.length} events`);
@@ -161,7 +163,11 @@ describe('weir-cni under cnitool', () => {
 		await expectError('invalid CNI_IFNAME', await l.plugin({ ...env, CNI_IFNAME: 'a/very/long/name' }, conf), 4);
 		await expectError('unknown CNI_COMMAND', await l.plugin({ ...env, CNI_COMMAND: 'FROB' }, conf), 4);
 		await expectError('missing CNI_NETNS', await l.plugin({ ...env, CNI_NETNS: '' }, conf), 4);
-		await expectError('invalid config (no ipam)', await l.plugin(env, JSON.stringify({ cniVersion: '1.0.0', name: 'x', type: 'weir-cni', agentSocket: l.socket })), 7);
+		await expectError(
+			'invalid config (no ipam)',
+			await l.plugin(env, JSON.stringify({ cniVersion: '1.0.0', name: 'x', type: 'weir-cni', agentSocket: l.socket })),
+			7,
+		);
 		await expectError('invalid config (bad mtu)', await l.plugin(env, JSON.stringify(l.netconf({ mtu: 12 }))), 7);
 
 		// IPAM failure: host-local's own error comes back with its code.

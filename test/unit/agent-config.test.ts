@@ -51,7 +51,10 @@ async function fromCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ c
 	else process.env['NODE_NAME'] = env['NODE_NAME'];
 	try {
 		let got: { cfg: AgentConfig; o: MainOptions } | undefined;
-		await buildMainCli(async (cfg, o) => void (got = { cfg, o })).exitOverride().configureOutput({ writeErr: () => undefined }).parseAsync(['node', 'weir-agent', ...args]);
+		await buildMainCli(async (cfg, o) => void (got = { cfg, o }))
+			.exitOverride()
+			.configureOutput({ writeErr: () => undefined })
+			.parseAsync(['node', 'weir-agent', ...args]);
 		assert.ok(got, 'the agent would have run');
 		return got;
 	} finally {
@@ -62,7 +65,13 @@ async function fromCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ c
 
 describe('readConfigDir', () => {
 	test('reads a mounted ConfigMap: values trimmed, numbers as numbers, ..data and other dot entries ignored', () => {
-		const mount = configMapDir({ 'log-level': 'debug\n', 'observer-port': ' 9100\n', 'flow-buffer': '16', 'pin-root': '/sys/fs/bpf/weir-b', kubeconfig: '/etc/kc' });
+		const mount = configMapDir({
+			'log-level': 'debug\n',
+			'observer-port': ' 9100\n',
+			'flow-buffer': '16',
+			'pin-root': '/sys/fs/bpf/weir-b',
+			kubeconfig: '/etc/kc',
+		});
 		writeFileSync(join(mount, '.hidden'), 'x');
 		assert.deepEqual(readConfigDir(mount), { logLevel: 'debug', observerPort: 9100, flowBuffer: 16, pinRoot: '/sys/fs/bpf/weir-b', kubeconfig: '/etc/kc' });
 	});
@@ -80,7 +89,12 @@ describe('readConfigDir', () => {
 	});
 
 	test('a numeric key that is not a whole number is an error naming the file and the value', () => {
-		for (const [key, raw] of [['observer-port', 'http'], ['flow-buffer', '-1'], ['ct-gc-interval-ms', '1.5'], ['observer-port', '']] as const) {
+		for (const [key, raw] of [
+			['observer-port', 'http'],
+			['flow-buffer', '-1'],
+			['ct-gc-interval-ms', '1.5'],
+			['observer-port', ''],
+		] as const) {
 			const sub = join(dir, `${key}-${raw || 'empty'}`);
 			mkdirSync(sub);
 			writeFileSync(join(sub, key), raw);
@@ -151,8 +165,24 @@ describe('cniConfig', () => {
 			pluginSource: buildPath('cni/weir-cni'),
 			conflist: { name: 'weir', cniVersion: '1.0.0', portmap: true },
 		});
-		const c = cniConfig({ cniSocket: '/run/w.sock', cniStateFile: '/run/w.json', cniConfDir: '/c', cniBinDir: '/b', cniPlugin: '/p/weir-cni', cniVersion: '1.1.0', podCidr: '10.244.3.0/24', portmap: false });
-		assert.deepEqual(c, { socketPath: '/run/w.sock', stateFile: '/run/w.json', confDir: '/c', binDir: '/b', pluginSource: '/p/weir-cni', conflist: { name: 'weir', cniVersion: '1.1.0', portmap: false, podCidr: '10.244.3.0/24' } });
+		const c = cniConfig({
+			cniSocket: '/run/w.sock',
+			cniStateFile: '/run/w.json',
+			cniConfDir: '/c',
+			cniBinDir: '/b',
+			cniPlugin: '/p/weir-cni',
+			cniVersion: '1.1.0',
+			podCidr: '10.244.3.0/24',
+			portmap: false,
+		});
+		assert.deepEqual(c, {
+			socketPath: '/run/w.sock',
+			stateFile: '/run/w.json',
+			confDir: '/c',
+			binDir: '/b',
+			pluginSource: '/p/weir-cni',
+			conflist: { name: 'weir', cniVersion: '1.1.0', portmap: false, podCidr: '10.244.3.0/24' },
+		});
 		// --no-portmap through the flags
 		const { o } = await fromCli(['--node-name', 'n1', '--no-portmap', '--pod-cidr', '10.244.4.0/24']);
 		assert.deepEqual(cniConfig(o)?.conflist, { name: 'weir', cniVersion: '1.0.0', portmap: false, podCidr: '10.244.4.0/24' });

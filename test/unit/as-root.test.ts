@@ -35,7 +35,9 @@ test('as root the script just runs, with its arguments', async () => {
 test('a user without sudo is told to run it as root, and nothing runs', async () => {
 	const l = lab();
 	try {
-		const r = await runProcess('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'env', `PATH=/usr/bin:/bin`, 'bash', l.script, 'x'], { cwd: l.dir });
+		const r = await runProcess('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'env', `PATH=/usr/bin:/bin`, 'bash', l.script, 'x'], {
+			cwd: l.dir,
+		});
 		assert.equal(r.code, 1);
 		assert.equal(r.stdout, '', 'the job itself did not run');
 		assert.match(r.stderr, /job\.sh needs root .* this machine has no sudo: run it as root/);
@@ -54,7 +56,17 @@ test('a user with sudo gets the script re-run through it, arguments intact', asy
 		mkdirSync(bin, { mode: 0o755 });
 		writeFileSync(join(bin, 'sudo'), `#!/bin/sh\nprintf '%s\\n' "$@" > ${record}\n`, { mode: 0o755 });
 		chmodSync(l.dir, 0o777);
-		const r = await runProcess('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'env', `PATH=${bin}:/usr/bin:/bin`, 'bash', l.script, 'a', 'b c']);
+		const r = await runProcess('setpriv', [
+			`--reuid=${NOBODY}`,
+			`--regid=${NOBODY}`,
+			'--clear-groups',
+			'env',
+			`PATH=${bin}:/usr/bin:/bin`,
+			'bash',
+			l.script,
+			'a',
+			'b c',
+		]);
 		assert.equal(r.code, 0, r.stderr);
 		assert.match(r.stderr, /job\.sh needs root: re-running it with sudo/);
 		assert.deepEqual(readFileSync(record, 'utf8').split('\n').slice(0, -1), ['-E', 'bash', l.script, 'a', 'b c']);

@@ -43,7 +43,18 @@ class FakeKernel {
 		let s = this.ns.get(name);
 		if (!s) {
 			// Every namespace has its loopback.
-			const lo = { ifindex: 1, name: 'lo', kind: '', mac: '00:00:00:00:00:00', mtu: 65536, up: false, operUp: false, peerIfindex: 0, linkNetnsid: -1, master: 0 };
+			const lo = {
+				ifindex: 1,
+				name: 'lo',
+				kind: '',
+				mac: '00:00:00:00:00:00',
+				mtu: 65536,
+				up: false,
+				operUp: false,
+				peerIfindex: 0,
+				linkNetnsid: -1,
+				master: 0,
+			};
 			this.ns.set(name, (s = { links: new Map([['lo', lo]]), addrs: [], routes: [], neighs: [], sysctls: new Map() }));
 		}
 		return s;
@@ -89,7 +100,17 @@ class FakeKernel {
 		};
 		const mac = (i: number): string => `02:00:00:00:00:${i.toString(16).padStart(2, '0')}`;
 		const row = (name: string, ifindex: number, mtu: number, peer: { ns: string; name: string }): LinkRow & { peer: { ns: string; name: string } } => ({
-			ifindex, name, kind: 'veth', mac: mac(ifindex), mtu, up: false, operUp: false, peerIfindex: 0, linkNetnsid: -1, master: 0, peer,
+			ifindex,
+			name,
+			kind: 'veth',
+			mac: mac(ifindex),
+			mtu,
+			up: false,
+			operUp: false,
+			peerIfindex: 0,
+			linkNetnsid: -1,
+			master: 0,
+			peer,
 		});
 		return {
 			vethAdd: async (o) => {
@@ -241,14 +262,29 @@ beforeEach(() => {
 	const logs: Array<{ level: string; msg: string }> = [];
 	const log = (level: string) => (_o: object, msg: string) => void logs.push({ level, msg });
 	const fx: Fixture = {
-		dir, netns, storeFile, kernel, datapath, ipam, store, logs,
+		dir,
+		netns,
+		storeFile,
+		kernel,
+		datapath,
+		ipam,
+		store,
+		logs,
 		admitted: [],
 		admitError: undefined,
 		notReady: undefined,
 		plugin: undefined as unknown as CniPlugin,
 		call: (command, over = {}) =>
 			fx.plugin.handle(
-				{ CNI_COMMAND: command, CNI_CONTAINERID: 'c1', CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin', CNI_ARGS: 'K8S_POD_NAMESPACE=d-redis;K8S_POD_NAME=redis', ...over.env },
+				{
+					CNI_COMMAND: command,
+					CNI_CONTAINERID: 'c1',
+					CNI_NETNS: netns,
+					CNI_IFNAME: 'eth0',
+					CNI_PATH: '/opt/cni/bin',
+					CNI_ARGS: 'K8S_POD_NAMESPACE=d-redis;K8S_POD_NAME=redis',
+					...over.env,
+				},
 				over.stdin ?? JSON.stringify(over.conf ?? CONF),
 			),
 	};
@@ -302,38 +338,83 @@ describe('ADD', () => {
 		assert.ok(hostLink.up && podLink.up, 'both ends up');
 		assert.equal(hostLink.mtu, 1450);
 		assert.equal(rec.hostIfindex, hostLink.ifindex);
-		assert.deepEqual(pod.addrs.map((a) => `${a.address}/${a.prefixLen}@${a.ifindex}`), [`10.244.1.5/32@${podLink.ifindex}`]);
+		assert.deepEqual(
+			pod.addrs.map((a) => `${a.address}/${a.prefixLen}@${a.ifindex}`),
+			[`10.244.1.5/32@${podLink.ifindex}`],
+		);
 		assert.deepEqual(pod.neighs, [{ ifindex: podLink.ifindex, ip: GATEWAY_IP, mac: hostLink.mac, permanent: true }]);
-		assert.deepEqual(pod.routes.map((x) => `${x.dst} via ${x.gateway ?? '-'} ${x.scope}${x.onlink ? ' onlink' : ''}`), [`${GATEWAY_IP}/32 via - link`, `0.0.0.0/0 via ${GATEWAY_IP} universe onlink`]);
-		assert.deepEqual(host.routes.map((x) => `${x.dst}@${x.ifindex}`), [`10.244.1.5/32@${hostLink.ifindex}`]);
+		assert.deepEqual(
+			pod.routes.map((x) => `${x.dst} via ${x.gateway ?? '-'} ${x.scope}${x.onlink ? ' onlink' : ''}`),
+			[`${GATEWAY_IP}/32 via - link`, `0.0.0.0/0 via ${GATEWAY_IP} universe onlink`],
+		);
+		assert.deepEqual(
+			host.routes.map((x) => `${x.dst}@${x.ifindex}`),
+			[`10.244.1.5/32@${hostLink.ifindex}`],
+		);
 		assert.equal(host.sysctls.get(`net/ipv4/conf/${HOST_IF}/rp_filter`), '0');
 		assert.equal(host.sysctls.get(`net/ipv4/conf/${HOST_IF}/forwarding`), '1');
 		assert.equal(pod.sysctls.get('net/ipv6/conf/eth0/disable_ipv6'), '1');
 		assert.deepEqual([...f.datapath.attached], [hostLink.ifindex]);
 		assert.deepEqual(f.admitted, [{ namespace: 'd-redis', pod: 'redis', ip: '10.244.1.5', epId: 1, ifindex: hostLink.ifindex }]);
 		assert.deepEqual(f.ipam.commands(), ['ADD']);
-		assert.deepEqual(f.ipam.calls[0]!.env, { CNI_CONTAINERID: 'c1', CNI_NETNS: f.netns, CNI_IFNAME: 'eth0', CNI_ARGS: 'K8S_POD_NAMESPACE=d-redis;K8S_POD_NAME=redis' });
+		assert.deepEqual(f.ipam.calls[0]!.env, {
+			CNI_CONTAINERID: 'c1',
+			CNI_NETNS: f.netns,
+			CNI_IFNAME: 'eth0',
+			CNI_ARGS: 'K8S_POD_NAMESPACE=d-redis;K8S_POD_NAME=redis',
+		});
 		assert.deepEqual(JSON.parse(r.stdout), {
 			cniVersion: '1.0.0',
-			interfaces: [{ name: HOST_IF, mac: hostLink.mac }, { name: 'eth0', mac: podLink.mac, sandbox: f.netns }],
+			interfaces: [
+				{ name: HOST_IF, mac: hostLink.mac },
+				{ name: 'eth0', mac: podLink.mac, sandbox: f.netns },
+			],
 			ips: [{ address: '10.244.1.5/32', gateway: GATEWAY_IP, interface: 1 }],
 			routes: [{ dst: '0.0.0.0/0', gw: GATEWAY_IP }],
 		});
 		assert.deepEqual(new EndpointStore(f.storeFile).list(), f.store.list(), 'the record is on disk');
 	});
 
-	const foreignEth0 = (): void => void f.kernel.space(f.netns).links.set('eth0', { ifindex: 99, name: 'eth0', kind: 'dummy', mac: '', mtu: 1500, up: true, operUp: true, peerIfindex: 0, linkNetnsid: -1, master: 0 });
+	const foreignEth0 = (): void =>
+		void f.kernel
+			.space(f.netns)
+			.links.set('eth0', { ifindex: 99, name: 'eth0', kind: 'dummy', mac: '', mtu: 1500, up: true, operUp: true, peerIfindex: 0, linkNetnsid: -1, master: 0 });
 	const failurePoints: Array<{ what: string; inject: () => void; code: number; msg: RegExp; vethMade: boolean; foreign?: true }> = [
-		{ what: 'IPAM ADD fails', inject: () => (f.ipam.fail.ADD = new CniError(CniCode.Io, 'IPAM plugin host-local: range full')), code: CniCode.Io, msg: /range full/, vethMade: false },
-		{ what: 'IPAM returns no IPv4 address', inject: () => (f.ipam.result = () => ({ cniVersion: '1.0.0', ips: [] })), code: CniCode.InvalidConfig, msg: /returned 0 IPv4 addresses/, vethMade: false },
-		{ what: 'the pod already has the interface', inject: foreignEth0, code: CniCode.Other, msg: /interface eth0 already exists/, vethMade: false, foreign: true },
+		{
+			what: 'IPAM ADD fails',
+			inject: () => (f.ipam.fail.ADD = new CniError(CniCode.Io, 'IPAM plugin host-local: range full')),
+			code: CniCode.Io,
+			msg: /range full/,
+			vethMade: false,
+		},
+		{
+			what: 'IPAM returns no IPv4 address',
+			inject: () => (f.ipam.result = () => ({ cniVersion: '1.0.0', ips: [] })),
+			code: CniCode.InvalidConfig,
+			msg: /returned 0 IPv4 addresses/,
+			vethMade: false,
+		},
+		{
+			what: 'the pod already has the interface',
+			inject: foreignEth0,
+			code: CniCode.Other,
+			msg: /interface eth0 already exists/,
+			vethMade: false,
+			foreign: true,
+		},
 		{ what: 'veth creation fails', inject: () => f.kernel.fail('vethAdd', 'host'), code: CniCode.Other, msg: /wiring eth0 .* failed/, vethMade: false },
 		{ what: 'a host sysctl fails', inject: () => f.kernel.fail('sysctl', 'host'), code: CniCode.Other, msg: /wiring eth0/, vethMade: true },
 		{ what: 'the pod address fails', inject: () => f.kernel.fail('addrAdd', f.netns), code: CniCode.Other, msg: /wiring eth0/, vethMade: true },
 		{ what: 'the gateway neighbour fails', inject: () => f.kernel.fail('neighAdd', f.netns), code: CniCode.Other, msg: /wiring eth0/, vethMade: true },
 		{ what: 'the pod default route fails', inject: () => f.kernel.fail('routeAdd', f.netns), code: CniCode.Other, msg: /wiring eth0/, vethMade: true },
 		{ what: 'the host route fails', inject: () => f.kernel.fail('routeAdd', 'host'), code: CniCode.Other, msg: /wiring eth0/, vethMade: true },
-		{ what: 'the datapath attach fails', inject: () => (f.datapath.attachError = nativeError('EBUSY', 'bpf_link_create')), code: CniCode.Other, msg: /wiring eth0/, vethMade: true },
+		{
+			what: 'the datapath attach fails',
+			inject: () => (f.datapath.attachError = nativeError('EBUSY', 'bpf_link_create')),
+			code: CniCode.Other,
+			msg: /wiring eth0/,
+			vethMade: true,
+		},
 		{ what: 'admission fails', inject: () => (f.admitError = new Error('policy controller crashed')), code: CniCode.Other, msg: /wiring eth0/, vethMade: true },
 	];
 	for (const p of failurePoints) {
@@ -436,11 +517,51 @@ describe('CHECK', () => {
 		const pod = f.kernel.space(f.netns);
 		const host = f.kernel.space('host');
 		const cases: Array<[string, () => () => void, RegExp]> = [
-			['default route', () => { const saved = pod.routes; pod.routes = pod.routes.filter((r) => r.dst !== '0.0.0.0/0'); return () => (pod.routes = saved); }, /default route via 169\.254\.1\.1 dev eth0 is missing/],
-			['pod address', () => { const saved = pod.addrs; pod.addrs = []; return () => (pod.addrs = saved); }, /address 10\.244\.1\.5\/32 is missing on eth0/],
-			['gateway neighbour', () => { const saved = pod.neighs; pod.neighs = []; return () => (pod.neighs = saved); }, /gateway neighbour entry is missing/],
-			['host route', () => { const saved = host.routes; host.routes = []; return () => (host.routes = saved); }, /host route 10\.244\.1\.5\/32 dev lxc[0-9a-f]{12} is missing/],
-			['datapath', () => { const i = [...f.datapath.attached][0]!; f.datapath.attached.clear(); return () => f.datapath.attached.add(i); }, /datapath programs are not attached/],
+			[
+				'default route',
+				() => {
+					const saved = pod.routes;
+					pod.routes = pod.routes.filter((r) => r.dst !== '0.0.0.0/0');
+					return () => (pod.routes = saved);
+				},
+				/default route via 169\.254\.1\.1 dev eth0 is missing/,
+			],
+			[
+				'pod address',
+				() => {
+					const saved = pod.addrs;
+					pod.addrs = [];
+					return () => (pod.addrs = saved);
+				},
+				/address 10\.244\.1\.5\/32 is missing on eth0/,
+			],
+			[
+				'gateway neighbour',
+				() => {
+					const saved = pod.neighs;
+					pod.neighs = [];
+					return () => (pod.neighs = saved);
+				},
+				/gateway neighbour entry is missing/,
+			],
+			[
+				'host route',
+				() => {
+					const saved = host.routes;
+					host.routes = [];
+					return () => (host.routes = saved);
+				},
+				/host route 10\.244\.1\.5\/32 dev lxc[0-9a-f]{12} is missing/,
+			],
+			[
+				'datapath',
+				() => {
+					const i = [...f.datapath.attached][0]!;
+					f.datapath.attached.clear();
+					return () => f.datapath.attached.add(i);
+				},
+				/datapath programs are not attached/,
+			],
 		];
 		for (const [what, breakIt, msg] of cases) {
 			const restore = breakIt();
@@ -491,7 +612,11 @@ describe('VERSION, STATUS and bad requests', () => {
 			assert.equal(e.code, code, `${what}: ${e.msg}`);
 			assert.equal(typeof e.msg, 'string');
 		}
-		assert.equal(error(await f.call('ADD', { conf: { ...CONF, cniVersion: '0.4.0', ipam: undefined } })).cniVersion, '0.4.0', 'errors answer in the request version');
+		assert.equal(
+			error(await f.call('ADD', { conf: { ...CONF, cniVersion: '0.4.0', ipam: undefined } })).cniVersion,
+			'0.4.0',
+			'errors answer in the request version',
+		);
 		assert.deepEqual(f.ipam.calls, []);
 		assertClean('bad requests');
 	});

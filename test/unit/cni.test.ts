@@ -47,7 +47,11 @@ describe('CNI environment', () => {
 			{ CNI_PATH: '' },
 			{ CNI_ARGS: 'novalue' },
 		]) {
-			assert.equal(codeOf(() => parseEnv({ ...goodEnv, ...bad })), CniCode.InvalidEnv, JSON.stringify(bad));
+			assert.equal(
+				codeOf(() => parseEnv({ ...goodEnv, ...bad })),
+				CniCode.InvalidEnv,
+				JSON.stringify(bad),
+			);
 		}
 	});
 	test('DEL without a netns is valid (best effort); VERSION needs only the command', () => {
@@ -69,16 +73,46 @@ describe('network configuration', () => {
 		assert.equal(c.ipam.type, 'host-local');
 	});
 	test('spec codes', () => {
-		assert.equal(codeOf(() => parseNetConf('{not json')), CniCode.Decode);
-		assert.equal(codeOf(() => parseNetConf('[1,2]')), CniCode.Decode);
-		assert.equal(codeOf(() => parseNetConf(JSON.stringify({ ...goodConf, cniVersion: '0.3.1' }))), CniCode.IncompatibleVersion);
-		assert.equal(codeOf(() => parseNetConf(JSON.stringify({ ...goodConf, cniVersion: '2.0.0' }))), CniCode.IncompatibleVersion);
-		assert.equal(codeOf(() => parseNetConf(JSON.stringify({ ...goodConf, name: '' }))), CniCode.InvalidConfig);
-		assert.equal(codeOf(() => parseNetConf(JSON.stringify({ ...goodConf, ipam: undefined }))), CniCode.InvalidConfig);
-		assert.equal(codeOf(() => parseNetConf(JSON.stringify({ ...goodConf, ipam: { type: '../x' } }))), CniCode.InvalidConfig);
-		assert.equal(codeOf(() => parseNetConf(JSON.stringify({ ...goodConf, mtu: 70000 }))), CniCode.InvalidConfig);
-		assert.equal(codeOf(() => parseNetConf(JSON.stringify({ ...goodConf, dns: { nameservers: [1] } }))), CniCode.InvalidConfig);
-		assert.equal(codeOf(() => parseNetConf(JSON.stringify(goodConf), 'GC')), CniCode.InvalidConfig);
+		assert.equal(
+			codeOf(() => parseNetConf('{not json')),
+			CniCode.Decode,
+		);
+		assert.equal(
+			codeOf(() => parseNetConf('[1,2]')),
+			CniCode.Decode,
+		);
+		assert.equal(
+			codeOf(() => parseNetConf(JSON.stringify({ ...goodConf, cniVersion: '0.3.1' }))),
+			CniCode.IncompatibleVersion,
+		);
+		assert.equal(
+			codeOf(() => parseNetConf(JSON.stringify({ ...goodConf, cniVersion: '2.0.0' }))),
+			CniCode.IncompatibleVersion,
+		);
+		assert.equal(
+			codeOf(() => parseNetConf(JSON.stringify({ ...goodConf, name: '' }))),
+			CniCode.InvalidConfig,
+		);
+		assert.equal(
+			codeOf(() => parseNetConf(JSON.stringify({ ...goodConf, ipam: undefined }))),
+			CniCode.InvalidConfig,
+		);
+		assert.equal(
+			codeOf(() => parseNetConf(JSON.stringify({ ...goodConf, ipam: { type: '../x' } }))),
+			CniCode.InvalidConfig,
+		);
+		assert.equal(
+			codeOf(() => parseNetConf(JSON.stringify({ ...goodConf, mtu: 70000 }))),
+			CniCode.InvalidConfig,
+		);
+		assert.equal(
+			codeOf(() => parseNetConf(JSON.stringify({ ...goodConf, dns: { nameservers: [1] } }))),
+			CniCode.InvalidConfig,
+		);
+		assert.equal(
+			codeOf(() => parseNetConf(JSON.stringify(goodConf), 'GC')),
+			CniCode.InvalidConfig,
+		);
 	});
 	test('replyVersion takes the request version when readable', () => {
 		assert.equal(replyVersion('{"cniVersion":"0.4.0"}'), '0.4.0');
@@ -92,8 +126,44 @@ describe('network configuration', () => {
 			return seed / 0x7fffffff;
 		};
 		const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
-		const values: unknown[] = [null, true, 0, -1, 1.5, Number.POSITIVE_INFINITY, '', 'x', '1.0.0', '0.4.0', '1.1.0', 'host-local', [], {}, [1], ['a'], { type: 'host-local' }, 'é\u0000', 68, 65535, 9000];
-		const keys = ['cniVersion', 'name', 'type', 'ipam', 'mtu', 'dns', 'agentSocket', 'prevResult', 'cni.dev/valid-attachments', 'runtimeConfig', 'args', '__proto__', 'constructor'];
+		const values: unknown[] = [
+			null,
+			true,
+			0,
+			-1,
+			1.5,
+			Number.POSITIVE_INFINITY,
+			'',
+			'x',
+			'1.0.0',
+			'0.4.0',
+			'1.1.0',
+			'host-local',
+			[],
+			{},
+			[1],
+			['a'],
+			{ type: 'host-local' },
+			'é\u0000',
+			68,
+			65535,
+			9000,
+		];
+		const keys = [
+			'cniVersion',
+			'name',
+			'type',
+			'ipam',
+			'mtu',
+			'dns',
+			'agentSocket',
+			'prevResult',
+			'cni.dev/valid-attachments',
+			'runtimeConfig',
+			'args',
+			'__proto__',
+			'constructor',
+		];
 		const gen = (depth: number): unknown => {
 			const r = rnd();
 			if (depth > 3 || r < 0.5) return pick(values);
@@ -180,17 +250,35 @@ describe('results', () => {
 		assert.equal(formatResult(buildResult('1.0.0', outcome), '1.0.0')['dns'], undefined);
 	});
 	test('IPAM results of either version; exactly one IPv4 address', () => {
-		assert.deepEqual(ipamAddress({ cniVersion: '1.0.0', ips: [{ address: '10.0.0.7/24', gateway: '10.0.0.1' }] }, 'host-local'), { ip: '10.0.0.7', prefix: 24 });
+		assert.deepEqual(ipamAddress({ cniVersion: '1.0.0', ips: [{ address: '10.0.0.7/24', gateway: '10.0.0.1' }] }, 'host-local'), {
+			ip: '10.0.0.7',
+			prefix: 24,
+		});
 		assert.equal(ipamAddress({ cniVersion: '0.4.0', ips: [{ version: '4', address: '10.0.0.8/24' }] }, 'h').ip, '10.0.0.8');
-		assert.equal(codeOf(() => ipamAddress({ ips: [] }, 'h')), CniCode.InvalidConfig);
-		assert.equal(codeOf(() => ipamAddress({ ips: [{ address: 'fd00::1/64' }] }, 'h')), CniCode.InvalidConfig);
-		assert.equal(codeOf(() => ipamAddress('nonsense', 'h')), CniCode.Other);
+		assert.equal(
+			codeOf(() => ipamAddress({ ips: [] }, 'h')),
+			CniCode.InvalidConfig,
+		);
+		assert.equal(
+			codeOf(() => ipamAddress({ ips: [{ address: 'fd00::1/64' }] }, 'h')),
+			CniCode.InvalidConfig,
+		);
+		assert.equal(
+			codeOf(() => ipamAddress('nonsense', 'h')),
+			CniCode.Other,
+		);
 	});
 	test('CHECK expectations from prevResult', () => {
 		const prev = formatResult(buildResult('1.0.0', outcome), '1.0.0');
 		assert.deepEqual(expectedFromPrev(prev, 'eth0', '/run/netns/p'), { hostIf: 'lxc0123456789ab', podIf: 'eth0', ip: '10.0.0.5', podMac: 'aa:bb:cc:dd:ee:02' });
-		assert.equal(codeOf(() => expectedFromPrev(undefined, 'eth0', '/x')), CniCode.InvalidConfig);
-		assert.equal(codeOf(() => expectedFromPrev(prev, 'eth9', '/run/netns/p')), CniCode.InvalidConfig);
+		assert.equal(
+			codeOf(() => expectedFromPrev(undefined, 'eth0', '/x')),
+			CniCode.InvalidConfig,
+		);
+		assert.equal(
+			codeOf(() => expectedFromPrev(prev, 'eth9', '/run/netns/p')),
+			CniCode.InvalidConfig,
+		);
 	});
 });
 
@@ -199,8 +287,14 @@ describe('forwarder wire format, IPAM versions, conflist, endpoint store', () =>
 		const req = { env: { CNI_COMMAND: 'ADD', CNI_ARGS: 'A=1;B=2' }, stdin: Buffer.from('{"x":"a=b\\u0000"}') };
 		assert.deepEqual(decodeRequest(encodeRequest(req)), req);
 		assert.deepEqual(decodeResponse(encodeResponse(1, '{"code":11}\n')), { code: 1, stdout: '{"code":11}\n' });
-		assert.equal(codeOf(() => decodeRequest(Buffer.from('HTTP/1.1 GET /'))), CniCode.Decode);
-		assert.equal(codeOf(() => decodeRequest(Buffer.from('WEIRCNI1\nA=1'))), CniCode.Decode);
+		assert.equal(
+			codeOf(() => decodeRequest(Buffer.from('HTTP/1.1 GET /'))),
+			CniCode.Decode,
+		);
+		assert.equal(
+			codeOf(() => decodeRequest(Buffer.from('WEIRCNI1\nA=1'))),
+			CniCode.Decode,
+		);
 	});
 	test('IPAM version negotiation', () => {
 		assert.equal(negotiate('1.1.0', ['0.3.1', '0.4.0', '1.0.0']), '1.0.0');
@@ -210,7 +304,10 @@ describe('forwarder wire format, IPAM versions, conflist, endpoint store', () =>
 	test('conflist: weir first, portmap chained', () => {
 		const c = buildConflist({ name: 'weir', cniVersion: '1.0.0', agentSocket: '/var/run/weir/cni.sock', podCidr: '10.244.1.0/24', portmap: true });
 		const plugins = c['plugins'] as Array<Record<string, unknown>>;
-		assert.deepEqual(plugins.map((p) => p['type']), ['weir-cni', 'portmap']);
+		assert.deepEqual(
+			plugins.map((p) => p['type']),
+			['weir-cni', 'portmap'],
+		);
 		assert.deepEqual(plugins[0]!['ipam'], { type: 'host-local', ranges: [[{ subnet: '10.244.1.0/24' }]] });
 		// What the agent writes is what the plugin accepts.
 		const single = { cniVersion: c['cniVersion'], name: c['name'], ...plugins[0] };
@@ -224,17 +321,34 @@ describe('forwarder wire format, IPAM versions, conflist, endpoint store', () =>
 			let changes = 0;
 			s.onChange(() => changes++);
 			const rec = (id: string, state: 'adding' | 'ready'): EndpointRecord => ({
-				containerId: id, ifname: 'eth0', netns: '/x', network: 'n', namespace: 'ns', pod: id, hostIf: hostIfName(id, 'eth0'),
-				hostIfindex: 7, epId: s.allocateEpId(), ip: `10.0.0.${id.length}`, state,
-				ipam: { type: 'host-local', path: ['/b'], args: '', conf: {} }, ipamAllocated: true, createdAt: '',
+				containerId: id,
+				ifname: 'eth0',
+				netns: '/x',
+				network: 'n',
+				namespace: 'ns',
+				pod: id,
+				hostIf: hostIfName(id, 'eth0'),
+				hostIfindex: 7,
+				epId: s.allocateEpId(),
+				ip: `10.0.0.${id.length}`,
+				state,
+				ipam: { type: 'host-local', path: ['/b'], args: '', conf: {} },
+				ipamAllocated: true,
+				createdAt: '',
 			});
 			s.put(rec('a', 'ready'));
 			s.put(rec('bb', 'adding'));
-			assert.deepEqual(s.list().map((e) => e.pod), ['a']);
+			assert.deepEqual(
+				s.list().map((e) => e.pod),
+				['a'],
+			);
 			assert.equal(changes, 1);
 			const again = new EndpointStore(file);
 			assert.equal(again.all().length, 2);
-			assert.deepEqual(again.all().map((r) => r.epId), [1, 2]);
+			assert.deepEqual(
+				again.all().map((r) => r.epId),
+				[1, 2],
+			);
 			again.remove('a', 'eth0');
 			assert.equal(again.allocateEpId(), 1);
 		} finally {

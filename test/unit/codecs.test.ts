@@ -67,7 +67,7 @@ test('port ranges become the fewest aligned blocks that cover exactly the range'
 		assert.ok(blocks.length <= 30, `${lo}-${hi}: ${blocks.length} blocks`);
 	};
 	let seed = 42;
-	const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+	const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 	for (let i = 0; i < 300; i++) {
 		const a = Math.floor(rnd() * 65536);
 		const b = Math.floor(rnd() * 65536);
@@ -100,9 +100,26 @@ test('policy keys: all protocols, all ports, one port, a range', () => {
 
 test('events decode every field, and unknown reasons keep their code', () => {
 	const buf = encode('weir_event', {
-		ts_ns: 123n, type: 1, direction: 1, verdict: 2, family: 4, reason: DropReason.POLICY_DENIED, protocol: 6,
-		tcp_flags: 2, ep_id: 3, src_identity: 300, dst_identity: 2, rule_id: 0, ifindex: 9, pkt_len: 60,
-		saddr: [0x0a000001, 0, 0, 0], daddr: [0xcb007105, 0, 0, 0], sport: 40000, dport: 443, is_reply: 0, match_type: 0,
+		ts_ns: 123n,
+		type: 1,
+		direction: 1,
+		verdict: 2,
+		family: 4,
+		reason: DropReason.POLICY_DENIED,
+		protocol: 6,
+		tcp_flags: 2,
+		ep_id: 3,
+		src_identity: 300,
+		dst_identity: 2,
+		rule_id: 0,
+		ifindex: 9,
+		pkt_len: 60,
+		saddr: [0x0a000001, 0, 0, 0],
+		daddr: [0xcb007105, 0, 0, 0],
+		sport: 40000,
+		dport: 443,
+		is_reply: 0,
+		match_type: 0,
 	});
 	const ev = decodeEvent(buf);
 	assert.equal(ev.type, 'drop');

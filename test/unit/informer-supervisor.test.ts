@@ -13,17 +13,33 @@ describe('backoffDelay', () => {
 	const o: BackoffOptions = { initialMs: 100, maxMs: 1000, jitter: 0 };
 
 	test('doubles from the initial delay up to the cap', () => {
-		assert.deepEqual([0, 1, 2, 3, 4, 5, 6].map((a) => backoffDelay(a, o)), [100, 200, 400, 800, 1000, 1000, 1000]);
+		assert.deepEqual(
+			[0, 1, 2, 3, 4, 5, 6].map((a) => backoffDelay(a, o)),
+			[100, 200, 400, 800, 1000, 1000, 1000],
+		);
 		assert.equal(backoffDelay(10_000, o), 1000, 'a huge attempt count stays at the cap');
 		assert.equal(backoffDelay(-3, o), 100, 'a negative attempt is the first');
 	});
 
 	test('jitter stays within [1 - jitter, 1 + jitter] of the delay, and spreads', () => {
 		const j = { ...o, jitter: 0.3 };
-		assert.equal(backoffDelay(0, j, () => 0), 70);
-		assert.equal(backoffDelay(0, j, () => 0.5), 100);
-		assert.equal(backoffDelay(0, j, () => 0.999999), 130);
-		assert.equal(backoffDelay(9, j, () => 0.999999), 1300, 'jitter applies on top of the cap');
+		assert.equal(
+			backoffDelay(0, j, () => 0),
+			70,
+		);
+		assert.equal(
+			backoffDelay(0, j, () => 0.5),
+			100,
+		);
+		assert.equal(
+			backoffDelay(0, j, () => 0.999999),
+			130,
+		);
+		assert.equal(
+			backoffDelay(9, j, () => 0.999999),
+			1300,
+			'jitter applies on top of the cap',
+		);
 		const seen = new Set<number>();
 		for (let i = 0; i < 2000; i++) {
 			const d = backoffDelay(2, j);
@@ -156,7 +172,15 @@ describe('SupervisedInformer against a list/watch server', () => {
 			info: () => undefined,
 			warn: (o: object) => void warnings.push(o as { err: string; retryInMs: number }),
 		};
-		inf = new SupervisedInformer('namespaces', kc, '/api/v1/namespaces', () => core.listNamespace(), log, () => changes++, BACKOFF);
+		inf = new SupervisedInformer(
+			'namespaces',
+			kc,
+			'/api/v1/namespaces',
+			() => core.listNamespace(),
+			log,
+			() => changes++,
+			BACKOFF,
+		);
 	});
 
 	afterEach(async () => {
@@ -164,7 +188,11 @@ describe('SupervisedInformer against a list/watch server', () => {
 		await api.close();
 	});
 
-	const names = (): string[] => inf.list().map((n) => n.metadata!.name!).sort();
+	const names = (): string[] =>
+		inf
+			.list()
+			.map((n) => n.metadata!.name!)
+			.sort();
 
 	test('a list failing with 500 three times: retried with growing backoff, synced only after the list succeeds', LIMIT, async () => {
 		api.listPlan = [500, 500, 500];
@@ -179,7 +207,11 @@ describe('SupervisedInformer against a list/watch server', () => {
 		assert.equal(api.lists, 4, 'synced after the fourth list, the first that succeeded');
 		assert.equal(inf.isSynced, true);
 		assert.equal(inf.restarts, 3);
-		assert.deepEqual(warnings.map((w) => w.retryInMs), [20, 40, 80], 'each retry waits longer, up to the cap');
+		assert.deepEqual(
+			warnings.map((w) => w.retryInMs),
+			[20, 40, 80],
+			'each retry waits longer, up to the cap',
+		);
 		assert.equal(inf.lastError, undefined, 'cleared once listed');
 		assert.deepEqual(names(), ['a']);
 		assert.ok(changes > 0, 'the change callback ran');
@@ -201,7 +233,10 @@ describe('SupervisedInformer against a list/watch server', () => {
 		assert.ok(inf.lastError, 'the watch failure is the last error');
 		await api.until('watching again', () => api.watching && inf.lastError === undefined);
 		assert.equal(inf.restarts, 2);
-		assert.deepEqual(warnings.map((w) => w.retryInMs), [20, 40]);
+		assert.deepEqual(
+			warnings.map((w) => w.retryInMs),
+			[20, 40],
+		);
 		assert.equal(api.lists, lists, 'no relist: the watch resumes from its version');
 		assert.deepEqual([...new Set(api.watches.slice(1).map((w) => w.resourceVersion))], ['11'], 'every retry resumes from the last event');
 		api.event('MODIFIED', 'b');

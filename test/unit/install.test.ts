@@ -120,8 +120,14 @@ test('weir status: a table per node, exit status follows health', async () => {
 	};
 	const lines = formatStatus(report);
 	assert.match(lines[0]!, /1\/2 ready/);
-	assert.ok(lines.some((l) => /^n1\s+weir-agent-abc Running not-ready .*agent API not answering/.test(l)), lines.join('\n'));
-	assert.ok(lines.some((l) => /^n2\s+ready v0\.1\.0\s+loaded, 2 veths\s+2 \(1 isolated\)\s+1 enforced \/ 2\s+-/.test(l)), lines.join('\n'));
+	assert.ok(
+		lines.some((l) => /^n1\s+weir-agent-abc Running not-ready .*agent API not answering/.test(l)),
+		lines.join('\n'),
+	);
+	assert.ok(
+		lines.some((l) => /^n2\s+ready v0\.1\.0\s+loaded, 2 veths\s+2 \(1 isolated\)\s+1 enforced \/ 2\s+-/.test(l)),
+		lines.join('\n'),
+	);
 	assert.equal(healthy(report), false);
 	assert.equal(healthy({ nodes: [report.nodes[1]!] }), true);
 	const out: string[] = [];
@@ -185,7 +191,10 @@ test('node setup: installs weir-cni and only the chained plugins the node lacks;
 
 		const detached: string[] = [];
 		const un = uninstallNode(p, (path) => void detached.push(path));
-		assert.deepEqual(detached.map((d) => d.slice(p.pinRoot.length)), ['/links/12-egress', '/links/12-ingress']);
+		assert.deepEqual(
+			detached.map((d) => d.slice(p.pinRoot.length)),
+			['/links/12-egress', '/links/12-ingress'],
+		);
 		assert.ok(!existsSync(p.pinRoot));
 		assert.ok(!existsSync(p.runDir));
 		assert.deepEqual(readdirSync(p.cniConfDir), ['10-kindnet.conflist'], 'other CNI configs stay');
@@ -215,7 +224,11 @@ function deployManifests(): Map<string, Manifest[]> {
 				out.set(
 					rel,
 					docs.map((d, i) => {
-						assert.deepEqual([...d.errors, ...d.warnings].map((x) => x.message), [], `${rel} document ${i}`);
+						assert.deepEqual(
+							[...d.errors, ...d.warnings].map((x) => x.message),
+							[],
+							`${rel} document ${i}`,
+						);
 						return d.toJS() as Manifest;
 					}),
 				);
@@ -257,7 +270,10 @@ test('deploy/: every manifest parses; least-privilege RBAC, tolerations everywhe
 	assert.ok(!strings(rbac).some((x) => x.includes('*')), 'no wildcards');
 
 	const pod = only(files.get('deploy/daemonset.yaml'), 'DaemonSet', 'weir-agent')['spec']['template']['spec'];
-	assert.ok((pod['tolerations'] as Manifest[]).some((t) => t['operator'] === 'Exists' && t['key'] === undefined && t['effect'] === undefined), 'tolerates every taint');
+	assert.ok(
+		(pod['tolerations'] as Manifest[]).some((t) => t['operator'] === 'Exists' && t['key'] === undefined && t['effect'] === undefined),
+		'tolerates every taint',
+	);
 	assert.equal(pod['hostNetwork'], true);
 	const hostPaths = (pod['volumes'] as Manifest[]).map((v) => v['hostPath']?.['path']);
 	for (const m of ['/sys/fs/bpf', '/sys/fs/cgroup', '/opt/cni/bin', '/etc/cni/net.d', '/var/run/netns', '/var/run/weir']) assert.ok(hostPaths.includes(m), m);
@@ -267,7 +283,11 @@ test('deploy/: every manifest parses; least-privilege RBAC, tolerations everywhe
 	const port = data['observer-port'];
 	assert.equal(port, '9962');
 	const agent = (pod['containers'] as Manifest[]).find((c) => c['name'] === 'agent')!;
-	assert.deepEqual([agent['readinessProbe']['httpGet']['port'], agent['livenessProbe']['httpGet']['port']], [Number(port), Number(port)], 'readiness and liveness probe the observer port');
+	assert.deepEqual(
+		[agent['readinessProbe']['httpGet']['port'], agent['livenessProbe']['httpGet']['port']],
+		[Number(port), Number(port)],
+		'readiness and liveness probe the observer port',
+	);
 	const docs = readFileSync(join(repoRoot, 'docs', 'configuration.md'), 'utf8');
 	for (const key of Object.keys(data)) assert.ok(docs.includes(`\`${key}\``), `docs/configuration.md documents ${key}`);
 });

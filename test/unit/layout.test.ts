@@ -157,7 +157,12 @@ test('map names match the C headers and the compiled datapath', () => {
 	// Every WEIR_MAP_* macro has its TypeScript name, and the other way round.
 	const header = readFileSync(join(shared, 'weir_datapath.h'), 'utf8');
 	const macros = [...header.matchAll(/^#define\s+(WEIR_MAP_\w+)\s/gm)].map((m) => m[1]!).sort();
-	assert.deepEqual(Object.keys(MapName).map((k) => `WEIR_MAP_${k.toUpperCase()}`).sort(), macros);
+	assert.deepEqual(
+		Object.keys(MapName)
+			.map((k) => `WEIR_MAP_${k.toUpperCase()}`)
+			.sort(),
+		macros,
+	);
 	for (const [k, v] of Object.entries(MapName)) {
 		assert.equal(v, c.maps[k], `WEIR_MAP_${k.toUpperCase()}`);
 	}

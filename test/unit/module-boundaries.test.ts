@@ -36,7 +36,9 @@ export function parseModuleMap(readme: string): ModuleRule[] {
 /** Relative import specifiers of a TypeScript source (static, dynamic, re-exports). */
 export function importsOf(source: string): string[] {
 	const out: string[] = [];
-	for (const m of source.matchAll(/(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"](\.[^'"]+)['"]|import\s*\(\s*['"](\.[^'"]+)['"]\s*\)|^import\s*['"](\.[^'"]+)['"]/gm)) {
+	for (const m of source.matchAll(
+		/(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"](\.[^'"]+)['"]|import\s*\(\s*['"](\.[^'"]+)['"]\s*\)|^import\s*['"](\.[^'"]+)['"]/gm,
+	)) {
 		out.push((m[1] ?? m[2] ?? m[3])!);
 	}
 	return out;
@@ -72,7 +74,11 @@ export function checkBoundaries(files: ReadonlyMap<string, string>, rules: reado
 			const other = target.split('/')[0]!;
 			if (other === folder || rule.mayImport === 'any') continue;
 			if (!rule.mayImport.includes(other)) {
-				out.push({ file, imports: spec, why: `src/${folder}/ may import ${rule.mayImport.length ? rule.mayImport.join(', ') : 'nothing in src/'}, not ${other}` });
+				out.push({
+					file,
+					imports: spec,
+					why: `src/${folder}/ may import ${rule.mayImport.length ? rule.mayImport.join(', ') : 'nothing in src/'}, not ${other}`,
+				});
 			}
 		}
 	}
@@ -92,9 +98,12 @@ const srcDir = resolve(repoRoot, 'src');
 const rules = parseModuleMap(readFileSync(resolve(repoRoot, 'README.md'), 'utf8'));
 
 test('the module map lists every folder of src/, and only those', () => {
-	const folders = readdirSync(srcDir).filter((f) => statSync(join(srcDir, f)).isDirectory()).sort();
+	const folders = readdirSync(srcDir)
+		.filter((f) => statSync(join(srcDir, f)).isDirectory())
+		.sort();
 	assert.deepEqual(rules.map((r) => r.folder).sort(), folders);
-	for (const r of rules) if (r.mayImport !== 'any') for (const f of r.mayImport) assert.ok(folders.includes(f), `src/${r.folder}/ may import '${f}', which is not a folder of src/`);
+	for (const r of rules)
+		if (r.mayImport !== 'any') for (const f of r.mayImport) assert.ok(folders.includes(f), `src/${r.folder}/ may import '${f}', which is not a folder of src/`);
 });
 
 test('no import crosses the module map', () => {
@@ -134,13 +143,22 @@ test('the checker finds what it must: a sibling import, a dynamic one, a folder 
 		['policy/h.ts', "import { t } from '../../test/helpers/t.js';"],
 	]);
 	const v = checkBoundaries(files, map);
-	assert.deepEqual(
-		v.map((x) => `${x.file} ${x.imports}`).sort(),
-		['g.ts ', 'observe/b.ts ../policy/native.js', 'observe/c.ts ../policy/z.js', 'policy/a.ts ../observe/flow.js', 'policy/h.ts ../../test/helpers/t.js', 'ztunnel/f.ts '],
-	);
-	assert.deepEqual(parseModuleMap('### Module map\n| folder | owns | may import |\n|---|---|---|\n| `src/a/` | x | `b`, `c` |\n| `src/b/` | y | nothing in `src/` |\n| `src/c/` | z | anything |\n## next\n| `src/d/` | w | anything |'), [
-		{ folder: 'a', mayImport: ['b', 'c'] },
-		{ folder: 'b', mayImport: [] },
-		{ folder: 'c', mayImport: 'any' },
+	assert.deepEqual(v.map((x) => `${x.file} ${x.imports}`).sort(), [
+		'g.ts ',
+		'observe/b.ts ../policy/native.js',
+		'observe/c.ts ../policy/z.js',
+		'policy/a.ts ../observe/flow.js',
+		'policy/h.ts ../../test/helpers/t.js',
+		'ztunnel/f.ts ',
 	]);
+	assert.deepEqual(
+		parseModuleMap(
+			'### Module map\n| folder | owns | may import |\n|---|---|---|\n| `src/a/` | x | `b`, `c` |\n| `src/b/` | y | nothing in `src/` |\n| `src/c/` | z | anything |\n## next\n| `src/d/` | w | anything |',
+		),
+		[
+			{ folder: 'a', mayImport: ['b', 'c'] },
+			{ folder: 'b', mayImport: [] },
+			{ folder: 'c', mayImport: 'any' },
+		],
+	);
 });

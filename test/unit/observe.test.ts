@@ -23,9 +23,28 @@ const ctx: FlowContext = {
 
 function ev(over: Partial<DatapathEvent>): DatapathEvent {
 	return {
-		tsNs: 5_000_000n, type: 'drop', direction: 'ingress', verdict: 'DROPPED', reason: -131, reasonName: 'POLICY_DENIED',
-		protocol: 6, tcpFlags: 2, epId: 2, srcIdentity: 300, dstIdentity: 301, ruleId: 0, ifindex: 9, pktLen: 60,
-		src: '10.0.0.1', dst: '10.0.0.2', sport: 40000, dport: 6379, isReply: false, match: 'none', icmpType: 0, icmpCode: 0,
+		tsNs: 5_000_000n,
+		type: 'drop',
+		direction: 'ingress',
+		verdict: 'DROPPED',
+		reason: -131,
+		reasonName: 'POLICY_DENIED',
+		protocol: 6,
+		tcpFlags: 2,
+		epId: 2,
+		srcIdentity: 300,
+		dstIdentity: 301,
+		ruleId: 0,
+		ifindex: 9,
+		pktLen: 60,
+		src: '10.0.0.1',
+		dst: '10.0.0.2',
+		sport: 40000,
+		dport: 6379,
+		isReply: false,
+		match: 'none',
+		icmpType: 0,
+		icmpCode: 0,
 		...over,
 	};
 }
@@ -42,11 +61,26 @@ test('a policy drop names both pods, the reason and the isolating policy', () =>
 	assert.deepEqual(f.tcpFlags, ['SYN']);
 	assert.deepEqual(f.isolatedBy, [{ kind: 'NetworkPolicy', namespace: 'd-redis', name: 'allow-app' }]);
 	assert.equal(f.time, new Date(1_700_000_000_005).toISOString());
-	assert.equal(f.summary, 'b-apache/apache-1:40000 -> d-redis/redis-0:6379 ingress TCP Flags: SYN DROPPED (POLICY_DENIED: no NetworkPolicy rule allows this connection; isolated by d-redis/allow-app)');
+	assert.equal(
+		f.summary,
+		'b-apache/apache-1:40000 -> d-redis/redis-0:6379 ingress TCP Flags: SYN DROPPED (POLICY_DENIED: no NetworkPolicy rule allows this connection; isolated by d-redis/allow-app)',
+	);
 });
 
 test('an allowed flow names the rule that allowed it; non-pod ends are described', () => {
-	const f = toFlow(ev({ type: 'policy-verdict', verdict: 'FORWARDED', reason: 0, reasonName: 'OK', ruleId: 7, match: 'l3-l4', src: '203.0.113.9', srcIdentity: Identity.FirstCidr + 1 }), ctx);
+	const f = toFlow(
+		ev({
+			type: 'policy-verdict',
+			verdict: 'FORWARDED',
+			reason: 0,
+			reasonName: 'OK',
+			ruleId: 7,
+			match: 'l3-l4',
+			src: '203.0.113.9',
+			srcIdentity: Identity.FirstCidr + 1,
+		}),
+		ctx,
+	);
 	assert.equal(f.dropReason, undefined);
 	assert.deepEqual(f.allowedBy, { kind: 'NetworkPolicy', namespace: 'd-redis', name: 'allow-app', rule: 'ingress[0]' });
 	assert.equal(f.source.reserved, 'cidr:203.0.113.0/24');
@@ -74,7 +108,10 @@ test('the ring keeps the newest flows and feeds followers', () => {
 	for (let i = 0; i < 5; i++) ring.add(toFlow(ev({ sport: 1000 + i }), ctx));
 	stop();
 	ring.add(toFlow(ev({ sport: 2000 }), ctx));
-	assert.deepEqual(ring.recent().map((f) => f.source.port), [1003, 1004, 2000]);
+	assert.deepEqual(
+		ring.recent().map((f) => f.source.port),
+		[1003, 1004, 2000],
+	);
 	assert.equal(seen.length, 5);
 	assert.equal(ring.total, 6);
 	assert.throws(() => new FlowRing(0), RangeError);
@@ -91,7 +128,10 @@ test('the API filters, rejects bad queries with 400, and follows live', async ()
 		assert.equal(all.statusCode, 200);
 		assert.equal((all.json() as { flows: Flow[] }).flows.length, 2);
 		const dropped = await app.inject({ url: '/v1/flows?verdict=DROPPED&port=6379' });
-		assert.deepEqual((dropped.json() as { flows: Flow[] }).flows.map((f) => f.verdict), ['DROPPED']);
+		assert.deepEqual(
+			(dropped.json() as { flows: Flow[] }).flows.map((f) => f.verdict),
+			['DROPPED'],
+		);
 		for (const bad of ['verdict=MAYBE', 'port=70000', 'limit=-1', 'since=yesterday']) {
 			const r = await app.inject({ url: `/v1/flows?${bad}` });
 			assert.equal(r.statusCode, 400, bad);

@@ -46,7 +46,11 @@ test('at least 60 generated cases, all compiled without problems and matching th
 					const want = referenceAllows(world, src, dst, pr.proto, pr.port);
 					const got = modelAllows(compiled, src.ip, dst.ip, pr.proto === 'TCP' ? IPPROTO.TCP : IPPROTO.UDP, pr.port);
 					probes++;
-					assert.equal(got, want, `case '${c.name}': ${src.pod ? `${src.pod.namespace}/${src.pod.name}` : src.ip} -> ${dst.pod ? `${dst.pod.namespace}/${dst.pod.name}` : dst.ip} ${pr.proto}/${pr.port}`);
+					assert.equal(
+						got,
+						want,
+						`case '${c.name}': ${src.pod ? `${src.pod.namespace}/${src.pod.name}` : src.ip} -> ${dst.pod ? `${dst.pod.namespace}/${dst.pod.name}` : dst.ip} ${pr.proto}/${pr.port}`,
+					);
 				}
 			}
 		}
@@ -59,8 +63,16 @@ test('identities: one per (namespace, labels, namespace labels); reserved for no
 	const c = compile({
 		pods: [...pods, twin],
 		namespaces: NAMESPACES,
-		policies: [{ metadata: { namespace: 'x', name: 'p' }, spec: { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '203.0.113.0/24', except: ['203.0.113.0/28'] } }] }] } }],
-		nodes: [{ name: 'n1', ips: ['192.168.255.1'] }, { name: 'n2', ips: ['192.168.255.2'] }],
+		policies: [
+			{
+				metadata: { namespace: 'x', name: 'p' },
+				spec: { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '203.0.113.0/24', except: ['203.0.113.0/28'] } }] }] },
+			},
+		],
+		nodes: [
+			{ name: 'n1', ips: ['192.168.255.1'] },
+			{ name: 'n2', ips: ['192.168.255.2'] },
+		],
 		localNode: 'n1',
 		endpointIds,
 		identities: new IdentityAllocator(),
@@ -83,7 +95,10 @@ test('identities: one per (namespace, labels, namespace labels); reserved for no
 test('identities stay stable across recompiles; rule ids name their policy', () => {
 	const identities = new IdentityAllocator();
 	const rules = new RuleIdAllocator();
-	const pol: NetworkPolicy = { metadata: { namespace: 'x', name: 'web' }, spec: { podSelector: {}, ingress: [{ ports: [{ port: 80 }] }, { ports: [{ port: 81 }] }] } };
+	const pol: NetworkPolicy = {
+		metadata: { namespace: 'x', name: 'web' },
+		spec: { podSelector: {}, ingress: [{ ports: [{ port: 80 }] }, { ports: [{ port: 81 }] }] },
+	};
 	const run = (ps: PodInfo[]) => compile({ pods: ps, namespaces: NAMESPACES, policies: [pol], nodes: [], localNode: 'n1', endpointIds, identities, rules });
 	const first = run(pods);
 	const second = run([...pods].reverse());
@@ -139,7 +154,10 @@ test('a compile that reuses per-policy results equals a fresh compile, case afte
 		if (i % 2 && before > 0) reused++;
 		const fresh = compile(base);
 		assert.deepEqual(norm(cached), norm(fresh), cases[i]!.name);
-		assert.deepEqual([...cached.endpoints.values()].map((e) => e.flags), [...fresh.endpoints.values()].map((e) => e.flags));
+		assert.deepEqual(
+			[...cached.endpoints.values()].map((e) => e.flags),
+			[...fresh.endpoints.values()].map((e) => e.flags),
+		);
 	}
 	assert.ok(reused > 10);
 });

@@ -68,7 +68,12 @@ class MemoryMaps implements PolicyMaps {
 
 const ns = (name: string, labels: Record<string, string>): k8s.V1Namespace => ({ metadata: { name, labels } });
 const pod = (namespace: string, name: string, ip: string, labels: Record<string, string>): k8s.V1Pod => ({
-	metadata: { namespace, name, labels, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${name}-7d9f8c6b5`, uid: 'u', controller: true }] },
+	metadata: {
+		namespace,
+		name,
+		labels,
+		ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `${name}-7d9f8c6b5`, uid: 'u', controller: true }],
+	},
 	spec: { nodeName: 'n1', containers: [{ name: 'c', ports: [{ name: 'redis', containerPort: 6379 }] }] },
 	status: { phase: 'Running', podIPs: [{ ip }] },
 });
@@ -113,7 +118,11 @@ test('the controller enforces nothing before sync, then writes policy before ide
 	const again = make();
 	assert.equal(again.run(), true);
 	assert.deepEqual(new Map(maps.ipcache), before);
-	assert.deepEqual(maps.writes.filter((w) => w.startsWith('ipcache')), [], 'no identity moved');
+	assert.deepEqual(
+		maps.writes.filter((w) => w.startsWith('ipcache')),
+		[],
+		'no identity moved',
+	);
 
 	// A pod the CNI has let go of loses its entry, even if an earlier compile wrote it back.
 	endpoints.splice(1, 1);

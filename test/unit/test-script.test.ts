@@ -18,6 +18,7 @@ beforeEach(() => {
 	copyFileSync(join(repoRoot, 'scripts/test.sh'), join(root, 'scripts/test.sh'));
 	copyFileSync(join(repoRoot, 'scripts/as-root.sh'), join(root, 'scripts/as-root.sh'));
 	writeFileSync(join(root, 'scripts/setup.sh'), 'touch setup-ran\n');
+	writeFileSync(join(root, 'scripts/lint.sh'), 'touch lint-ran\n');
 	writeFileSync(join(root, 'hack/cluster/build-binaries.sh'), 'touch cluster-built\n');
 	tier('unit', 'passes');
 	mkdirSync(join(root, 'dist/test/kernel'), { recursive: true }); // built, but no test files
@@ -41,11 +42,12 @@ function testSh(...tiers: string[]): { code: number; out: string } {
 	return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}` };
 }
 
-test('a tier with test files runs them after setup', () => {
+test('a tier with test files runs them after setup and lint', () => {
 	const r = testSh('unit');
 	assert.equal(r.code, 0, r.out);
 	assert.match(r.out, /unit passes/);
 	assert.ok(existsSync(join(root, 'setup-ran')));
+	assert.ok(existsSync(join(root, 'lint-ran')), 'lint runs before the tests');
 	assert.ok(!existsSync(join(root, 'cluster-built')), 'the cluster build is only for the cluster tier');
 });
 
@@ -77,4 +79,5 @@ test('an unknown tier is an error naming the known tiers, before any setup', () 
 		assert.ok(r.out.includes(`unknown tier '${bad}' (known tiers: unit kernel runtime cluster)`), r.out);
 	}
 	assert.ok(!existsSync(join(root, 'setup-ran')));
+	assert.ok(!existsSync(join(root, 'lint-ran')));
 });

@@ -75,7 +75,11 @@ describe('weir-cni reads its configuration', () => {
 
 	before(async () => {
 		assert.ok(existsSync(WEIR_CNI), `${WEIR_CNI} missing: run make -C native/cni`);
-		for (const [name, path] of [['right', right], ['wrong', wrong], ['env', envSock]] as const) {
+		for (const [name, path] of [
+			['right', right],
+			['wrong', wrong],
+			['env', envSock],
+		] as const) {
 			hits[name] = 0;
 			const s = createServer({ allowHalfOpen: true }, (c) => {
 				c.on('data', () => {});
@@ -185,7 +189,7 @@ describe('weir-cni reads its configuration', () => {
 		assert.equal(await reached('', 'VERSION'), 'env');
 	});
 
-	test('the error JSON names the request\'s cniVersion only when it is a plain version', async () => {
+	test("the error JSON names the request's cniVersion only when it is a plain version", async () => {
 		assert.equal((await decodeError('{"cniVersion": "0.4.0", "agentSocket": 1}', 7))['cniVersion'], '0.4.0');
 		assert.equal((await decodeError('{"cniVersion": "1.0\\"x", "agentSocket": 1}', 7))['cniVersion'], '1.1.0');
 		assert.equal((await decodeError('{"cniVersion": "0.4.0", "x": }'))['cniVersion'], '1.1.0');
