@@ -34,6 +34,13 @@ export interface AgentConfig {
 	/** conntrack GC period (ms) */
 	ctGcIntervalMs: number;
 	logLevel: string;
+	/**
+	 * ClusterIP Services translated at connect()/sendmsg() by Weir's socket load balancer,
+	 * so policy and flows see the backend pod; false leaves them to kube-proxy.
+	 */
+	kubeProxyReplacement: boolean;
+	/** cgroup v2 directory the socket load balancer attaches to; 'auto': this node's (src/agent/cgroup.ts) */
+	cgroupRoot: string;
 	/** the CNI server (socket, endpoint state, conf dir); none: endpoints come from elsewhere */
 	cni?: CniConfig;
 }
@@ -45,6 +52,8 @@ export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
 	flowBuffer: 8192,
 	ctGcIntervalMs: 30_000,
 	logLevel: 'info',
+	kubeProxyReplacement: true,
+	cgroupRoot: 'auto',
 };
 
 export class Agent {

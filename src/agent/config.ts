@@ -18,9 +18,12 @@ export const CONFIG_KEYS = {
 	'flow-buffer': 'flowBuffer',
 	'ct-gc-interval-ms': 'ctGcIntervalMs',
 	'log-level': 'logLevel',
+	'kube-proxy-replacement': 'kubeProxyReplacement',
+	'cgroup-root': 'cgroupRoot',
 } as const satisfies Record<string, keyof AgentConfig>;
 
 const NUMERIC = new Set<keyof AgentConfig>(['observerPort', 'flowBuffer', 'ctGcIntervalMs']);
+const BOOLEAN = new Set<keyof AgentConfig>(['kubeProxyReplacement']);
 /** digits only: '' (an empty ConfigMap value), '1e3' or '0x10' are not settings */
 const WHOLE = /^\d+$/;
 
@@ -30,7 +33,7 @@ export class ConfigError extends Error {
 
 /** Reads a config directory; unknown keys are an error (a typo must not pass silently). */
 export function readConfigDir(dir: string): Partial<AgentConfig> {
-	const out: Record<string, string | number> = {};
+	const out: Record<string, string | number | boolean> = {};
 	if (!existsSync(dir)) return {};
 	for (const name of readdirSync(dir)) {
 		if (name.startsWith('..') || name.startsWith('.')) continue; // ConfigMap mount internals
@@ -40,11 +43,19 @@ export function readConfigDir(dir: string): Partial<AgentConfig> {
 		if (NUMERIC.has(field)) {
 			if (!WHOLE.test(raw)) throw new ConfigError(`${join(dir, name)}: '${raw}' is not a whole number`);
 			out[field] = Number(raw);
+		} else if (BOOLEAN.has(field)) {
+			if (raw !== 'true' && raw !== 'false') throw new ConfigError(`${join(dir, name)}: '${raw}' is neither true nor false`);
+			out[field] = raw === 'true';
 		} else {
 			out[field] = raw;
 		}
 	}
 	return out as Partial<AgentConfig>;
+}
+
+function bool(v: string): boolean {
+	if (v !== 'true' && v !== 'false') throw new InvalidArgumentError('true or false');
+	return v === 'true';
 }
 
 function int(v: string): number {
@@ -61,6 +72,8 @@ export interface MainOptions {
 	flowBuffer?: number;
 	ctGcIntervalMs?: number;
 	logLevel?: string;
+	kubeProxyReplacement?: boolean;
+	cgroupRoot?: string;
 	configDir?: string;
 	endpointsFile?: string;
 	cniSocket?: string;
@@ -121,6 +134,8 @@ export function buildMainCli(run: (cfg: AgentConfig, o: MainOptions) => Promise<
 			.option('--flow-buffer <n>', 'flows kept in memory', int)
 			.option('--ct-gc-interval-ms <ms>', 'conntrack GC period', int)
 			.option('--log-level <level>', 'pino log level')
+			.option('--kube-proxy-replacement <bool>', 'ClusterIP Services load-balanced at connect() by Weir (true), or left to kube-proxy (false)', bool)
+			.option('--cgroup-root <dir>', "cgroup v2 directory the socket load balancer attaches to ('auto': this node's, found from the agent's own cgroup)")
 			.option('--config-dir <dir>', 'one file per setting (mounted ConfigMap)')
 			.option('--endpoints-file <path>', 'read local endpoints from a JSON file instead of the CNI server')
 			.option('--cni-socket <path>', 'CNI server socket (weir-cni talks to it)', DEFAULT_CNI_CONFIG.socketPath)

@@ -101,7 +101,7 @@ export class EndpointStore {
 	list(): LocalEndpoint[] {
 		return [...this.records.values()]
 			.filter((r) => r.state === 'ready')
-			.map((r) => ({ namespace: r.namespace, pod: r.pod, ip: r.ip, epId: r.epId, ifindex: r.hostIfindex }));
+			.map((r) => ({ namespace: r.namespace, pod: r.pod, ip: r.ip, epId: r.epId, ifindex: r.hostIfindex, netns: r.netns }));
 	}
 
 	onChange(cb: () => void): void {

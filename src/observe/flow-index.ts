@@ -4,7 +4,7 @@
 import type * as k8s from '@kubernetes/client-node';
 import { isTerminated, podIps, workloadOf } from '../cluster/objects.js';
 import { monoToWallClock } from './clock.js';
-import type { FlowContext } from './flow.js';
+import type { FlowContext, FlowServiceRef } from './flow.js';
 
 /** What the policy layer's last applied state answers about verdicts. */
 export interface VerdictLookups {
@@ -17,6 +17,11 @@ export interface VerdictLookups {
 
 type PodRef = { namespace: string; name: string; workload: string; labels: Record<string, string> };
 
+/** What the service load balancer answers about a connection a local client made. */
+export interface ServiceLookups {
+	addressedService(client: string, backend: string, port: number, protocol: 'TCP' | 'UDP'): FlowServiceRef | undefined;
+}
+
 const NO_VERDICTS: VerdictLookups = { rule: () => undefined, isolatedBy: () => [], reservedName: () => undefined };
 
 export class FlowIndex {
@@ -26,6 +31,7 @@ export class FlowIndex {
 	constructor(
 		readonly node: string,
 		private readonly wallClockMs: (monoNs: bigint) => number = monoToWallClock(),
+		private readonly services?: ServiceLookups,
 	) {}
 
 	/** Re-indexes: every pod with an address (host-network pods are the host's), and the verdict lookups. */
@@ -54,6 +60,7 @@ export class FlowIndex {
 			rule: (id) => this.verdicts.rule(id),
 			isolatedBy: (epId, dir) => this.verdicts.isolatedBy(epId, dir),
 			wallClockMs: this.wallClockMs,
+			...(this.services ? { addressedService: (c, b, p, proto) => this.services!.addressedService(c, b, p, proto) } : {}),
 		};
 	}
 }

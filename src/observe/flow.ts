@@ -16,6 +16,18 @@ export interface FlowEndpoint {
 	labels: string[];
 	/** for non-pod ends: host, remote-node, world or cidr:<prefix> */
 	reserved?: string;
+	/** (destination) the Service the client addressed; the socket load balancer chose this backend */
+	service?: FlowServiceRef;
+}
+
+export interface FlowServiceRef {
+	namespace: string;
+	name: string;
+	/** the Service port's name (or number) */
+	port: string;
+	/** the ClusterIP and port the client connected to */
+	vip: string;
+	vipPort: number;
 }
 
 export interface FlowPolicyRef {
@@ -61,6 +73,8 @@ export interface FlowContext {
 	isolatedBy(epId: number, direction: 'ingress' | 'egress'): string[];
 	/** converts the datapath's monotonic ns to wall-clock ms */
 	wallClockMs(monoNs: bigint): number;
+	/** the Service a local client reached this backend through (socket load balancing), if any */
+	addressedService?(client: string, backend: string, port: number, protocol: 'TCP' | 'UDP'): FlowServiceRef | undefined;
 }
 
 const TCP_FLAG_NAMES: Array<[number, string]> = [
@@ -142,6 +156,10 @@ export function toFlow(ev: DatapathEvent, ctx: FlowContext): Flow {
 		match: ev.match,
 		summary: '',
 	};
+	if (!ev.isReply && (ev.protocol === IPPROTO.TCP || ev.protocol === IPPROTO.UDP) && ctx.addressedService) {
+		const svc = ctx.addressedService(ev.src, ev.dst, ev.dport, ev.protocol === IPPROTO.TCP ? 'TCP' : 'UDP');
+		if (svc) flow.destination.service = svc;
+	}
 	if (ev.protocol === IPPROTO.TCP) flow.tcpFlags = tcpFlagNames(ev.tcpFlags);
 	if (ev.protocol === IPPROTO.ICMP) flow.icmp = { type: ev.icmpType, code: ev.icmpCode };
 	if (ev.type === 'drop') {
@@ -171,7 +189,8 @@ export function summarize(f: Flow): string {
 	} else if (f.allowedBy) {
 		why = ` (allowed by ${f.allowedBy.namespace}/${f.allowedBy.name} ${f.allowedBy.rule ?? ''})`.replace(' )', ')');
 	}
-	return `${endpointName(f.source)} -> ${endpointName(f.destination)} ${f.direction} ${l4} ${f.verdict}${why}`;
+	const via = f.destination.service ? ` (service ${f.destination.service.namespace}/${f.destination.service.name}:${f.destination.service.port})` : '';
+	return `${endpointName(f.source)} -> ${endpointName(f.destination)}${via} ${f.direction} ${l4} ${f.verdict}${why}`;
 }
 
 /** Flow filters, as `weir observe` and the API take them. */

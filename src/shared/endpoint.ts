@@ -8,6 +8,8 @@ export interface LocalEndpoint {
 	ip: string;
 	epId: number;
 	ifindex: number;
+	/** the pod's network namespace (CNI_NETNS), when the CNI wired it */
+	netns?: string;
 }
 
 /** Where local endpoints come from (the CNI server's endpoint store, or a file in labs). */

@@ -111,7 +111,7 @@ test('no import crosses the module map', () => {
 });
 
 test('feature modules are siblings: none may import another', () => {
-	const features = ['cni-plugin', 'policy', 'observe'];
+	const features = ['cni-plugin', 'policy', 'observe', 'services'];
 	for (const r of rules.filter((x) => features.includes(x.folder))) {
 		assert.notEqual(r.mayImport, 'any', `${r.folder} is a feature module, not a composition root`);
 		for (const f of features) if (f !== r.folder) assert.ok(!(r.mayImport as readonly string[]).includes(f), `${r.folder} may not import ${f}`);
