@@ -3,6 +3,7 @@
 // node's namespace listening on a unix socket, and one on the host's 127.0.0.1
 // forwarding to it. Nothing on the host routes into the lab. The forwarders live in
 // the cluster's cgroup, so stopping the cluster stops them.
+import { DEFAULTS } from '../../src/shared/defaults.js';
 import { mkdirSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
@@ -42,7 +43,7 @@ function anyFreePort(): Promise<number> {
 }
 
 /** Node i's observer on 127.0.0.1:(basePort + i), or a free port when that one is taken. */
-export async function forwardObservers(c: Cluster, basePort = OBSERVER_BASE_PORT, agentPort = 9962): Promise<ObserverForward[]> {
+export async function forwardObservers(c: Cluster, basePort = OBSERVER_BASE_PORT, agentPort: number = DEFAULTS.observerPort): Promise<ObserverForward[]> {
 	const cg = cgroupV2Dir(c.name, 'observer');
 	mkdirSync(cg, { recursive: true });
 	const out: ObserverForward[] = [];

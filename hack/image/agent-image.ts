@@ -16,6 +16,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildImage } from '../cluster/images.js';
 import { executables, packageVersion, repoRoot } from '../../src/shared/package.js';
+import { DEFAULTS } from '../../src/shared/defaults.js';
 import { AGENT_ENV, AGENT_NODE_FLAGS } from '../../src/agent/runtime.js';
 
 export const AGENT_IMAGE_REPO = 'weir.local/weir-agent';
@@ -202,7 +203,7 @@ export async function buildAgentImage(opts: { ref?: string; log?: (m: string) =>
 			Entrypoint: ['/usr/local/bin/weir-agent'],
 			Env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'NODE_ENV=production'],
 			WorkingDir: '/opt/weir',
-			ExposedPorts: { '9962/tcp': {} },
+			ExposedPorts: { [`${DEFAULTS.observerPort}/tcp`]: {} },
 		},
 		stage: (root) => stageAgentRoot(root, inputs),
 	});
