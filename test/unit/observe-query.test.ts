@@ -103,3 +103,23 @@ describe('GET /v1/flows query', () => {
 		}
 	});
 });
+
+test('follow on a node with no flows yet: the stream opens at once, over a real socket', async () => {
+	const app = Fastify({ logger: false });
+	await app.register(observeApi, { ring: new FlowRing(16) });
+	await app.listen({ host: '127.0.0.1', port: 0 });
+	const abort = new AbortController();
+	try {
+		const addr = app.server.address();
+		const port = typeof addr === 'object' && addr ? addr.port : 0;
+		// Headers within 2 s, or the fetch fails: before the fix they waited for the first flow.
+		const timer = setTimeout(() => abort.abort(new Error('no response headers within 2 s')), 2000);
+		const res = await fetch(`http://127.0.0.1:${port}/v1/flows?follow=true`, { signal: abort.signal });
+		clearTimeout(timer);
+		assert.equal(res.status, 200);
+		assert.equal(res.headers.get('content-type'), 'application/x-ndjson');
+	} finally {
+		abort.abort();
+		await app.close();
+	}
+});
