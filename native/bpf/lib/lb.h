@@ -118,8 +118,10 @@ struct weir_lb_backend {
  * weir_lb4_slot() - the backend in one slot of a frontend.
  * @fe: the frontend's key (backend_slot is ignored).
  * @svc: the frontend's master entry, as read.
- * Return: 0 with @out filled, or -1 if the slot is outside the count, missing (a
- * shrink deleted it after the master was read) or belongs to another service.
+ * Return: 0 with @out filled, or -1 if the slot is outside the count or missing (a
+ * shrink deleted it after the master was read). A slot's service id is not checked:
+ * a slot written for a new id just before its master (the frontend changed Service)
+ * is that frontend's current backend all the same.
  */
 static __always_inline int weir_lb4_slot(const struct weir_lb4_key *fe, const struct weir_lb4_service *svc, __u16 slot,
 					 struct weir_lb_backend *out)
@@ -131,7 +133,7 @@ static __always_inline int weir_lb4_slot(const struct weir_lb4_key *fe, const st
 		return -1;
 	key.backend_slot = slot;
 	be = bpf_map_lookup_elem(&WEIR_MAP_LB4_SERVICES, &key);
-	if (!be || be->service_id != svc->service_id || !be->backend_addr)
+	if (!be || !be->backend_addr)
 		return -1;
 	out->addr = be->backend_addr;
 	out->port = be->backend_port;
@@ -143,7 +145,6 @@ struct weir_lb_scan {
 	struct weir_lb4_key key;
 	__u32 addr;
 	__u16 port;
-	__u16 service_id;
 	__u16 found;
 };
 
@@ -155,7 +156,7 @@ static long weir_lb4_scan_slot(__u32 index, void *data)
 
 	s->key.backend_slot = (__u16)(index + 1);
 	be = bpf_map_lookup_elem(&WEIR_MAP_LB4_SERVICES, &s->key);
-	if (be && be->service_id == s->service_id && be->backend_addr == s->addr && be->backend_port == s->port) {
+	if (be && be->backend_addr == s->addr && be->backend_port == s->port) {
 		s->found = (__u16)(index + 1);
 		return 1;
 	}
@@ -175,7 +176,6 @@ static __always_inline int weir_lb4_find(const struct weir_lb4_key *fe, const st
 		.key = *fe,
 		.addr = addr,
 		.port = port,
-		.service_id = svc->service_id,
 	};
 
 	if (weir_lb4_slot(fe, svc, hint, out) == 0 && out->addr == addr && out->port == port)
