@@ -4,9 +4,10 @@
 //                                                   stdin, answers {"id","ok"} lines, many at once
 //   probe.js connect tcp|udp <ip> <port> <timeout>  prints "ok" if the echo came back
 //   probe.js stream <ip> <port>                     long-lived tcp: one line a 100 ms, prints each echo
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { createInterface } from 'node:readline';
+import { listenTcpUdp } from './listen.js';
 
 /** One connection attempt: ok when the echo came back within the timeout. */
 function attempt(proto: 'tcp' | 'udp', ip: string, port: number, timeout: number, done: (ok: boolean) => void): void {
@@ -38,21 +39,11 @@ function attempt(proto: 'tcp' | 'udp', ip: string, port: number, timeout: number
 const [mode, ...args] = process.argv.slice(2);
 
 if (mode === 'serve') {
-	const ports = String(args[0]).split(',').map(Number);
-	let ready = 0;
-	const up = (): void => {
-		if (++ready === ports.length * 2) process.stdout.write('listening\n');
-	};
-	for (const port of ports) {
-		const tcp = createServer((s) => {
-			s.on('error', () => undefined);
-			s.pipe(s);
-		});
-		const udp = createSocket('udp4');
-		udp.on('message', (msg, rinfo) => udp.send(msg, rinfo.port, rinfo.address));
-		tcp.listen(port, '0.0.0.0', up);
-		udp.bind(port, '0.0.0.0', up);
-	}
+	listenTcpUdp(
+		String(args[0]).split(',').map(Number),
+		(s) => s.pipe(s),
+		(udp, msg, rinfo) => udp.send(msg, rinfo.port, rinfo.address),
+	);
 } else if (mode === 'prober') {
 	const rl = createInterface({ input: process.stdin });
 	rl.on('line', (line) => {

@@ -8,6 +8,7 @@
  * which the compiler specialises for each direction.
  */
 #include "lib/common.h"
+#include "lib/pod_config.h"
 #include "lib/parse.h"
 #include "lib/ipcache.h"
 #include "lib/endpoints.h"

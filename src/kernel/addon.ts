@@ -49,6 +49,11 @@ export interface NativeObjectOptions {
 	pinRoot?: string;
 	/** values for `const volatile` globals, by variable name; each Buffer must be exactly the variable's size. */
 	rodata?: Record<string, Buffer>;
+	/**
+	 * max_entries of maps, by map name, set before load (bpf_map__set_max_entries). A map
+	 * reused from a pin must have the same size, or load fails (libbpf refuses it).
+	 */
+	maxEntries?: Record<string, number>;
 	/** verifier log level for load (default 0: log only on failure, then retried with 1). */
 	logLevel?: number;
 }
@@ -112,6 +117,11 @@ export interface NativeProgram {
 	attachTc(ifindex: number, direction: TcDirection, opts?: { legacy?: boolean; netns?: string }): NativeLink;
 	/** attachTc on the libuv pool (the kernel's RCU waits off the event loop). */
 	attachTcAsync(ifindex: number, direction: TcDirection, opts?: { legacy?: boolean; netns?: string }): Promise<NativeLink>;
+	/**
+	 * cgroup link (bpf_link_create with the attach type named as libbpf names it, e.g.
+	 * 'cgroup_inet4_connect') on a cgroup v2 directory; pinnable, updatable.
+	 */
+	attachCgroup(cgroupPath: string, attachType: string): NativeLink;
 	close(): void;
 }
 
@@ -212,6 +222,12 @@ export interface NativeBinding {
 	ifNameToIndex(name: string, netns?: string): number;
 	/** number of possible CPUs (libbpf_num_possible_cpus). */
 	numPossibleCpus(): number;
+	/**
+	 * the cookie of a network namespace (SO_NETNS_COOKIE of a socket opened in it on a
+	 * native thread; what bpf_get_netns_cookie() gives a program for its sockets);
+	 * without `netns`, this process's namespace.
+	 */
+	netnsCookie(netns?: string): bigint;
 	// rtnetlink calls run on the libuv pool (AsyncWorker) and resolve when done.
 	/** veth pair `name` (in netns) / `peerName` (created directly in `peerNetns` when given). */
 	nlVethAdd(opts: { name: string; peerName: string; peerNetns?: string; mtu?: number; peerMac?: string }, netns?: string): Promise<void>;

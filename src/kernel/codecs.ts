@@ -261,3 +261,53 @@ export function decodeEvent(buf: Buffer): DatapathEvent {
 		icmpCode: d['icmp_code'] as number,
 	};
 }
+
+// ---------------------------------------------------------------------------------
+// Socket load balancer (native/bpf/shared/weir_lb.h).
+
+/** weir_lb4_key: a frontend's master entry (slot 0) or one of its backend slots. */
+export function lb4Key(vip: string, port: number, proto: number, slot: number): Buffer {
+	return encode('weir_lb4_key', { address: ipv4ToInt(vip), dport: port, backend_slot: slot, proto });
+}
+
+export function decodeLb4Key(buf: Buffer): { vip: string; port: number; proto: number; slot: number } {
+	const d = decode('weir_lb4_key', buf);
+	return { vip: intToIpv4(d['address'] as number), port: d['dport'] as number, proto: d['proto'] as number, slot: d['backend_slot'] as number };
+}
+
+export interface Lb4Master {
+	count: number;
+	serviceId: number;
+	flags: number;
+	affinityTimeoutSec: number;
+}
+
+export function lb4Master(m: Lb4Master): Buffer {
+	return encode('weir_lb4_service', { count: m.count, service_id: m.serviceId, flags: m.flags, affinity_timeout: m.affinityTimeoutSec });
+}
+
+export function lb4Slot(serviceId: number, ip: string, port: number): Buffer {
+	return encode('weir_lb4_service', { backend_addr: ipv4ToInt(ip), backend_port: port, service_id: serviceId });
+}
+
+/** A services value read as both shapes (which one applies depends on the key's slot). */
+export function decodeLb4Service(buf: Buffer): Lb4Master & { backendIp: string; backendPort: number } {
+	const d = decode('weir_lb4_service', buf);
+	return {
+		count: d['count'] as number,
+		serviceId: d['service_id'] as number,
+		flags: d['flags'] as number,
+		affinityTimeoutSec: d['affinity_timeout'] as number,
+		backendIp: intToIpv4(d['backend_addr'] as number),
+		backendPort: d['backend_port'] as number,
+	};
+}
+
+export function lb4AddressedKey(netnsCookie: bigint, ip: string, port: number, proto: number): Buffer {
+	return encode('weir_lb4_addressed_key', { netns_cookie: netnsCookie, backend_addr: ipv4ToInt(ip), backend_port: port, proto });
+}
+
+export function decodeLb4Addressed(buf: Buffer): { lastNs: bigint; vip: string; port: number; serviceId: number } {
+	const d = decode('weir_lb4_addressed_value', buf);
+	return { lastNs: d['last_ns'] as bigint, vip: intToIpv4(d['address'] as number), port: d['port'] as number, serviceId: d['service_id'] as number };
+}

@@ -96,7 +96,7 @@ function u32(v: number): Buffer {
 }
 
 /** Throws unless `dir` (or its nearest existing parent) is on a bpffs mount. */
-function assertOnBpffs(dir: string): void {
+export function assertOnBpffs(dir: string): void {
 	let probe = dir;
 	while (!existsSync(probe)) probe = dirname(probe);
 	if (!isBpffs(probe)) {
@@ -452,6 +452,32 @@ export class Datapath {
 	}
 }
 
+/**
+ * Where the socket load balancer (service-lb.ts) pins its cgroup links:
+ * <pinRoot>/cgroup-links/<cgroup path, URI-encoded>/<hook>.
+ */
+export const CGROUP_LINKS_DIR = 'cgroup-links';
+/** Its hooks' pin names, in the order they are detached (translating hooks before the reverse ones). */
+export const CGROUP_HOOK_PINS = ['connect4', 'sendmsg4', 'recvmsg4', 'getpeername4'] as const;
+export type CgroupHookPin = (typeof CGROUP_HOOK_PINS)[number];
+
+/** The pinned cgroup links under a pin root, in detach order, relative to it. */
+export function pinnedCgroupLinks(pinRoot: string): string[] {
+	const dir = join(pinRoot, CGROUP_LINKS_DIR);
+	if (!existsSync(dir)) return [];
+	const rank = (f: string): number => {
+		const i = (CGROUP_HOOK_PINS as readonly string[]).indexOf(f);
+		return i < 0 ? CGROUP_HOOK_PINS.length : i;
+	};
+	return readdirSync(dir)
+		.sort()
+		.flatMap((cg) =>
+			readdirSync(join(dir, cg))
+				.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))
+				.map((f) => join(CGROUP_LINKS_DIR, cg, f)),
+		);
+}
+
 /** Removes a pin root and everything under it (maps, links). Idempotent. */
 export function removePinRoot(pinRoot: string): void {
 	rmSync(pinRoot, { recursive: true, force: true });
@@ -463,28 +489,28 @@ function isGone(err: unknown): boolean {
 	return code === 'ENOENT' || code === 'ENODEV';
 }
 
-/** Detaches the program behind a pinned link (tcx), without loading the datapath. */
+/** Detaches the program behind a pinned link (tcx or cgroup), without loading the datapath. */
 export function detachPinnedLink(path: string): void {
 	native().openPinnedLink(path).detach(); // detach also closes our fd
 }
 
 /**
  * Uninstall with no datapath loaded (the node's cleanup, or after a crash): detaches
- * the program behind every pinned link under `pinRoot`, then removes the pin root.
+ * the program behind every pinned link under `pinRoot` (the pod programs' tcx links,
+ * the socket load balancer's cgroup links), then removes the pin root.
  * A link whose interface is gone is not a problem; anything else is a warning, and
  * the pins are removed all the same. `detach` is the kernel call (replaceable in tests).
  */
 export function uninstallPins(pinRoot: string, detach: (path: string) => void = detachPinnedLink): { detached: string[]; warnings: string[] } {
 	const out = { detached: [] as string[], warnings: [] as string[] };
 	const links = join(pinRoot, 'links');
-	if (existsSync(links)) {
-		for (const f of readdirSync(links).sort()) {
-			try {
-				detach(join(links, f));
-				out.detached.push(f);
-			} catch (err) {
-				if (!isGone(err)) out.warnings.push(`detach ${f}: ${(err as Error).message}`);
-			}
+	const pinned = [...(existsSync(links) ? readdirSync(links).sort() : []).map((f) => join('links', f)), ...pinnedCgroupLinks(pinRoot)];
+	for (const f of pinned) {
+		try {
+			detach(join(pinRoot, f));
+			out.detached.push(f);
+		} catch (err) {
+			if (!isGone(err)) out.warnings.push(`detach ${f}: ${(err as Error).message}`);
 		}
 	}
 	removePinRoot(pinRoot);

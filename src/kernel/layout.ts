@@ -32,6 +32,9 @@ export const POLICY_FULL_PREFIX = 96;
 export const REASON_MAX = 140;
 export const METRICS_ENTRIES = REASON_MAX * 2;
 export const METRICS_EVENTS_LOST = METRICS_ENTRIES;
+/** Socket LB (native/bpf/shared/weir_lb.h): backend slots a frontend may have. */
+export const LB_MAX_BACKENDS = 4096;
+export const LbFlags = { Affinity: 1 } as const;
 
 /** Map names, pinned by name under a node's bpffs directory. */
 export const MapName = {
@@ -41,7 +44,17 @@ export const MapName = {
 	ct4: 'weir_ct4',
 	events: 'weir_events',
 	metrics: 'weir_metrics',
+	lb4Services: 'weir_lb4_services',
+	lb4Reverse: 'weir_lb4_reverse',
+	lb4Affinity: 'weir_lb4_affinity',
+	lb4Addressed: 'weir_lb4_addressed',
+	lbSock: 'weir_lb_sock',
 } as const;
+
+/** The WEIR_MAP_* macro of a MapName key: lb4Services -> WEIR_MAP_LB4_SERVICES. */
+export function mapMacro(key: keyof typeof MapName): string {
+	return `WEIR_MAP_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
 
 /** Stable drop reasons (native/bpf/shared/weir_drop_reasons.h). */
 export const DropReason = {
@@ -55,6 +68,7 @@ export const DropReason = {
 	FRAG_NOT_SUPPORTED: -136,
 	UNSUPPORTED_L4: -137,
 	WRONG_INTERFACE: -138,
+	NO_SERVICE_BACKEND: -139,
 } as const;
 export type DropReasonName = keyof typeof DropReason;
 
@@ -70,6 +84,7 @@ export const DROP_REASON_TEXT: Record<DropReasonName, string> = {
 	FRAG_NOT_SUPPORTED: 'IPv4 fragment: its ports cannot be known',
 	UNSUPPORTED_L4: 'unused',
 	WRONG_INTERFACE: 'destination pod is not behind the interface the packet reached',
+	NO_SERVICE_BACKEND: 'the Service has no ready backend: the connect was refused (ECONNREFUSED)',
 };
 
 const reasonByCode = new Map<number, DropReasonName>((Object.entries(DropReason) as Array<[DropReasonName, number]>).map(([k, v]) => [v, k]));
@@ -199,6 +214,39 @@ export const Structs = {
 		f('icmp_code', 'u8'),
 	]),
 	weir_metrics_value: defineStruct('weir_metrics_value', [f('packets', 'u64'), f('bytes', 'u64')]),
+	weir_lb4_key: defineStruct('weir_lb4_key', [
+		f('address', 'be32'),
+		f('dport', 'be16'),
+		f('backend_slot', 'u16'),
+		f('proto', 'u8'),
+		f('pad', { array: 'u8', length: 3 }),
+	]),
+	weir_lb4_service: defineStruct('weir_lb4_service', [
+		f('backend_addr', 'be32'),
+		f('backend_port', 'be16'),
+		f('count', 'u16'),
+		f('service_id', 'u16'),
+		f('flags', 'u8'),
+		f('pad', 'u8'),
+		f('affinity_timeout', 'u32'),
+	]),
+	weir_lb4_reverse_key: defineStruct('weir_lb4_reverse_key', [f('cookie', 'u64'), f('address', 'be32'), f('port', 'be16'), f('pad', 'u16')]),
+	weir_lb4_reverse_value: defineStruct('weir_lb4_reverse_value', [f('address', 'be32'), f('port', 'be16'), f('service_id', 'u16')]),
+	weir_lb4_affinity_key: defineStruct('weir_lb4_affinity_key', [f('netns_cookie', 'u64'), f('service_id', 'u16'), f('pad', { array: 'u8', length: 6 })]),
+	weir_lb4_affinity_value: defineStruct('weir_lb4_affinity_value', [
+		f('last_used_ns', 'u64'),
+		f('backend_addr', 'be32'),
+		f('backend_port', 'be16'),
+		f('backend_slot', 'u16'),
+	]),
+	weir_lb4_addressed_key: defineStruct('weir_lb4_addressed_key', [
+		f('netns_cookie', 'u64'),
+		f('backend_addr', 'be32'),
+		f('backend_port', 'be16'),
+		f('proto', 'u8'),
+		f('pad', 'u8'),
+	]),
+	weir_lb4_addressed_value: defineStruct('weir_lb4_addressed_value', [f('last_ns', 'u64'), f('address', 'be32'), f('port', 'be16'), f('service_id', 'u16')]),
 } as const;
 
 export type StructName = keyof typeof Structs;

@@ -1,11 +1,11 @@
 // Real-kernel tests of the native addon (native/addon) through its contract
 // (src/bpf/native.ts), on its own fixture programs (test/fixtures/bpf). Needs root:
-// it loads programs, creates a network namespace with a veth pair and bpffs pins,
-// and removes all of them afterwards, also on failure.
+// it loads programs, creates a network namespace with a veth pair, a cgroup and
+// bpffs pins, and removes all of them afterwards, also on failure.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, rmdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native, type NativeBinding, type NativeError, type NativeLink, type NativeObject, type NativeRingBuffer } from '../../src/kernel/addon.js';
@@ -23,6 +23,7 @@ const NET = (process.pid % 60) * 4;
 const HOST_IP = `203.0.113.${NET + 1}`;
 const PEER_IP = `203.0.113.${NET + 2}`;
 const PIN_ROOT = `/sys/fs/bpf/weir-test-addon-${tag}`;
+const CGROUP = `/sys/fs/cgroup/unified/weir-test-addon-${tag}`;
 
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
@@ -129,6 +130,7 @@ describe('native addon (real kernel)', () => {
 		quiet('ip', ['netns', 'del', NETNS]);
 		quiet('ip', ['link', 'del', VETH_HOST]);
 		rmSync(PIN_ROOT, { recursive: true, force: true });
+		if (existsSync(CGROUP)) rmdirSync(CGROUP);
 	});
 
 	it('reports libbpf, CPUs and interface indexes', () => {
@@ -140,7 +142,7 @@ describe('native addon (real kernel)', () => {
 
 	it('loads an object and configures it through rodata', async () => {
 		const dflt = await loaded();
-		assert.deepEqual(dflt.programNames().sort(), ['weir_test_connect4', 'weir_test_tc', 'weir_test_tc_alt']);
+		assert.deepEqual(dflt.programNames().sort(), ['weir_test_connect4', 'weir_test_connect4_deny', 'weir_test_tc', 'weir_test_tc_alt']);
 		assert.ok(dflt.mapNames().includes('weir_test_kv'));
 		assert.ok(dflt.mapNames().some((n) => n.endsWith('.rodata')));
 		const p0 = dflt.program('weir_test_tc');
@@ -150,7 +152,7 @@ describe('native addon (real kernel)', () => {
 			Object.getOwnPropertyNames(Object.getPrototypeOf(p0))
 				.filter((k) => k !== 'constructor')
 				.sort(),
-			['attachTc', 'attachTcAsync', 'close', 'fd', 'pin', 'testRun'],
+			['attachCgroup', 'attachTc', 'attachTcAsync', 'close', 'fd', 'pin', 'testRun'],
 		);
 		assert.ok(p0.id > 0 && p0.fd > 0);
 		assert.equal(p0.testRun({ data: udpFrame() }).retval, TC_ACT_OK);
@@ -488,6 +490,76 @@ describe('native addon (real kernel)', () => {
 			assert.deepEqual(b.tcxQuery(ifindex, 'ingress'), []);
 			assert.deepEqual(b.tcLegacyQuery(ifindex, 'ingress'), []);
 		});
+	});
+
+	it('sizes maps before load', async () => {
+		const o = await loaded({ maxEntries: { weir_test_kv: 7, weir_test_lpm: 3 } });
+		assert.equal(o.map('weir_test_kv').maxEntries, 7);
+		assert.equal(o.map('weir_test_lpm').maxEntries, 3);
+		let e = nativeError(() => b.openObject(FIXTURE, { maxEntries: { weir_no_such_map: 4 } }), 'ENOENT', 'bpf_map__set_max_entries');
+		assert.match(e.message, /weir_no_such_map/);
+		e = nativeError(() => b.openObject(FIXTURE, { maxEntries: { weir_test_kv: 0 } }), 'EINVAL', 'bpf_map__set_max_entries');
+		assert.match(e.message, /weir_test_kv/);
+		nativeError(() => b.openObject(FIXTURE, { maxEntries: { weir_test_kv: 1.5 } }), 'EINVAL', 'bpf_map__set_max_entries');
+	});
+
+	it('reports network namespace cookies', () => {
+		const own = b.netnsCookie();
+		assert.equal(typeof own, 'bigint');
+		assert.ok(own > 0n);
+		assert.equal(b.netnsCookie('/proc/self/ns/net'), own);
+		assert.equal(b.netnsCookie(), own);
+		sh('ip', ['netns', 'add', `${NETNS}-ck`]);
+		try {
+			const other = b.netnsCookie(`/run/netns/${NETNS}-ck`);
+			assert.ok(other > 0n && other !== own);
+			assert.equal(b.netnsCookie(`/run/netns/${NETNS}-ck`), other);
+		} finally {
+			quiet('ip', ['netns', 'del', `${NETNS}-ck`]);
+		}
+		nativeError(() => b.netnsCookie('/run/netns/weirtest-no-such'), 'ENOENT', 'open');
+		nativeError(() => b.netnsCookie('/etc/hostname'), 'EINVAL', 'setns');
+	});
+
+	it('attaches, pins, updates and detaches a cgroup link', async () => {
+		mkdirSync(CGROUP);
+		const o = await loaded();
+		const p = o.program('weir_test_connect4');
+		const deny = o.program('weir_test_connect4_deny');
+		const attached = (): number[] => (JSON.parse(sh('bpftool', ['cgroup', 'show', CGROUP, '-j']).trim() || '[]') as Array<{ id: number }>).map((x) => x.id);
+		// A connect to a closed loopback port from a process inside the cgroup: the
+		// kernel's ECONNREFUSED passes an allowing program, a refusing one turns it into EPERM.
+		const connectFromCgroup = (): string => {
+			const js = "require('net').connect(1,'127.0.0.1').on('error',(e)=>{console.log(e.code)}).on('connect',()=>{console.log('connected');process.exit()})";
+			const r = spawnSync('sh', ['-c', `echo $$ > ${CGROUP}/cgroup.procs && exec "$0" -e "$1"`, process.execPath, js], { encoding: 'utf8' });
+			return r.stdout.trim();
+		};
+		const link = p.attachCgroup(CGROUP, 'cgroup_inet4_connect');
+		links.push(link);
+		assert.equal(link.kind, 'cgroup');
+		assert.deepEqual(attached(), [p.id]);
+		assert.equal(connectFromCgroup(), 'ECONNREFUSED');
+		mkdirSync(PIN_ROOT, { recursive: true });
+		link.pin(`${PIN_ROOT}/cg-link`);
+		link.close(); // the pin keeps it attached
+		assert.deepEqual(attached(), [p.id]);
+		const again = b.openPinnedLink(`${PIN_ROOT}/cg-link`);
+		links.push(again);
+		assert.equal(again.kind, 'cgroup');
+		again.update(deny);
+		assert.deepEqual(attached(), [deny.id]);
+		assert.equal(connectFromCgroup(), 'EPERM');
+		again.update(p);
+		assert.equal(connectFromCgroup(), 'ECONNREFUSED');
+		again.detach();
+		assert.deepEqual(attached(), []);
+		rmSync(`${PIN_ROOT}/cg-link`);
+		assert.equal(readFileSync(`${CGROUP}/cgroup.procs`, 'utf8'), '');
+		nativeError(() => p.attachCgroup(CGROUP, 'cgroup_nonsense'), 'EINVAL', 'attachCgroup');
+		nativeError(() => p.attachCgroup(`${CGROUP}-missing`, 'cgroup_inet4_connect'), 'ENOENT', 'open');
+		// the kernel refuses a program at a hook of another type, and nothing stays attached
+		nativeError(() => p.attachCgroup(CGROUP, 'cgroup_inet4_getpeername'), 'EINVAL', 'bpf_link_create');
+		assert.deepEqual(attached(), []);
 	});
 
 	it('turns a verifier rejection into an error with the log', async () => {

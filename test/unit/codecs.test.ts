@@ -7,9 +7,16 @@ import {
 	decodeEndpointKey,
 	decodeEvent,
 	decodeIpcacheKey,
+	decodeLb4Addressed,
+	decodeLb4Key,
+	decodeLb4Service,
 	endpointInfo,
 	endpointKey,
 	ipcacheKey,
+	lb4AddressedKey,
+	lb4Key,
+	lb4Master,
+	lb4Slot,
 	policyKeys,
 	policyValue,
 	portRangeToPrefixes,
@@ -139,4 +146,27 @@ test('events decode every field, and unknown reasons keep their code', () => {
 test('conntrack keys decode ports in host order', () => {
 	const k = encode('weir_ct4_key', { saddr: 0x0a000001, daddr: 0x0a000002, sport: 1234, dport: 80, protocol: 6, scope: 1 });
 	assert.deepEqual(decodeCt4Key(k), { saddr: '10.0.0.1', daddr: '10.0.0.2', sport: 1234, dport: 80, protocol: 6, scope: 1 });
+});
+
+test('socket LB keys and values: addresses and ports in network order, slot 0 the master', () => {
+	const k = lb4Key('198.19.0.10', 53, IPPROTO.UDP, 2);
+	assert.equal(k.length, Structs.weir_lb4_key.size);
+	assert.deepEqual([...k.subarray(0, 6)], [198, 19, 0, 10, 0, 53]);
+	assert.equal(k.readUInt16LE(6), 2, 'slot, host order');
+	assert.equal(k[8], IPPROTO.UDP);
+	assert.deepEqual(decodeLb4Key(k), { vip: '198.19.0.10', port: 53, proto: IPPROTO.UDP, slot: 2 });
+
+	const m = decodeLb4Service(lb4Master({ count: 3, serviceId: 700, flags: 1, affinityTimeoutSec: 10800 }));
+	assert.deepEqual([m.count, m.serviceId, m.flags, m.affinityTimeoutSec, m.backendIp, m.backendPort], [3, 700, 1, 10800, '0.0.0.0', 0]);
+	const slot = lb4Slot(700, '10.244.1.7', 8080);
+	assert.deepEqual([...slot.subarray(0, 6)], [10, 244, 1, 7, 0x1f, 0x90]);
+	const b = decodeLb4Service(slot);
+	assert.deepEqual([b.backendIp, b.backendPort, b.serviceId, b.count], ['10.244.1.7', 8080, 700, 0]);
+
+	const ak = lb4AddressedKey(0x0102030405060708n, '10.244.1.7', 8080, IPPROTO.TCP);
+	assert.equal(ak.length, Structs.weir_lb4_addressed_key.size);
+	assert.equal(ak.readBigUInt64LE(0), 0x0102030405060708n);
+	assert.equal(ak[14], IPPROTO.TCP);
+	const av = encode('weir_lb4_addressed_value', { last_ns: 5n, address: ipv4ToInt('198.19.0.10'), port: 80, service_id: 9 });
+	assert.deepEqual(decodeLb4Addressed(av), { lastNs: 5n, vip: '198.19.0.10', port: 80, serviceId: 9 });
 });

@@ -187,13 +187,22 @@ test('node setup: installs weir-cni and only the chained plugins the node lacks;
 		writeFileSync(join(p.pinRoot, 'links', '12-ingress'), '');
 		writeFileSync(join(p.pinRoot, 'links', '12-egress'), '');
 		writeFileSync(join(p.pinRoot, 'weir_policy'), '');
+		// The socket load balancer's cgroup links, one directory per cgroup.
+		const cg = join(p.pinRoot, 'cgroup-links', encodeURIComponent('/sys/fs/cgroup/unified'));
+		mkdirSync(cg, { recursive: true });
+		for (const hook of ['getpeername4', 'recvmsg4', 'connect4', 'sendmsg4']) writeFileSync(join(cg, hook), '');
 		writeFileSync(join(p.runDir, 'cni.sock'), '');
 
 		const detached: string[] = [];
 		const un = uninstallNode(p, (path) => void detached.push(path));
 		assert.deepEqual(
 			detached.map((d) => d.slice(p.pinRoot.length)),
-			['/links/12-egress', '/links/12-ingress'],
+			[
+				'/links/12-egress',
+				'/links/12-ingress',
+				// translating hooks first, then the reverse ones
+				...['connect4', 'sendmsg4', 'recvmsg4', 'getpeername4'].map((h) => `/cgroup-links/%2Fsys%2Ffs%2Fcgroup%2Funified/${h}`),
+			],
 		);
 		assert.ok(!existsSync(p.pinRoot));
 		assert.ok(!existsSync(p.runDir));

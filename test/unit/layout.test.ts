@@ -15,10 +15,13 @@ import {
 	Family,
 	IPCACHE_STATIC_PREFIX,
 	Identity,
+	LB_MAX_BACKENDS,
+	LbFlags,
 	Match,
 	METRICS_ENTRIES,
 	METRICS_EVENTS_LOST,
 	MapName,
+	mapMacro,
 	POLICY_FIXED_PREFIX,
 	POLICY_FULL_PREFIX,
 	PolicyFlags,
@@ -71,6 +74,8 @@ const constants: Array<[string, number]> = [
 	['WEIR_REASON_MAX', REASON_MAX],
 	['WEIR_METRICS_ENTRIES', METRICS_ENTRIES],
 	['WEIR_METRICS_EVENTS_LOST', METRICS_EVENTS_LOST],
+	['WEIR_LB_MAX_BACKENDS', LB_MAX_BACKENDS],
+	['WEIR_LB_F_AFFINITY', LbFlags.Affinity],
 ];
 
 interface CLayout {
@@ -88,6 +93,7 @@ function compileAndRun(): CLayout {
 			'#include <stddef.h>',
 			'#include "weir_datapath.h"',
 			'#include "weir_drop_reasons.h"',
+			'#include "weir_lb.h"',
 			'#define S_(x) #x',
 			'#define S(x) S_(x)',
 			'int main(void) {',
@@ -108,9 +114,9 @@ function compileAndRun(): CLayout {
 			lines.push(`printf("\\"${name}\\":%lld${i < constants.length - 1 ? ',' : ''}", (long long)(${name}));`);
 		});
 		lines.push('printf("},\\"maps\\":{");');
-		const maps = Object.keys(MapName);
+		const maps = Object.keys(MapName) as Array<keyof typeof MapName>;
 		maps.forEach((k, i) => {
-			const macro = `WEIR_MAP_${k.toUpperCase()}`;
+			const macro = mapMacro(k);
 			lines.push(`printf("\\"${k}\\":\\"%s\\"${i < maps.length - 1 ? ',' : ''}", S(${macro}));`);
 		});
 		lines.push('printf("}}\\n"); return 0; }');
@@ -154,17 +160,13 @@ function objectMapNames(obj: string): string[] {
 }
 
 test('map names match the C headers and the compiled datapath', () => {
-	// Every WEIR_MAP_* macro has its TypeScript name, and the other way round.
-	const header = readFileSync(join(shared, 'weir_datapath.h'), 'utf8');
-	const macros = [...header.matchAll(/^#define\s+(WEIR_MAP_\w+)\s/gm)].map((m) => m[1]!).sort();
-	assert.deepEqual(
-		Object.keys(MapName)
-			.map((k) => `WEIR_MAP_${k.toUpperCase()}`)
-			.sort(),
-		macros,
-	);
-	for (const [k, v] of Object.entries(MapName)) {
-		assert.equal(v, c.maps[k], `WEIR_MAP_${k.toUpperCase()}`);
+	// Every WEIR_MAP_* macro of the shared headers has its TypeScript name, and the other way round.
+	const headers = readdirSync(shared).filter((f) => f.endsWith('.h'));
+	const macros = headers.flatMap((h) => [...readFileSync(join(shared, h), 'utf8').matchAll(/^#define\s+(WEIR_MAP_\w+)\s/gm)].map((m) => m[1]!)).sort();
+	const keys = Object.keys(MapName) as Array<keyof typeof MapName>;
+	assert.deepEqual(keys.map(mapMacro).sort(), macros);
+	for (const k of keys) {
+		assert.equal(MapName[k], c.maps[k], mapMacro(k));
 	}
 	// The programs as built now (the real Makefile, into a scratch directory) define
 	// exactly those maps: one declared under another name than its macro fails here.
@@ -172,7 +174,7 @@ test('map names match the C headers and the compiled datapath', () => {
 	try {
 		execFileSync('make', ['-s', '-C', resolve(repoRoot, 'native/bpf'), `OUT=${out}`], { stdio: ['ignore', 'ignore', 'pipe'] });
 		const objects = readdirSync(out).filter((f) => f.endsWith('.bpf.o'));
-		assert.ok(objects.includes('pod_tc.bpf.o'), `built: ${objects.join(', ')}`);
+		assert.deepEqual(objects.sort(), ['pod_tc.bpf.o', 'sock_lb.bpf.o'], `built: ${objects.join(', ')}`);
 		const defined = new Set<string>();
 		for (const o of objects) {
 			const names = objectMapNames(join(out, o));

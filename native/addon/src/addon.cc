@@ -4,6 +4,7 @@
 #include "link.h"
 #include "map.h"
 #include "netlink.h"
+#include "netns.h"
 #include "object.h"
 #include "pinned.h"
 #include "program.h"
@@ -33,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("tcLegacyQuery", Napi::Function::New<TcLegacyQueryJs>(env, "tcLegacyQuery"));
 	exports.Set("ifNameToIndex", Napi::Function::New<IfNameToIndex>(env, "ifNameToIndex"));
 	exports.Set("numPossibleCpus", Napi::Function::New<NumPossibleCpus>(env, "numPossibleCpus"));
+	exports.Set("netnsCookie", Napi::Function::New<NetnsCookieJs>(env, "netnsCookie"));
 	// rtnetlink and per-netns sysctls for pod wiring (netlink.h)
 	static const struct {
 		const char *name;

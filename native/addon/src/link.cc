@@ -41,7 +41,7 @@ Napi::Object Link::New(Napi::Env env, LinkInit init)
 Link::Link(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Link>(info)
 {
 	if (!IsNativeInit<Link>(info))
-		Throw(info.Env(), "NativeLink", "", EINVAL, "use attachTc() or openPinnedLink()");
+		Throw(info.Env(), "NativeLink", "", EINVAL, "use attachTc(), attachCgroup() or openPinnedLink()");
 	s_ = std::move(*info[0].As<Napi::External<LinkInit>>().Data());
 }
 

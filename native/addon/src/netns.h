@@ -22,4 +22,7 @@ std::string NetnsOption(Napi::Env env, Napi::Value opts, const char *op);
 /// The optional positional `netns` argument info[i] ("" when absent).
 std::string NetnsArg(const Napi::CallbackInfo &info, size_t i, const char *op);
 
+/// binding.netnsCookie(netns?): SO_NETNS_COOKIE of a socket opened in the namespace.
+Napi::Value NetnsCookieJs(const Napi::CallbackInfo &info);
+
 } // namespace weir

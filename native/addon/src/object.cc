@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -27,6 +28,7 @@ struct ObjectInit {
 	std::string path;
 	std::string pin_root;
 	std::map<std::string, std::vector<uint8_t>> rodata;
+	std::map<std::string, uint32_t> max_entries;
 	uint32_t log_level = 0;
 };
 
@@ -90,6 +92,46 @@ Failure ApplyRodata(struct bpf_object *obj, const std::string &file,
 		memcpy(image + v->offset, value.data(), value.size());
 	}
 	return {};
+}
+
+/**
+ * ApplyMaxEntries() - size maps before load (bpf_map__set_max_entries).
+ * A map reused from a pin keeps its size only if it matches: libbpf refuses a
+ * pinned map whose max_entries differs, so a changed size shows at load.
+ * Return: an empty Failure on success.
+ */
+Failure ApplyMaxEntries(struct bpf_object *obj, const std::string &file, const std::map<std::string, uint32_t> &sizes)
+{
+	for (const auto &[name, n] : sizes) {
+		struct bpf_map *m = bpf_object__find_map_by_name(obj, name.c_str());
+		if (!m)
+			return {"bpf_map__set_max_entries", file + ":" + name, ENOENT,
+				"no map named '" + name + "' to size"};
+		if (n == 0)
+			return {"bpf_map__set_max_entries", file + ":" + name, EINVAL,
+				"max entries must be at least 1"};
+		int ret = bpf_map__set_max_entries(m, n);
+		if (ret)
+			return {"bpf_map__set_max_entries", file + ":" + name, ErrOf(ret)};
+	}
+	return {};
+}
+
+/// Calls fn(name, value) for each property of the object option o[key] (absent: none).
+void ForEachOption(Napi::Env env, Napi::Object o, const char *key, const std::string &path, const char *kind,
+		   const std::function<void(const std::string &, Napi::Value)> &fn)
+{
+	Napi::Value opt = o.Get(key);
+	if (opt.IsUndefined() || opt.IsNull())
+		return;
+	if (!opt.IsObject())
+		Throw(env, "openObject", path, EINVAL, std::string(key) + " must be " + kind);
+	Napi::Object r = opt.As<Napi::Object>();
+	Napi::Array names = r.GetPropertyNames();
+	for (uint32_t i = 0; i < names.Length(); i++) {
+		std::string name = names.Get(i).ToString().Utf8Value();
+		fn(name, r.Get(name));
+	}
 }
 
 } // namespace
@@ -182,22 +224,22 @@ Napi::Value Object::Open(const Napi::CallbackInfo &info)
 				Throw(env, op, init.path, EINVAL, "pinRoot must be a string");
 			init.pin_root = pin.As<Napi::String>().Utf8Value();
 		}
-		Napi::Value ro = o.Get("rodata");
-		if (!ro.IsUndefined() && !ro.IsNull()) {
-			if (!ro.IsObject())
-				Throw(env, op, init.path, EINVAL, "rodata must be an object of Buffers");
-			Napi::Object r = ro.As<Napi::Object>();
-			Napi::Array names = r.GetPropertyNames();
-			for (uint32_t i = 0; i < names.Length(); i++) {
-				std::string name = names.Get(i).ToString().Utf8Value();
-				Napi::Value v = r.Get(name);
-				if (!v.IsBuffer())
-					Throw(env, "rodata", init.path, EINVAL,
-					      "value of '" + name + "' must be a Buffer");
-				auto b = v.As<Napi::Buffer<uint8_t>>();
-				init.rodata[name].assign(b.Data(), b.Data() + b.Length());
-			}
-		}
+		ForEachOption(env, o, "rodata", init.path, "an object of Buffers",
+			      [&](const std::string &name, Napi::Value v) {
+				      if (!v.IsBuffer())
+					      Throw(env, "rodata", init.path, EINVAL,
+						    "value of '" + name + "' must be a Buffer");
+				      auto b = v.As<Napi::Buffer<uint8_t>>();
+				      init.rodata[name].assign(b.Data(), b.Data() + b.Length());
+			      });
+		ForEachOption(env, o, "maxEntries", init.path, "an object of numbers",
+			      [&](const std::string &name, Napi::Value v) {
+				      double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+				      if (!(d >= 1 && d <= 4294967295.0) || d != (double)(uint64_t)d)
+					      Throw(env, "bpf_map__set_max_entries", init.path + ":" + name, EINVAL,
+						    "max entries of '" + name + "' must be an integer in [1, 2^32)");
+				      init.max_entries[name] = (uint32_t)d;
+			      });
 		Napi::Value ll = o.Get("logLevel");
 		if (!ll.IsUndefined() && !ll.IsNull()) {
 			if (!ll.IsNumber())
@@ -246,6 +288,8 @@ Object::Object(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Object>(info)
 		}
 	}
 	Failure f = ApplyRodata(obj, file_, init->rodata);
+	if (!f.err)
+		f = ApplyMaxEntries(obj, file_, init->max_entries);
 	if (f.err) {
 		bpf_object__close(obj);
 		Throw(env, f);

@@ -27,6 +27,21 @@ struct ProgramInit {
 	std::string name;
 };
 
+/// Cgroup attach types by libbpf's name for them ('cgroup_inet4_connect' …).
+bool CgroupAttachType(const std::string &name, enum bpf_attach_type *out)
+{
+	if (name.rfind("cgroup_", 0) != 0)
+		return false;
+	for (int t = 0; t < __MAX_BPF_ATTACH_TYPE; t++) {
+		const char *s = libbpf_bpf_attach_type_str((enum bpf_attach_type)t);
+		if (s && name == s) {
+			*out = (enum bpf_attach_type)t;
+			return true;
+		}
+	}
+	return false;
+}
+
 } // namespace
 
 Napi::Function Program::Define(Napi::Env env)
@@ -38,6 +53,7 @@ Napi::Function Program::Define(Napi::Env env)
 				   InstanceMethod<&Program::TestRun>("testRun"),
 				   InstanceMethod<&Program::AttachTc>("attachTc"),
 				   InstanceMethod<&Program::AttachTcAsync>("attachTcAsync"),
+				   InstanceMethod<&Program::AttachCgroup>("attachCgroup"),
 				   InstanceMethod<&Program::Close>("close"),
 			   });
 }
@@ -338,6 +354,33 @@ Napi::Value Program::AttachTcAsync(const Napi::CallbackInfo &info)
 	Napi::Promise p = w->Promise();
 	w->Queue();
 	return p;
+}
+
+/**
+ * AttachCgroup() - binding: program.attachCgroup(cgroupPath, attachType).
+ * A cgroup BPF link (bpf_link_create on the cgroup v2 directory's fd): several
+ * programs share a hook (links are always multi-attach), bpf_link_update swaps the
+ * program atomically, and a pinned link outlives the process.
+ * Return: a NativeLink of kind 'cgroup'.
+ */
+Napi::Value Program::AttachCgroup(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	CheckOpen(env, "attachCgroup");
+	std::string path = ArgString(info, 0, "attachCgroup", "cgroupPath");
+	std::string type = ArgString(info, 1, "attachCgroup", "attachType");
+	enum bpf_attach_type at;
+	if (!CgroupAttachType(type, &at))
+		Throw(env, "attachCgroup", type, EINVAL,
+		      "unknown cgroup attach type '" + type + "' (e.g. cgroup_inet4_connect, cgroup_sock_ops)");
+	Fd cg(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	if (!cg.valid())
+		Throw(env, "open", path, errno, "opening the cgroup directory");
+	std::string what = path + " " + type;
+	int fd = bpf_link_create(fd_.get(), cg.get(), at, nullptr);
+	if (fd < 0)
+		Throw(env, "bpf_link_create", what, ErrOf(fd), "attaching program " + name_);
+	return Link::New(env, LinkInit{LinkKind::Cgroup, Fd(fd), 0, TcDir::Ingress, 0, 0, what});
 }
 
 Napi::Value Program::Close(const Napi::CallbackInfo &info)

@@ -29,6 +29,7 @@ private:
 	Napi::Value TestRun(const Napi::CallbackInfo &info);
 	Napi::Value AttachTc(const Napi::CallbackInfo &info);
 	Napi::Value AttachTcAsync(const Napi::CallbackInfo &info);
+	Napi::Value AttachCgroup(const Napi::CallbackInfo &info);
 	Napi::Value Close(const Napi::CallbackInfo &info);
 
 	Fd fd_;

@@ -19,6 +19,7 @@
 #define WEIR_CONNTRACK_H
 
 #include "common.h"
+#include "pod_config.h"
 #include "parse.h"
 
 struct {

@@ -22,6 +22,7 @@
 #define WEIR_DROP_FRAG_NOT_SUPPORTED -136 /* IPv4 fragment: ports unknown, cannot be policed */
 #define WEIR_DROP_UNSUPPORTED_L4     -137 /* reserved, unused: every IP protocol is policed by L3 rules */
 #define WEIR_DROP_WRONG_INTERFACE    -138 /* destination pod is not behind the interface it reached */
+#define WEIR_DROP_NO_SERVICE_BACKEND -139 /* socket LB: the Service has no backend; its connect is refused */
 
 #define WEIR_REASON_MAX 140 /* metrics array covers -code in [0, 139] */
 
