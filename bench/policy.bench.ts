@@ -177,6 +177,10 @@ async function changeBench(w: World): Promise<void> {
 			[
 				...AGENT_NODE_FLAGS,
 				resolve(repoRoot, 'dist/src/agent/main.js'),
+				// A host process in the machine's root cgroup: the socket load balancer would attach there,
+				// for every process of the machine. It is tested from deploy/ (test/cluster/services.test.ts).
+				'--kube-proxy-replacement',
+				'false',
 				'--node-name',
 				NODE,
 				'--pin-root',

@@ -1,6 +1,8 @@
 // weir-agent's composition root: builds every part of the node agent from its
 // configuration and wires them. No module keeps state of its own; everything lives
 // in the Agent built here.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import Fastify, { FastifyInstance } from 'fastify';
 import pino, { Logger } from 'pino';
@@ -18,6 +20,17 @@ import { AgentMetrics } from './metrics.js';
 import { CniConfig, CniService, failClosedEntry } from '../cni-plugin/service.js';
 import { EndpointStore } from '../cni-plugin/endpoint-store.js';
 import { StatusSources, readiness, statusApi } from './status.js';
+import { SocketLb, netnsCookie } from '../kernel/service-lb.js';
+import { ServiceController } from '../services/controller.js';
+import { resolveCgroupRoot } from './cgroup.js';
+import { serviceLookups } from './service-lb.js';
+
+/** The socket load balancer as the agent runs it: the kernel side and the controller filling it. */
+export interface ServiceLb {
+	socketLb: SocketLb;
+	controller: ServiceController;
+	cgroup: string;
+}
 
 export interface AgentConfig {
 	/** this node's name, as in the Node object */
@@ -74,6 +87,7 @@ export class Agent {
 		/** the datapath event stream's fatal error, read by the status */
 		readonly events: { lastError: string | undefined },
 		readonly cni?: CniService,
+		readonly lb?: ServiceLb,
 	) {}
 
 	async start(): Promise<void> {
@@ -143,9 +157,11 @@ export class Agent {
 		clearInterval(this.gcTimer);
 		this.unsubscribe?.();
 		this.controller.stop();
+		this.lb?.controller.stop();
 		await this.watches.stop();
 		await this.http.close();
-		// Maps and links stay pinned: enforcement continues without the agent.
+		// Maps and links stay pinned: enforcement and translation continue without the agent.
+		this.lb?.socketLb.close();
 		this.datapath.close();
 	}
 }
@@ -165,11 +181,17 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 	else kc.loadFromCluster();
 
 	const metrics = new AgentMetrics(datapath);
-	const flowIndex = new FlowIndex(config.nodeName);
-	// The watches call the controller, which is built from them: declared first, assigned once below.
+	// The watches call the controllers, which are built from them: declared first, assigned once below.
 	// eslint-disable-next-line prefer-const
 	let controller: PolicyController | undefined;
-	const watches = new ClusterWatches(kc, log.child({ component: 'watch' }), () => controller?.schedule());
+	// eslint-disable-next-line prefer-const
+	let lb: ServiceLb | undefined;
+	const watches = new ClusterWatches(kc, log.child({ component: 'watch' }), () => {
+		controller?.schedule();
+		lb?.controller.schedule();
+	});
+	lb = config.kubeProxyReplacement ? await openServiceLb(config, watches, log) : await closeServiceLb(config, log);
+	const flowIndex = new FlowIndex(config.nodeName, undefined, lb ? serviceLookups(lb.socketLb, lb.controller, () => source.list(), netnsCookie) : undefined);
 	controller = new PolicyController({
 		node: config.nodeName,
 		snapshot: () => ({
@@ -223,6 +245,7 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 		controller,
 		endpoints: source,
 		events,
+		...(lb ? { services: { cgroup: lb.cgroup, controller: lb.controller } } : {}),
 	};
 	await http.register(statusApi, { sources });
 	http.get('/metrics', async (_req, reply) => {
@@ -235,5 +258,40 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 		reply.code(r.ready ? 200 : 503);
 		return r;
 	});
-	return new Agent(config, log, datapath, watches, controller, flows, flowIndex, http, metrics, events, cni);
+	return new Agent(config, log, datapath, watches, controller, flows, flowIndex, http, metrics, events, cni, lb);
+}
+
+/**
+ * kube-proxy-replacement on: the socket load balancer loaded over its pinned maps (a
+ * restarted agent keeps every translation), attached to this node's cgroup, and the
+ * controller that fills it from the Services and EndpointSlices watches.
+ */
+async function openServiceLb(config: AgentConfig, watches: ClusterWatches, log: Logger): Promise<ServiceLb> {
+	const cgroup = resolveCgroupRoot(config.cgroupRoot);
+	const socketLb = await SocketLb.open({ pinRoot: config.pinRoot, cgroupPath: cgroup });
+	const controller = new ServiceController({
+		node: config.nodeName,
+		snapshot: () => ({
+			synced: watches.services.isSynced && watches.endpointSlices.isSynced,
+			services: watches.services.list(),
+			slices: watches.endpointSlices.list(),
+		}),
+		maps: socketLb,
+		log: log.child({ component: 'services' }),
+	});
+	log.info({ cgroup, pinRoot: config.pinRoot }, 'socket load balancer attached: ClusterIP Services are translated at connect()');
+	return { socketLb, controller, cgroup };
+}
+
+/** kube-proxy-replacement off: a socket load balancer a previous configuration attached is taken off. */
+async function closeServiceLb(config: AgentConfig, log: Logger): Promise<undefined> {
+	if (!existsSync(join(config.pinRoot, 'cgroup-links'))) return undefined;
+	const socketLb = await SocketLb.open({ pinRoot: config.pinRoot });
+	const attached = socketLb.attachedCgroups();
+	if (attached.length) {
+		socketLb.detach();
+		log.info({ cgroups: attached }, 'kube-proxy-replacement is off: socket load balancer detached; Services are left to kube-proxy');
+	}
+	socketLb.close();
+	return undefined;
 }

@@ -31,6 +31,16 @@ export interface StatusSources {
 			| undefined;
 	};
 	endpoints: { list(): readonly unknown[] };
+	/** the socket load balancer, when kube-proxy-replacement is on */
+	services?: {
+		cgroup: string;
+		controller: {
+			readonly frontends: number;
+			readonly runs: number;
+			readonly lastError: string | undefined;
+			readonly problems: ReadonlyArray<{ service: string; message: string }>;
+		};
+	};
 	/** the datapath event stream: set once its poller has died (flows stopped) */
 	events?: { readonly lastError: string | undefined };
 }
@@ -82,7 +92,8 @@ export function agentStatus(s: StatusSources): AgentStatus {
 	}
 	const { ready } = readiness(s);
 	const other = s.controller.lastError ?? (errors.length ? errors.join('; ') : undefined);
-	const lastError = [s.events?.lastError, other].filter((e) => e !== undefined).join('; ') || null;
+	const lbError = s.services?.controller.lastError;
+	const lastError = [s.events?.lastError, other, lbError && `services: ${lbError}`].filter((e) => !!e).join('; ') || null;
 	return {
 		schema: STATUS_SCHEMA_VERSION,
 		node: s.node,
@@ -105,6 +116,13 @@ export function agentStatus(s: StatusSources): AgentStatus {
 			runs: s.controller.runs,
 			lastApplied: s.controller.lastApplied?.toISOString() ?? null,
 			problems: [...(compiled?.problems ?? [])],
+		},
+		services: {
+			enabled: s.services !== undefined,
+			cgroup: s.services?.cgroup ?? null,
+			frontends: s.services?.controller.frontends ?? 0,
+			runs: s.services?.controller.runs ?? 0,
+			problems: [...(s.services?.controller.problems ?? [])],
 		},
 		lastError,
 	};

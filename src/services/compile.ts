@@ -4,19 +4,10 @@
 // externalIPs reached from outside the cluster stay kube-proxy's, see docs/services.md).
 import type * as k8s from '@kubernetes/client-node';
 import { isIpv4 } from '../shared/ipv4.js';
+import type { Backend, Frontend, LbProtocol } from '../kernel/service-lb.js';
+import { LB_MAX_BACKENDS } from '../kernel/layout.js';
 
-export type LbProtocol = 'TCP' | 'UDP';
-
-export interface Frontend {
-	vip: string;
-	port: number;
-	protocol: LbProtocol;
-}
-
-export interface Backend {
-	ip: string;
-	port: number;
-}
+export type { Backend, Frontend, LbProtocol };
 
 /** What one Service port becomes in the load balancer's maps. */
 export interface ServiceEntry {
@@ -161,6 +152,13 @@ export function compileServices(input: ServiceCompileInput): CompiledServices {
 				}
 			}
 			backends.sort(byAddress);
+			if (backends.length > LB_MAX_BACKENDS) {
+				problems.push({
+					service: id,
+					message: `port ${p.name ?? p.port}: ${backends.length} ready backends, the load balancer takes the first ${LB_MAX_BACKENDS}`,
+				});
+				backends.length = LB_MAX_BACKENDS;
+			}
 			for (const vip of vips) {
 				const frontend: Frontend = { vip, port: p.port, protocol };
 				const key = frontendKey(frontend);

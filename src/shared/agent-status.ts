@@ -40,6 +40,17 @@ export interface AgentStatus {
 		/** policies or rules the datapath cannot enforce as written */
 		problems: Array<{ policy: string; message: string }>;
 	};
+	/** ClusterIP Services load-balanced at connect() by Weir (kube-proxy-replacement) */
+	services: {
+		enabled: boolean;
+		/** the cgroup v2 directory the programs are attached to */
+		cgroup: string | null;
+		/** ClusterIP:port frontends in the maps */
+		frontends: number;
+		runs: number;
+		/** Service ports Weir does not load-balance as written (SCTP, too many backends) */
+		problems: Array<{ service: string; message: string }>;
+	};
 	/** the last error the agent hit (datapath events, policy compile/apply, map reads), null when healthy */
 	lastError: string | null;
 }

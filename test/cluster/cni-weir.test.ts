@@ -98,6 +98,10 @@ test('the local cluster with Weir as its only CNI', { timeout: 3_600_000 }, asyn
 							process.execPath,
 							'--enable-source-maps',
 							AGENT,
+							// A host process in the machine's root cgroup: the socket load balancer would attach there,
+							// for every process of the machine. It is tested from deploy/ (test/cluster/services.test.ts).
+							'--kube-proxy-replacement',
+							'false',
 							'--node-name',
 							n.name,
 							'--kubeconfig',

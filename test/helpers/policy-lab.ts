@@ -211,6 +211,10 @@ spec:
 				process.execPath,
 				[
 					AGENT,
+					// A host process in the machine's root cgroup: the socket load balancer would attach there,
+					// for every process of the machine. It is tested from deploy/ (test/cluster/services.test.ts).
+					'--kube-proxy-replacement',
+					'false',
 					'--node-name',
 					NODE,
 					'--pin-root',
