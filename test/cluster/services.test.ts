@@ -12,6 +12,7 @@ import { waitFor } from '../../hack/cluster/exec.js';
 import { applyDeploy, loadAgentImage, waitWeirReady, WEIR_NS } from '../../hack/demo/install.js';
 import { forwardObservers } from '../../hack/demo/observer-forward.js';
 import { scenarioManifests, type Workload } from '../../hack/demo/scenario.js';
+import { coreDnsManifests } from '../../hack/cluster/configs.js';
 import type { Flow } from '../../src/observe/flow.js';
 
 const WORKLOADS: (nodes: string[]) => Workload[] = (nodes) => [
@@ -116,6 +117,9 @@ for (const kubeProxy of [true, false]) {
 				await k.kubectl(['-n', WEIR_NS, 'set', 'env', 'daemonset/weir-agent', `KUBERNETES_SERVICE_HOST=${api.ip}`, `KUBERNETES_SERVICE_PORT=${api.port}`]);
 			}
 			await waitWeirReady(k, (m) => t.diagnostic(m), 300_000);
+			// A cluster started with no CNI has no CoreDNS yet: it comes up on Weir, through the
+			// kubernetes Service the socket load balancer translates.
+			await k.kubectl(['apply', '-f', '-'], { input: JSON.stringify(coreDnsManifests(k.images.coredns)) });
 			await k.kubectl(['apply', '-f', '-'], { input: JSON.stringify(scenarioManifests(k.images.workload, WORKLOADS(k.nodes.map((n) => n.name)))) });
 			const client = await podOf(k, 'x', 'client');
 			const sy = await podOf(k, 'y', 's');
