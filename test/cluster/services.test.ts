@@ -64,6 +64,15 @@ async function podOf(k: Cluster, ns: string, app: string): Promise<{ pod: string
 	);
 }
 
+/**
+ * An HTTP GET by Service name. The workload image's wget is a static busybox whose libc
+ * resolver crashes on names, so busybox's own nslookup resolves (UDP to the kube-dns
+ * ClusterIP from resolv.conf) and wget connects to the ClusterIP it answered.
+ */
+function getByName(host: string, timeoutSec: number): string {
+	return `ip=$(nslookup ${host} | awk '/^Address:/{a=$2} END{print a}'); echo "resolved ${host} to $ip"; wget -q -T ${timeoutSec} -O - "http://$ip:8080/"`;
+}
+
 /** Runs a shell command in the client pod; the exit code and what it printed. */
 async function inClient(k: Cluster, pod: string, cmd: string): Promise<{ code: number; out: string }> {
 	const r = await k.kubectl(['-n', 'x', 'exec', pod, '--', 'sh', '-c', cmd], { allowFail: true, timeoutMs: 30_000 });
@@ -134,7 +143,7 @@ for (const kubeProxy of [true, false]) {
 				2000,
 			);
 
-			const before = await inClient(k, client.pod, 'wget -q -T 5 -O - http://s.z.svc.cluster.local:8080/');
+			const before = await inClient(k, client.pod, getByName('s.z.svc.cluster.local', 5));
 			assert.equal(before.code, 0, `before the policy, z is reachable by name: ${before.out}`);
 
 			await k.kubectl(['apply', '-f', '-'], { input: JSON.stringify(EGRESS_POLICY) });
@@ -142,7 +151,7 @@ for (const kubeProxy of [true, false]) {
 				's.y reachable by name under the policy',
 				60_000,
 				async () => {
-					const r = await inClient(k, client.pod, 'wget -q -T 5 -O - http://s.y.svc.cluster.local:8080/');
+					const r = await inClient(k, client.pod, getByName('s.y.svc.cluster.local', 5));
 					return r.code === 0 && r.out.includes('status=200') ? r : undefined;
 				},
 				1000,
@@ -150,7 +159,7 @@ for (const kubeProxy of [true, false]) {
 			assert.match(y.out, new RegExp(`pod=${sy.pod}`), 'the backend in y answered');
 			const dns = await inClient(k, client.pod, 'nslookup s.z.svc.cluster.local');
 			assert.equal(dns.code, 0, `DNS (UDP 53 to kube-system through the kube-dns ClusterIP) works: ${dns.out}`);
-			const z = await inClient(k, client.pod, 'wget -q -T 4 -O - http://s.z.svc.cluster.local:8080/');
+			const z = await inClient(k, client.pod, getByName('s.z.svc.cluster.local', 4));
 			assert.notEqual(z.code, 0, `s.z is refused by the egress policy: ${z.out}`);
 			const direct = await inClient(k, client.pod, `wget -q -T 5 -O - http://${sy.ip}:8080/`);
 			assert.equal(direct.code, 0, 'a pod IP in y still works');
@@ -196,7 +205,7 @@ for (const kubeProxy of [true, false]) {
 				's.y with no backend refused',
 				60_000,
 				async () => {
-					const r = await inClient(k, client.pod, 'wget -q -T 10 -O - http://s.y.svc.cluster.local:8080/');
+					const r = await inClient(k, client.pod, getByName('s.y.svc.cluster.local', 10));
 					return r.code !== 0 && /refused/i.test(r.out) ? r : undefined;
 				},
 				1000,
@@ -208,7 +217,7 @@ for (const kubeProxy of [true, false]) {
 				's.y back with its new backend',
 				60_000,
 				async () => {
-					const r = await inClient(k, client.pod, 'wget -q -T 5 -O - http://s.y.svc.cluster.local:8080/');
+					const r = await inClient(k, client.pod, getByName('s.y.svc.cluster.local', 5));
 					return r.code === 0 && r.out.includes(`pod=${sy2.pod}`) ? r : undefined;
 				},
 				1000,
