@@ -22,10 +22,14 @@ done
 bash scripts/setup.sh
 # Lint and format first: a finding fails the suite before any test runs (scripts/lint.sh).
 bash scripts/lint.sh
-# The cluster tier runs Kubernetes built from source: the first build takes minutes
-# and prints its progress here; later runs find it cached (hack/cluster/README.md).
+# The cluster tier runs Kubernetes built from source, and the upstream netpol e2e suite
+# (test/cluster/netpol-e2e.test.ts): the first build takes minutes and prints its
+# progress here; later runs find it cached (hack/cluster/README.md).
 for t in "${tiers[@]}"; do
-	if [ "$t" = cluster ]; then bash hack/cluster/build-binaries.sh; fi
+	if [ "$t" = cluster ]; then
+		bash hack/cluster/build-binaries.sh
+		bash hack/cluster/build-binaries.sh e2e
+	fi
 done
 files=()
 empty=()

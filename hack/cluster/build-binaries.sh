@@ -7,7 +7,9 @@
 #   $WEIR_CACHE/coredns-<v>/bin     coredns
 #   $WEIR_CACHE/cni-<v>/bin         cnitool
 # Idempotent: a component whose bin/.complete exists is skipped, so a warm run is instant.
-# Usage: hack/cluster/build-binaries.sh [kubernetes|etcd|coredns|cni ...]   (default: all)
+#   $WEIR_CACHE/e2e-<v>/bin         e2e.test agnhost ginkgo (only when asked for: e2e)
+# Usage: hack/cluster/build-binaries.sh [kubernetes|etcd|coredns|cni|e2e ...]
+#        (default: etcd cni coredns kubernetes)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=versions.env
@@ -49,24 +51,50 @@ gen_build_module() { # dir module version replace-module...
 	} >"$dir/go.mod"
 }
 
-build_kubernetes() {
-	local v="$KUBERNETES_VERSION" out="$cache/kubernetes-$KUBERNETES_VERSION"
-	[ -f "$out/bin/.complete" ] && { say "kubernetes $v: cached in $out/bin"; return; }
-	local minor="${v#v1.}"; minor="${minor%%.*}" staging_v="v0.${v#v1.}"
-	say "kubernetes $v: resolving modules (cold build: about 7 minutes on 2 cores, plus module downloads)"
+# The build module for k8s.io/kubernetes@$KUBERNETES_VERSION in dir $1: its ./staging
+# replacements pointed at the published v0.<minor>.<patch> modules. With
+# --upstream-requires it also requires everything upstream's go.mod requires, at
+# upstream's versions: test packages reach modules (cli-runtime, kube-aggregator,
+# sample-apiserver, ...) that `go get -t` leaves out of a pruned module graph, and the
+# build would otherwise stop at "updates to go.mod needed".
+gen_kubernetes_module() { # dir [--upstream-requires]
+	local v="$KUBERNETES_VERSION" staging_v="v0.${KUBERNETES_VERSION#v1.}"
 	"$go" mod download -json "k8s.io/kubernetes@$v" >/dev/null
 	local gomod; gomod="$("$go" env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$v.mod"
 	mapfile -t staging < <(sed -n 's#^\s*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$gomod")
-	gen_build_module "$out/src" k8s.io/kubernetes "$v" "$staging_v" "${staging[@]}"
-	local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
-	local pkgs=() c
-	for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
-	(cd "$out/src" && "$go" get "${pkgs[@]/%/@$v}" >/dev/null 2>&1 || (cd "$out/src" && "$go" get "${pkgs[@]/%/@$v}"))
-	local ld="-s -w" p
+	gen_build_module "$1" k8s.io/kubernetes "$v" "$staging_v" "${staging[@]}"
+	if [ "${2:-}" = --upstream-requires ]; then
+		{
+			echo
+			echo "require ("
+			awk '/^require \(/ { b = 1; next } b && /^\)/ { b = 0; next } b { print }
+				/^require [^(]/ { sub(/^require /, ""); print }' "$gomod" | sed 's#//.*##' | awk 'NF == 2 { print "\t" $1 " " $2 }'
+			echo ")"
+		} >>"$1/go.mod"
+	fi
+}
+
+# -ldflags stamping the version into component-base and client-go, as upstream's build does.
+kubernetes_ldflags() {
+	local v="$KUBERNETES_VERSION" minor="${KUBERNETES_VERSION#v1.}" ld="-s -w" p
+	minor="${minor%%.*}"
 	for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 		ld+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor"
 		ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	done
+	printf '%s' "$ld"
+}
+
+build_kubernetes() {
+	local v="$KUBERNETES_VERSION" out="$cache/kubernetes-$KUBERNETES_VERSION"
+	[ -f "$out/bin/.complete" ] && { say "kubernetes $v: cached in $out/bin"; return; }
+	say "kubernetes $v: resolving modules (cold build: about 7 minutes on 2 cores, plus module downloads)"
+	gen_kubernetes_module "$out/src"
+	local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+	local pkgs=() c
+	for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+	(cd "$out/src" && "$go" get "${pkgs[@]/%/@$v}" >/dev/null 2>&1 || (cd "$out/src" && "$go" get "${pkgs[@]/%/@$v}"))
+	local ld; ld="$(kubernetes_ldflags)"
 	mkdir -p "$out/bin"
 	say "kubernetes $v: compiling ${cmds[*]}"
 	(cd "$out/src" && "$go" build -v -trimpath -ldflags "$ld" -o "$out/bin/" "${pkgs[@]}" 2>&1) | progress "kubernetes"
@@ -89,6 +117,42 @@ build_etcd() {
 	say "etcd $v: done ($out/bin)"
 }
 
+# The upstream e2e suite and what it runs in pods, from the same k8s.io/kubernetes module:
+#   $WEIR_CACHE/e2e-<v>/bin  e2e.test (go test -c k8s.io/kubernetes/test/e2e), agnhost
+#                            (test/images/agnhost, static), ginkgo (the CLI of the
+#                            onsi/ginkgo/v2 version kubernetes requires, for parallel runs)
+# Not part of the default set: only scripts/e2e.sh needs it.
+build_e2e() {
+	local v="$KUBERNETES_VERSION" out="$cache/e2e-$KUBERNETES_VERSION"
+	[ -f "$out/bin/.complete" ] && { say "e2e $v: cached in $out/bin"; return; }
+	say "e2e $v: resolving modules (cold build: tens of minutes on 2 cores)"
+	gen_kubernetes_module "$out/src" --upstream-requires
+	local suite=k8s.io/kubernetes/test/e2e agnhost=k8s.io/kubernetes/test/images/agnhost
+	# -t: the suite's test-only imports (every test/e2e/... package) join the build list.
+	(cd "$out/src" && "$go" get -t "$suite@$v" "$agnhost@$v")
+	local ld; ld="$(kubernetes_ldflags)"
+	mkdir -p "$out/bin"
+	say "e2e $v: compiling agnhost"
+	(cd "$out/src" && "$go" build -v -trimpath -ldflags "-s -w" -o "$out/bin/agnhost" "$agnhost" 2>&1) | progress agnhost
+	# go test -c prints nothing while it compiles: build the suite's packages first with
+	# -v (progress; the same flags, so the build cache serves go test -c), then link.
+	local deps
+	mapfile -t deps < <(cd "$out/src" && "$go" list -deps -test \
+		-f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$suite" | grep -v -e ' ' -e '\.test$')
+	[ "${#deps[@]}" -gt 0 ] || { say "e2e: go list found no packages for $suite"; exit 1; }
+	say "e2e $v: compiling ${#deps[@]} packages of $suite"
+	(cd "$out/src" && "$go" build -v -trimpath "${deps[@]}" 2>&1) | progress e2e
+	say "e2e $v: linking e2e.test"
+	(cd "$out/src" && "$go" test -c -trimpath -ldflags "$ld" -o "$out/bin/e2e.test" "$suite")
+	local gv; gv="$(cd "$out/src" && "$go" list -m -f '{{.Version}}' github.com/onsi/ginkgo/v2)"
+	say "e2e $v: compiling the ginkgo CLI $gv"
+	GOBIN="$out/bin" "$go" install -v -trimpath -ldflags "-s -w" "github.com/onsi/ginkgo/v2/ginkgo@$gv" 2>&1 | progress ginkgo
+	local b
+	for b in e2e.test agnhost ginkgo; do [ -x "$out/bin/$b" ] || { say "e2e: $b missing"; exit 1; }; done
+	touch "$out/bin/.complete"
+	say "e2e $v: done ($out/bin)"
+}
+
 # Modules without replace directives: plain `go install pkg@version`.
 build_install() { # name version pkg
 	local name="$1" v="$2" pkg="$3" out="$cache/$1-$2"
@@ -108,6 +172,7 @@ for w in "${what[@]}"; do
 	etcd) build_etcd ;;
 	coredns) build_install coredns "$COREDNS_VERSION" github.com/coredns/coredns ;;
 	cni) build_install cni "$CNI_VERSION" github.com/containernetworking/cni/cnitool ;;
+	e2e) build_e2e ;;
 	*) echo "unknown component: $w" >&2; exit 2 ;;
 	esac
 done

@@ -56,6 +56,9 @@ async function main(): Promise<number> {
 			console.log(`  export KUBECONFIG=${c.kubeconfig}`);
 			console.log(`  kubectl:  ${c.bins.kubectl}`);
 			console.log(`  server:   ${c.server}`);
+			if (c.mode === 'cluster' && !c.kubeProxy) {
+				console.log(`  kube-proxy: none (ClusterIPs are not translated; the API server is ${c.apiServerAddress.host}:${c.apiServerAddress.port})`);
+			}
 			console.log(`  logs:     ${c.logDir}`);
 			for (const n of c.nodes) console.log(`  node ${n.name}: netns ${n.netns} ip ${n.nodeIP} podCIDR ${n.podCIDR}`);
 			console.log(`  stop:     node dist/hack/cluster/cli.js down --name ${c.name}`);

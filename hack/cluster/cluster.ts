@@ -42,7 +42,12 @@ export interface ClusterOptions {
 	name?: string;
 	mode?: ClusterMode;
 	cni?: CniSpec;
-	/** Run kube-proxy (iptables mode) in each node. Default true. */
+	/**
+	 * Run kube-proxy (iptables mode) in each node. Default true. Without it nothing
+	 * translates ClusterIPs (unless a CNI replaces kube-proxy): in-cluster clients that
+	 * must work regardless (CoreDNS here) are given the API server's own address,
+	 * `Cluster.apiServerAddress`, as KUBERNETES_SERVICE_HOST/PORT.
+	 */
 	kubeProxy?: boolean;
 	/** Route each node's PodCIDR via its node IP on the other nodes. Default true. */
 	podRoutes?: boolean;
@@ -77,6 +82,13 @@ export interface Cluster {
 	/** https://127.0.0.1:<port> as seen from the host. */
 	server: string;
 	logDir: string;
+	/** Whether kube-proxy runs in the nodes (ClusterOptions.kubeProxy). */
+	kubeProxy: boolean;
+	/**
+	 * The API server as pods reach it without a Service: host and port in the lab
+	 * (node n1's IP, 6443) in cluster mode, the host's 127.0.0.1 in control-plane mode.
+	 */
+	apiServerAddress: { host: string; port: number };
 	nodes: ClusterNode[];
 	bins: BinPaths;
 	images: { pause: string; coredns: string; workload: string };
@@ -135,25 +147,30 @@ function defaultLog(msg: string): void {
 	process.stderr.write(`[cluster] ${msg}\n`);
 }
 
+/** Runs build-binaries.sh for `components` (cached ones are skipped there), streaming its progress to `log`. */
+export async function buildComponents(components: readonly string[], log: (m: string) => void = defaultLog): Promise<void> {
+	await new Promise<void>((resolve, reject) => {
+		const child = spawn('bash', [join(sourceDir(), 'build-binaries.sh'), ...components], {
+			stdio: ['ignore', 'inherit', 'pipe'],
+		});
+		let tail = '';
+		child.stderr.setEncoding('utf8').on('data', (d: string) => {
+			tail = (tail + d).slice(-4000);
+			for (const l of d.split('\n')) if (l.trim()) log(l);
+		});
+		child.on('close', (code) =>
+			code === 0 ? resolve() : reject(new ClusterError('WEIR_ERR_CLUSTER_BUILD', `build-binaries.sh failed (exit ${code}):\n${tail}`)),
+		);
+	});
+}
+
 /** Builds what is missing (binaries, images), streaming build progress to `log`. */
 export async function ensureBuilt(log: (m: string) => void = defaultLog): Promise<LocalImages> {
 	const missing = missingBuilds();
 	if (missing.length > 0) {
 		log(`building ${missing.join(', ')} from upstream Go modules (first run only; progress follows)`);
 		const t0 = Date.now();
-		await new Promise<void>((resolve, reject) => {
-			const child = spawn('bash', [join(sourceDir(), 'build-binaries.sh'), ...missing], {
-				stdio: ['ignore', 'inherit', 'pipe'],
-			});
-			let tail = '';
-			child.stderr.setEncoding('utf8').on('data', (d: string) => {
-				tail = (tail + d).slice(-4000);
-				for (const l of d.split('\n')) if (l.trim()) log(l);
-			});
-			child.on('close', (code) =>
-				code === 0 ? resolve() : reject(new ClusterError('WEIR_ERR_CLUSTER_BUILD', `build-binaries.sh failed (exit ${code}):\n${tail}`)),
-			);
-		});
+		await buildComponents(missing, log);
 		log(`binaries built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 	}
 	return buildImages(log);
@@ -334,7 +351,12 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 	}
 }
 
-function makeCluster(ctx: Ctx, images: LocalImages, nodes: ClusterNode[]): Cluster {
+function makeCluster(
+	ctx: Ctx,
+	images: LocalImages,
+	nodes: ClusterNode[],
+	net: { kubeProxy: boolean; apiServerAddress: { host: string; port: number } },
+): Cluster {
 	const { state, bins } = ctx;
 	const nodeExec: Cluster['nodeExec'] = (node, argv, o = {}) => {
 		const n = nodes.find((x) => x.name === node);
@@ -348,6 +370,8 @@ function makeCluster(ctx: Ctx, images: LocalImages, nodes: ClusterNode[]): Clust
 		kubeconfig: state.kubeconfig,
 		server: state.server,
 		logDir: state.logDir,
+		kubeProxy: net.kubeProxy,
+		apiServerAddress: net.apiServerAddress,
 		nodes,
 		bins,
 		images: { pause: images.pause, coredns: images.coredns, workload: images.workload },
@@ -429,7 +453,7 @@ async function startControlPlane(ctx: Ctx, images: LocalImages): Promise<Cluster
 		}),
 	);
 	await waitApiserver(ctx, 60_000);
-	return makeCluster(ctx, images, []);
+	return makeCluster(ctx, images, [], { kubeProxy: false, apiServerAddress: { host: '127.0.0.1', port: apiPort } });
 }
 
 async function ip(args: string[]): Promise<void> {
@@ -740,7 +764,9 @@ async function startFull(ctx: Ctx, images: LocalImages, o: ClusterOptions & { cn
 		}
 	}
 	for (const n of nodes) installCni(n, o.cni);
-	if (o.kubeProxy ?? true) {
+	const kubeProxy = o.kubeProxy ?? true;
+	const netInfo = { kubeProxy, apiServerAddress: { host: cp.ip, port: cfg.APISERVER_PORT } };
+	if (kubeProxy) {
 		for (const n of nodes) {
 			const conf = join(state.dir, `kube-proxy-${n.name}.json`);
 			writeFileSync(conf, JSON.stringify(cfg.kubeProxyConfig(proxyKc, n.name), null, 2));
@@ -749,7 +775,7 @@ async function startFull(ctx: Ctx, images: LocalImages, o: ClusterOptions & { cn
 	}
 	if (o.cni === 'none') {
 		log('cni: none — nodes stay NotReady until a CNI is installed');
-		return makeCluster(ctx, images, nodes);
+		return makeCluster(ctx, images, nodes, netInfo);
 	}
 	log('waiting for nodes Ready');
 	await waitFor(
@@ -777,7 +803,7 @@ async function startFull(ctx: Ctx, images: LocalImages, o: ClusterOptions & { cn
 	if (o.coreDns ?? true) {
 		log('deploying CoreDNS');
 		await run(bins.kubectl, ['--kubeconfig', state.kubeconfig, 'apply', '-f', '-'], {
-			input: JSON.stringify(cfg.coreDnsManifests(images.coredns)),
+			input: JSON.stringify(cfg.coreDnsManifests(images.coredns, kubeProxy ? {} : { apiServer: netInfo.apiServerAddress })),
 		});
 		await waitFor(
 			'CoreDNS ready',
@@ -793,7 +819,7 @@ async function startFull(ctx: Ctx, images: LocalImages, o: ClusterOptions & { cn
 			500,
 		);
 	}
-	return makeCluster(ctx, images, nodes);
+	return makeCluster(ctx, images, nodes, netInfo);
 }
 
 /** Stops cluster `name` (running, half-started or crashed) and removes everything it made. */

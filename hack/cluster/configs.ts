@@ -205,7 +205,12 @@ export function corefile(): string {
 `;
 }
 
-export function coreDnsManifests(image: string): object {
+/**
+ * CoreDNS's Deployment, Service and RBAC. `apiServer` (host and port of the API server
+ * itself) is for a cluster without kube-proxy: CoreDNS's client would otherwise dial
+ * the `kubernetes` Service's ClusterIP, which nothing translates there.
+ */
+export function coreDnsManifests(image: string, o: { apiServer?: { host: string; port: number } } = {}): object {
 	const labels = { 'k8s-app': 'kube-dns' };
 	const ns = 'kube-system';
 	return {
@@ -255,6 +260,14 @@ export function coreDnsManifests(image: string): object {
 									image,
 									imagePullPolicy: 'Never',
 									args: ['-conf', '/etc/coredns/Corefile'],
+									...(o.apiServer
+										? {
+												env: [
+													{ name: 'KUBERNETES_SERVICE_HOST', value: o.apiServer.host },
+													{ name: 'KUBERNETES_SERVICE_PORT', value: String(o.apiServer.port) },
+												],
+											}
+										: {}),
 									ports: [
 										{ name: 'dns', containerPort: 53, protocol: 'UDP' },
 										{ name: 'dns-tcp', containerPort: 53, protocol: 'TCP' },

@@ -117,12 +117,33 @@ async function buildArchive(recipe: ImageSpec, out: string): Promise<void> {
 	}
 }
 
-function passwd(root: string): void {
+/** /etc/passwd and /etc/group with root and nobody, and a sticky /tmp. */
+export function stageBaseFiles(root: string): void {
 	mkdirSync(join(root, 'etc'), { recursive: true });
 	writeFileSync(join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
 	writeFileSync(join(root, 'etc', 'group'), 'root:x:0:\nnobody:x:65534:\n');
 	mkdirSync(join(root, 'tmp'), { mode: 0o1777 });
 	chmodSync(join(root, 'tmp'), 0o1777);
+}
+
+/** Debian's static busybox as /bin/busybox, with a /bin symlink per applet (sh, nc, wget, ...). */
+export async function stageBusybox(root: string): Promise<void> {
+	const bin = join(root, 'bin');
+	mkdirSync(bin, { recursive: true });
+	copyFileSync('/bin/busybox', join(bin, 'busybox'));
+	chmodSync(join(bin, 'busybox'), 0o755);
+	const { stdout } = await run('/bin/busybox', ['--list']);
+	for (const applet of stdout.split('\n').filter((a) => a && a !== 'busybox')) {
+		symlinkSync('busybox', join(bin, applet));
+	}
+}
+
+/** The pinned k8s.io/kubernetes module's source directory (downloaded into the Go module cache if needed). */
+export async function kubernetesModuleDir(v: Versions = readVersions()): Promise<string> {
+	const { stdout } = await run(GO, ['mod', 'download', '-json', `k8s.io/kubernetes@${v.kubernetes}`], {
+		env: { ...process.env, GOTOOLCHAIN: 'local' },
+	});
+	return (JSON.parse(stdout) as { Dir: string }).Dir;
 }
 
 function pauseSource(v: Versions): string {
@@ -133,10 +154,7 @@ async function ensurePauseSource(v: Versions): Promise<string> {
 	const dst = pauseSource(v);
 	if (existsSync(dst)) return dst;
 	// Upstream's pause.c from the pinned k8s.io/kubernetes module.
-	const { stdout } = await run(GO, ['mod', 'download', '-json', `k8s.io/kubernetes@${v.kubernetes}`], {
-		env: { ...process.env, GOTOOLCHAIN: 'local' },
-	});
-	const dir = (JSON.parse(stdout) as { Dir: string }).Dir;
+	const dir = await kubernetesModuleDir(v);
 	mkdirSync(join(cacheRoot(), `kubernetes-${v.kubernetes}`, 'src'), { recursive: true });
 	copyFileSync(join(dir, 'build', 'pause', 'linux', 'pause.c'), dst);
 	return dst;
@@ -162,7 +180,7 @@ function recipes(v: Versions, pauseC: string): Record<keyof ReturnType<typeof IM
 			inputs: `coredns ${fileSha(bins.coredns)}`,
 			config: { Entrypoint: ['/coredns'], ExposedPorts: { '53/udp': {}, '53/tcp': {} } },
 			async stage(root) {
-				passwd(root);
+				stageBaseFiles(root);
 				copyFileSync(bins.coredns, join(root, 'coredns'));
 				chmodSync(join(root, 'coredns'), 0o755);
 			},
@@ -175,15 +193,8 @@ function recipes(v: Versions, pauseC: string): Record<keyof ReturnType<typeof IM
 				ExposedPorts: { '8080/tcp': {}, '9000/tcp': {}, '6379/tcp': {} },
 			},
 			async stage(root) {
-				passwd(root);
-				const bin = join(root, 'bin');
-				mkdirSync(bin);
-				copyFileSync('/bin/busybox', join(bin, 'busybox'));
-				chmodSync(join(bin, 'busybox'), 0o755);
-				const { stdout } = await run('/bin/busybox', ['--list']);
-				for (const applet of stdout.split('\n').filter((a) => a && a !== 'busybox')) {
-					symlinkSync('busybox', join(bin, applet));
-				}
+				stageBaseFiles(root);
+				await stageBusybox(root);
 				mkdirSync(join(root, 'weir'));
 				for (const f of ['serve', 'redis']) {
 					copyFileSync(join(wl, f), join(root, 'weir', f));

@@ -70,7 +70,7 @@ async function podOf(k: Cluster, ns: string, app: string): Promise<{ pod: string
  * ClusterIP from resolv.conf) and wget connects to the ClusterIP it answered.
  */
 function getByName(host: string, timeoutSec: number): string {
-	return `ip=$(nslookup ${host} | awk '/^Address:/{a=$2} END{print a}'); echo "resolved ${host} to $ip"; wget -q -T ${timeoutSec} -O - "http://$ip:8080/"`;
+	return `ip=$(nslookup ${host} | awk '/^Address:/{a=$2} END{print a}'); echo "resolved ${host} to $ip"; wget -T ${timeoutSec} -O - "http://$ip:8080/" 2>&1`;
 }
 
 /** Runs a shell command in the client pod; the exit code and what it printed. */
@@ -143,9 +143,17 @@ for (const kubeProxy of [true, false]) {
 				2000,
 			);
 
-			const before = await inClient(k, client.pod, getByName('s.z.svc.cluster.local', 5));
-			assert.equal(before.code, 0, `before the policy, z is reachable by name: ${before.out}`);
-
+			// The EndpointSlice of a pod that just turned Ready reaches the agent a moment later.
+			const before = await waitFor(
+				's.z reachable by name before the policy',
+				60_000,
+				async () => {
+					const r = await inClient(k, client.pod, getByName('s.z.svc.cluster.local', 5));
+					return r.code === 0 && r.out.includes('status=200') ? r : undefined;
+				},
+				1000,
+			);
+			assert.match(before.out, new RegExp(`pod=${sz.pod}`));
 			await k.kubectl(['apply', '-f', '-'], { input: JSON.stringify(EGRESS_POLICY) });
 			const y = await waitFor(
 				's.y reachable by name under the policy',
