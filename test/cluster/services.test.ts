@@ -66,11 +66,12 @@ async function podOf(k: Cluster, ns: string, app: string): Promise<{ pod: string
 
 /**
  * An HTTP GET by Service name. The workload image's wget is a static busybox whose libc
- * resolver crashes on names, so busybox's own nslookup resolves (UDP to the kube-dns
- * ClusterIP from resolv.conf) and wget connects to the ClusterIP it answered.
+ * resolver crashes on names (and whose -T crashes too: `timeout` bounds it instead), so
+ * busybox's own nslookup resolves (UDP to the kube-dns ClusterIP from resolv.conf) and
+ * wget connects to the ClusterIP it answered.
  */
 function getByName(host: string, timeoutSec: number): string {
-	return `ip=$(nslookup ${host} | awk '/^Address:/{a=$2} END{print a}'); echo "resolved ${host} to $ip"; wget -T ${timeoutSec} -O - "http://$ip:8080/" 2>&1`;
+	return `ip=$(nslookup ${host} | awk '/^Address:/{a=$2} END{print a}'); echo "resolved ${host} to $ip"; timeout ${timeoutSec} wget -O - "http://$ip:8080/" 2>&1`;
 }
 
 /** Runs a shell command in the client pod; the exit code and what it printed. */
@@ -169,7 +170,7 @@ for (const kubeProxy of [true, false]) {
 			assert.equal(dns.code, 0, `DNS (UDP 53 to kube-system through the kube-dns ClusterIP) works: ${dns.out}`);
 			const z = await inClient(k, client.pod, getByName('s.z.svc.cluster.local', 4));
 			assert.notEqual(z.code, 0, `s.z is refused by the egress policy: ${z.out}`);
-			const direct = await inClient(k, client.pod, `wget -q -T 5 -O - http://${sy.ip}:8080/`);
+			const direct = await inClient(k, client.pod, `timeout 5 wget -q -O - http://${sy.ip}:8080/`);
 			assert.equal(direct.code, 0, 'a pod IP in y still works');
 
 			// The forwarders live in the cluster's cgroup: stopping the cluster stops them.
