@@ -111,12 +111,18 @@ for (const kubeProxy of [true, false]) {
 			pids = clusterStatus(name).processes.map((p) => p.pid);
 			const k = c;
 			if (!kubeProxy) {
-				const ps = await Promise.all(k.nodes.map((n) => k.nodeExec(n.name, ['sh', '-c', 'pgrep -x kube-proxy || true'])));
+				assert.equal(k.kubeProxy, false);
 				assert.deepEqual(
-					ps.map((p) => p.stdout.trim()),
-					['', ''],
-					'no kube-proxy on any node',
+					clusterStatus(name).processes.filter((p) => p.name.startsWith('kube-proxy')),
+					[],
+					'the harness started no kube-proxy',
 				);
+				for (const n of k.nodes) {
+					// kube-proxy would have made its chains in the node; kubelet's canary shows the rules are the node's.
+					const ipt = await k.nodeExec(n.name, ['iptables-save']);
+					assert.match(ipt.stdout, /KUBE-KUBELET-CANARY/);
+					assert.doesNotMatch(ipt.stdout, /KUBE-SERVICES|KUBE-SVC-/, `${n.name}: no kube-proxy chain`);
+				}
 			}
 			await loadAgentImage(k, (m) => t.diagnostic(m));
 			await applyDeploy(k);
