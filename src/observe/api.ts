@@ -105,6 +105,9 @@ export const observeApi: FastifyPluginAsync<ObserveApiOptions> = async (app: Fas
 			reply.hijack();
 			const res = reply.raw;
 			res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+			// Headers now, not with the first flow: a follower (the relay) of a quiet node
+			// must see that the stream is open.
+			res.flushHeaders();
 			for (const f of past) res.write(`${JSON.stringify(f)}\n`);
 			const stop = opts.ring.follow((f) => {
 				if (matchesFilter(f, filter)) res.write(`${JSON.stringify(f)}\n`);
