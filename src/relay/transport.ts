@@ -25,10 +25,16 @@ export interface ObserverTransport {
 	describe(target: AgentTarget): string;
 }
 
-function request(url: URL, options: https.RequestOptions, o: { signal: AbortSignal; timeoutMs: number }): Promise<IncomingMessage> {
+/** GET `url`; resolves with the response once its headers arrive within `timeoutMs`. */
+export function httpGet(url: URL, options: https.RequestOptions, o: { signal?: AbortSignal; timeoutMs: number }): Promise<IncomingMessage> {
 	return new Promise((resolve, reject) => {
 		const mod = url.protocol === 'https:' ? https : http;
-		const req = mod.request(url, { ...options, method: 'GET', signal: o.signal, headers: { ...(options.headers ?? {}), accept: 'application/json' } });
+		const req = mod.request(url, {
+			...options,
+			method: 'GET',
+			...(o.signal ? { signal: o.signal } : {}),
+			headers: { ...(options.headers ?? {}), accept: 'application/json' },
+		});
 		// The headers must come within the timeout: a stopped agent accepts the
 		// connection in its kernel and then answers nothing.
 		const timer = setTimeout(() => req.destroy(new Error(`no answer within ${o.timeoutMs} ms`)), o.timeoutMs);
@@ -61,7 +67,7 @@ export class DirectTransport implements ObserverTransport {
 	}
 
 	get(t: AgentTarget, path: string, o: { signal: AbortSignal; timeoutMs: number }): Promise<IncomingMessage> {
-		return request(new URL(`${this.base(t)}${path}`), { agent: t.url?.startsWith('https:') ? undefined : this.agent }, o);
+		return httpGet(new URL(`${this.base(t)}${path}`), { agent: t.url?.startsWith('https:') ? undefined : this.agent }, o);
 	}
 }
 
@@ -87,6 +93,6 @@ export class PodProxyTransport implements ObserverTransport {
 		const url = new URL(`${this.describe(t)}${path}`);
 		const opts: https.RequestOptions = {};
 		await this.kc.applyToHTTPSOptions(opts);
-		return request(url, opts, o);
+		return httpGet(url, opts, o);
 	}
 }
