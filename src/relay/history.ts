@@ -10,6 +10,8 @@ export interface StoredFlow {
 	line: string;
 }
 
+const byTime = (a: StoredFlow, b: StoredFlow): number => a.t - b.t;
+
 export class FlowHistory {
 	private readonly buf: Array<StoredFlow | undefined>;
 	private next = 0;
@@ -35,7 +37,11 @@ export class FlowHistory {
 		return this.buf[(this.next - this.count + i + this.capacity) % this.capacity]!;
 	}
 
-	/** The oldest `first` or the newest `last` matching flows (all when neither), oldest first. */
+	/**
+	 * The oldest `first` or the newest `last` matching flows (all when neither), in time
+	 * order (the history is in the merge's order, which only a flow later than the merge
+	 * window can break).
+	 */
 	query(filter: RelayFilter, o: { first?: number; last?: number } = {}): StoredFlow[] {
 		const out: StoredFlow[] = [];
 		if (o.first !== undefined) {
@@ -43,7 +49,7 @@ export class FlowHistory {
 				const s = this.at(i);
 				if (flowMatches(s.flow, filter, s.t)) out.push(s);
 			}
-			return out;
+			return out.sort(byTime);
 		}
 		const limit = o.last ?? Infinity;
 		for (let i = this.count - 1; i >= 0 && out.length < limit; i--) {
@@ -51,6 +57,6 @@ export class FlowHistory {
 			if (filter.since !== undefined && s.t < filter.since && o.last === undefined) break;
 			if (flowMatches(s.flow, filter, s.t)) out.push(s);
 		}
-		return out.reverse();
+		return out.reverse().sort(byTime);
 	}
 }

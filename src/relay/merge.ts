@@ -1,9 +1,12 @@
 // Merging every node's flows into one stream ordered by time, the way Hubble relay
 // does: flows wait in a bounded priority queue (ordered by flow time) for a short
-// window, so that flows from a node that is a little behind still come out in order;
-// nothing waits on a node, so a slow or dead node never stalls the stream. A flow leaves
-// the queue when it is older than the window (by its own time or by when it arrived) or
-// when the queue is full. Pure: the clock is a parameter.
+// window after they arrive, so that flows from a node that is a little behind, or a
+// node's backlog when the relay (re)connects, still come out in order; nothing waits on
+// a node, so a slow or dead node never stalls the stream. The earliest flow leaves the
+// queue once it has waited the window, or at once when the queue is full; any flow
+// therefore leaves within twice the window. Only arrival times are compared with the
+// relay's clock, so a node whose clock is off delays nothing. Pure: the clock is a
+// parameter.
 import type { Flow } from '../observe/flow.js';
 
 export interface MergedFlow {
@@ -113,10 +116,10 @@ export class FlowMerger {
 		this.release(now);
 	}
 
-	/** Releases every flow that has waited out the window (call it on a timer too). */
+	/** Releases the earliest flows while they have waited out the window (call it on a timer too). */
 	release(now: number = this.o.now()): void {
 		const cutoff = now - this.o.windowMs;
-		for (let top = this.heap.peek(); top && (top.t <= cutoff || top.arrival <= cutoff); top = this.heap.peek()) this.out(this.heap.pop()!);
+		for (let top = this.heap.peek(); top && top.arrival <= cutoff; top = this.heap.peek()) this.out(this.heap.pop()!);
 	}
 
 	/** Releases everything (shutdown). */

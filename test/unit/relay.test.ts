@@ -142,8 +142,8 @@ test('an agent that accepts connections and never answers (stopped) is unavailab
 });
 
 test('a follower that does not read loses the oldest lines (and is told); a fast follower next to it loses nothing', async () => {
-	const slow = await startRelayLab(['n1'], { followQueue: 200, mergeWindowMs: 50 });
-	const N = 40_000;
+	const slow = await startRelayLab(['n1'], { followQueue: 1000, mergeWindowMs: 50 });
+	const N = 30_000;
 	try {
 		const node = slow.nodes[0]!;
 		await until('connected', 5000, () => (slow.controller.relay.nodes()[0]?.state === 'connected' ? true : undefined));
@@ -170,10 +170,10 @@ test('a follower that does not read loses the oldest lines (and is told); a fast
 			true,
 		);
 		await until('two followers', 3000, () => (slow.controller.relay.stats()['followers'] === 2 ? true : undefined));
-		// 10 000 flows/s for 4 s: more than the slow client's socket buffers hold.
+		// 5 000 flows/s for 6 s: far more than the slow client's socket buffers and queue hold.
 		for (let i = 0; i < N; i++) {
 			node.ring.add(scenarioFlow({ from: 'app', to: 'redis', port: 6379, node: 'n1', time: t0 + Math.floor(i / 10), sport: 1024 + (i % 60000) }));
-			if (i % 100 === 99) await new Promise((r) => setTimeout(r, 10));
+			if (i % 50 === 49) await new Promise((r) => setTimeout(r, 10));
 		}
 		await fast;
 		assert.equal(fastLost, 0, 'the fast follower lost nothing');
@@ -297,31 +297,49 @@ test('merge core (pure): the window, a full queue releasing its oldest, late flo
 	const m = new FlowMerger({ windowMs: 100, capacity: 3, now: () => now, emit: (x) => out.push(x) });
 	const f = (t: number): Flow => scenarioFlow({ from: 'app', to: 'redis', port: 6379, node: 'n1', time: t });
 	m.push(f(9_990));
+	now = 10_050;
 	m.push(f(9_950));
 	assert.equal(out.length, 0, 'both wait for the window');
-	now = 10_060;
+	now = 10_120;
+	m.release();
+	assert.equal(out.length, 0, 'the earliest has not waited the window yet, and holds back the later one that has');
+	now = 10_150;
 	m.release();
 	assert.deepEqual(
 		out.map((x) => x.t),
-		[9_950],
-		'released once older than the window',
-	);
-	m.push(f(10_050));
-	m.push(f(10_055));
-	m.push(f(10_052));
-	assert.deepEqual(
-		out.map((x) => x.t),
 		[9_950, 9_990],
-		'a full queue releases its oldest',
+		'both leave in time order',
+	);
+	m.push(f(10_160));
+	m.push(f(10_165));
+	m.push(f(10_162));
+	m.push(f(10_161));
+	assert.deepEqual(
+		out.slice(2).map((x) => x.t),
+		[10_160],
+		'a full queue releases its earliest at once',
 	);
 	assert.equal(m.forced, 1);
 	m.push(f(9_000));
-	assert.equal(out.at(-1)!.t, 9_000, 'a flow far older than the window leaves at once');
-	assert.equal(m.late, 1, 'and is counted late: an earlier-timed flow was already out');
-	m.flush();
+	assert.equal(out.at(-1)!.t, 9_000, 'full again: the earliest, an old flow, goes');
+	assert.equal(m.late, 1, 'and is counted late: a later flow was already out');
+	now = 10_400;
+	m.release();
 	assert.deepEqual(
 		out.slice(-3).map((x) => x.t),
-		[10_050, 10_052, 10_055],
+		[10_161, 10_162, 10_165],
+	);
+	// A node's backlog (old flows) arriving after another node's: still merged in order.
+	const b: MergedFlow[] = [];
+	const m2 = new FlowMerger({ windowMs: 100, capacity: 100, now: () => now, emit: (x) => b.push(x) });
+	for (const t of [5_000, 5_002, 5_004]) m2.push(f(t));
+	now += 30;
+	for (const t of [5_001, 5_003]) m2.push(f(t));
+	now += 100;
+	m2.release();
+	assert.deepEqual(
+		b.map((x) => x.t),
+		[5_000, 5_001, 5_002, 5_003, 5_004],
 	);
 });
 
