@@ -181,3 +181,28 @@ export async function readLines(
 	}
 	return lines;
 }
+
+/** The scenario's traffic pattern at its nodes: redis on n2, the rest on n1. */
+export const SCENARIO_TRAFFIC: ReadonlyArray<Omit<FlowSpec, 'time' | 'node'>> = [
+	{ from: 'app', to: 'redis', port: 6379 },
+	{ from: 'apache', to: 'redis', port: 6379 },
+	{ from: 'ingress', to: 'apache', port: 8080 },
+	{ from: 'apache', to: 'app', port: 8080 },
+];
+
+/** Adds `perSecond` scenario flows a second to the lab's nodes until stopped (batches every 20 ms). */
+export function startTraffic(lab: RelayLab, perSecond: number, pattern = SCENARIO_TRAFFIC): { stop(): void; sent(): number } {
+	let sent = 0;
+	const started = Date.now();
+	const nodeFor = (s: Omit<FlowSpec, 'time' | 'node'>): FakeNode => (s.to === 'redis' ? lab.nodes[lab.nodes.length - 1]! : lab.nodes[0]!);
+	const t = setInterval(() => {
+		const due = Math.floor(((Date.now() - started) / 1000) * perSecond);
+		const now = Date.now();
+		for (; sent < due; sent++) {
+			const s = pattern[sent % pattern.length]!;
+			const n = nodeFor(s);
+			n.ring.add(scenarioFlow({ ...s, node: n.name, time: now, sport: 1024 + (sent % 60000) }));
+		}
+	}, 20);
+	return { stop: () => clearInterval(t), sent: () => sent };
+}
