@@ -89,7 +89,14 @@ export function uiCommand(out: (s: string) => void): Command {
 				return;
 			}
 			const ep = o.server ? directEndpoint(o.server) : kubeRelayEndpoint(loadKubeConfig(o.kubeconfig), o.weirNamespace);
-			const ui = await serveUi(ep, o.address, o.port);
+			let ui;
+			try {
+				ui = await serveUi(ep, o.address, o.port);
+			} catch (err) {
+				if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || o.port === 0) throw err;
+				out(`port ${o.port} is taken; listening on a free one`);
+				ui = await serveUi(ep, o.address, 0);
+			}
 			out(`Weir UI: ${ui.url}  (from ${ep.where}; Ctrl-C to stop)`);
 			await new Promise<void>((resolve) => {
 				const stop = (): void => void ui.close().then(resolve);
