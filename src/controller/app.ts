@@ -44,6 +44,7 @@ export function loadKubeConfig(path?: string): k8s.KubeConfig {
 	return kc;
 }
 
+/** `log`: the root logger; each part logs through a child with its component. */
 export async function buildController(cfg: ControllerConfig, log: Logger): Promise<Controller> {
 	const kc = cfg.nodes.size ? undefined : loadKubeConfig(cfg.kubeconfig);
 	const transport: ObserverTransport = cfg.via === 'pod-proxy' && kc ? new PodProxyTransport(kc, cfg.agentPort) : new DirectTransport(cfg.agentPort);
@@ -77,7 +78,7 @@ export async function buildController(cfg: ControllerConfig, log: Logger): Promi
 			if (discovery) discovery.start();
 			else relay.setTargets([...cfg.nodes].map(([node, url]): AgentTarget => ({ node, url })));
 			const addr = await http.listen({ host: cfg.host, port: cfg.port });
-			log.info({ addr, via: discovery ? cfg.via : 'static nodes', ui: cfg.uiDir }, 'relay listening');
+			log.child({ component: 'controller' }).info({ addr, via: discovery ? cfg.via : 'static nodes', ui: cfg.uiDir }, 'relay listening');
 			return addr;
 		},
 		async stop() {

@@ -64,7 +64,9 @@ const program = new Command('weir-controller')
 	.option('--map-edges <n>', 'service map edges kept', int(1, 1_000_000), RELAY_BOUNDS.mapEdges)
 	.option('--log-level <level>', 'pino log level', 'info')
 	.action(async (o: Opts) => {
-		const log = pino({ level: o.logLevel, base: { component: 'controller' } });
+		// Each part logs with its own component (children of a root without one).
+		const root = pino({ level: o.logLevel, base: {} });
+		const log = root.child({ component: 'controller' });
 		const cfg: ControllerConfig = {
 			host: o.host,
 			port: o.port,
@@ -81,7 +83,7 @@ const program = new Command('weir-controller')
 			mapEdges: o.mapEdges,
 			...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
 		};
-		const c = await buildController(cfg, log);
+		const c = await buildController(cfg, root);
 		const addr = await c.start();
 		// The test harness and `weir ui` read this line to find the port.
 		process.stdout.write(`weir-controller listening on ${addr}\n`);
