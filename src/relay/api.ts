@@ -8,7 +8,7 @@
 //   GET /healthz, /readyz
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { FollowSink } from './follow.js';
+import { FollowSink } from '../shared/follow-sink.js';
 import { badQuery, BadQueryError, FLOW_QUERY_SCHEMA, preValidate, toRequest, type FlowQuery } from './query.js';
 import type { Relay } from './relay.js';
 

@@ -24,6 +24,8 @@ export interface NodeStatusView {
 	lastFlowTime?: string;
 	/** times the stream was re-opened */
 	reconnects: number;
+	/** flows the node dropped from its stream to the relay because the relay read too slowly */
+	lost?: number;
 }
 
 export interface NodeStreamOptions {
@@ -166,7 +168,10 @@ export class NodeStream {
 		} catch {
 			return; // a torn line from a dying agent; the next connection resumes from the last good flow
 		}
-		if (typeof f !== 'object' || f === null || typeof f.time !== 'string' || (f as { event?: unknown }).event !== undefined) return;
+		if (typeof f !== 'object' || f === null) return;
+		const ev = f as unknown as { event?: unknown; lost?: unknown };
+		if (ev.event === 'lost') this.view.lost = (this.view.lost ?? 0) + (Number(ev.lost) || 0);
+		if (ev.event !== undefined || typeof f.time !== 'string') return;
 		const t = Date.parse(f.time);
 		if (this.lastT !== undefined) {
 			if (t < this.lastT) return;

@@ -8,7 +8,7 @@
 // figures that follow from the defaults.
 import type { Flow } from '../observe/flow.js';
 import { flowMatches, type RelayFilter } from './filter.js';
-import { FollowSink } from './follow.js';
+import { FollowSink } from '../shared/follow-sink.js';
 import { FlowHistory, type StoredFlow } from './history.js';
 import { DEFAULT_MERGE, FlowMerger, type MergedFlow } from './merge.js';
 import { NODE_STREAM_DEFAULTS, NodeStream, type NodeStatusView, type NodeStreamOptions } from './node-stream.js';
@@ -161,7 +161,7 @@ export class Relay {
 		if (this.followers.size >= this.o.maxFollowers) {
 			throw new TooManyFollowersError(`the relay already serves ${this.o.maxFollowers} live streams (its limit); close one or raise --max-followers`);
 		}
-		for (const p of past) sink.send(p.line);
+		sink.sendPast(past.map((p) => p.line));
 		const f: Follower = { filter, sink };
 		this.followers.add(f);
 		return () => this.followers.delete(f);

@@ -194,6 +194,28 @@ test('a follower that does not read loses the oldest lines (and is told); a fast
 	}
 });
 
+test('the node agent’s own follow stream is bounded too: a follower that does not read is told what it lost', async () => {
+	const node = lab.nodes[0]!;
+	const sock = createConnection({ host: '127.0.0.1', port: node.port });
+	await new Promise<void>((r) => sock.once('connect', () => r()));
+	sock.write('GET /v1/flows?follow=true&limit=0 HTTP/1.1\r\nhost: x\r\n\r\n');
+	sock.pause();
+	await new Promise((r) => setTimeout(r, 100));
+	const t0 = Date.now();
+	for (let i = 0; i < 30_000; i++) {
+		node.ring.add(scenarioFlow({ from: 'ingress', to: 'apache', port: 9999, node: 'n1', time: t0, sport: 1024 + (i % 60000) }));
+		if (i % 1000 === 999) await new Promise((r) => setImmediate(r));
+	}
+	let text = '';
+	sock.setEncoding('utf8');
+	sock.on('data', (d: string) => (text += d));
+	sock.resume();
+	await until('the lost notice from the node', 10_000, () => (/"event":"lost","lost":\d+/.test(text) ? true : undefined));
+	sock.destroy();
+	const lost = Number(/"event":"lost","lost":(\d+)/.exec(text)![1]);
+	assert.ok(lost > 0 && lost < 30_000, `lost ${lost}`);
+});
+
 test('a malformed query is a 400 that says which parameter and what it takes', async () => {
 	const cases: Array<[string, RegExp]> = [
 		['verdict=MAYBE', /^verdict must be one of FORWARDED, DROPPED, AUDIT/],

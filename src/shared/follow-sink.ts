@@ -1,8 +1,9 @@
-// One client following the stream: NDJSON lines written with backpressure. While the
-// client's socket is full, lines wait in a bounded queue; when the queue is full the
-// oldest are dropped and counted, and the client is told how many it lost (a
-// {"event":"lost"} line, as Hubble's LostEvent) once it reads again. A slow client
-// therefore costs the relay at most `maxQueued` lines and never slows anyone else.
+// One client following a flow stream (the node agent's or the relay's): NDJSON lines
+// written with backpressure. While the client's socket is full, lines wait in a
+// bounded queue; when the queue is full the oldest are dropped and counted, and the
+// client is told how many it lost (a {"event":"lost"} line, as Hubble's LostEvent) once
+// it reads again. A slow client therefore costs the server at most `maxQueued` lines
+// and never slows anyone else.
 import type { Writable } from 'node:stream';
 
 export const DEFAULT_MAX_QUEUED = 2048;
@@ -35,6 +36,19 @@ export class FollowSink {
 
 	get isClosed(): boolean {
 		return this.closed || this.out.destroyed;
+	}
+
+	/**
+	 * The past a query asked for (bounded by its limit), written whole before the live
+	 * lines: none of it is dropped, and live lines queue behind it.
+	 */
+	sendPast(lines: Iterable<string>): void {
+		if (this.isClosed) return;
+		for (const l of lines) {
+			this.written++;
+			this.out.write(`${l}\n`);
+		}
+		if (this.out.writableNeedDrain) this.waiting = true;
 	}
 
 	/** Sends one line (without its newline). Never blocks. */
