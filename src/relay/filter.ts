@@ -14,6 +14,8 @@ export interface EndpointFilter {
 	port?: number[];
 	/** workload name, '[namespace/]name' */
 	workload?: string[];
+	/** a non-pod end: host, remote-node, world, cidr:<prefix> */
+	reserved?: string[];
 }
 
 export interface RelayFilter {
@@ -21,6 +23,10 @@ export interface RelayFilter {
 	any: EndpointFilter;
 	from: EndpointFilter;
 	to: EndpointFilter;
+	/** flows whose source matches all of it are left out (Hubble's --not); empty: none */
+	notFrom?: EndpointFilter;
+	/** flows whose destination matches all of it are left out */
+	notTo?: EndpointFilter;
 	verdict?: FlowVerdict[];
 	/** drop reason names (POLICY_DENIED …), any case */
 	dropReason?: string[];
@@ -87,6 +93,7 @@ export function endpointMatches(e: FlowEndpoint, f: EndpointFilter): boolean {
 		some(f.namespace, (ns) => e.namespace === ns) &&
 		some(f.pod, (p) => podMatches(e, p)) &&
 		some(f.workload, (w) => workloadMatches(e, w)) &&
+		some(f.reserved, (r) => e.reserved === r) &&
 		some(f.label, (sel) => labelsMatch(e.labels, sel)) &&
 		some(f.identity, (id) => e.identity === id) &&
 		some(f.port, (p) => e.port === p)
@@ -100,10 +107,15 @@ function anyEndMatches(flow: Flow, f: EndpointFilter): boolean {
 		field(f.namespace, (e, ns) => e.namespace === ns) &&
 		field(f.pod, podMatches) &&
 		field(f.workload, workloadMatches) &&
+		field(f.reserved, (e, r) => e.reserved === r) &&
 		field(f.label, (e, sel) => labelsMatch(e.labels, sel)) &&
 		field(f.identity, (e, id) => e.identity === id) &&
 		field(f.port, (e, p) => e.port === p)
 	);
+}
+
+function isEmpty(f: EndpointFilter): boolean {
+	return Object.values(f).every((v) => v === undefined || (Array.isArray(v) && v.length === 0));
 }
 
 /** `time` is the flow's time in ms when the caller has it parsed already. */
@@ -115,5 +127,7 @@ export function flowMatches(flow: Flow, q: RelayFilter, time: number = Date.pars
 	if (!some(q.dropReason, (r) => (flow.dropReason ?? '').toUpperCase() === r.toUpperCase())) return false;
 	if (!some(q.protocol, (p) => flow.protocol.toUpperCase() === p.toUpperCase())) return false;
 	if (!some(q.node, (n) => flow.node === n)) return false;
+	if (q.notFrom && !isEmpty(q.notFrom) && endpointMatches(flow.source, q.notFrom)) return false;
+	if (q.notTo && !isEmpty(q.notTo) && endpointMatches(flow.destination, q.notTo)) return false;
 	return anyEndMatches(flow, q.any) && endpointMatches(flow.source, q.from) && endpointMatches(flow.destination, q.to);
 }

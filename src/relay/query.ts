@@ -3,6 +3,8 @@
 //   GET /v1/flows?namespace=&pod=&label=&identity=&port=&workload=
 //                 &from-namespace=&from-pod=&from-label=&from-identity=&from-port=&from-workload=
 //                 &to-namespace=&to-pod=&to-label=&to-identity=&to-port=&to-workload=
+//                 &not-from-…=&not-to-…=   (the same fields; those flows are left out)
+//                 &reserved=&from-reserved=&to-reserved=   (host, remote-node, world, cidr:…)
 //                 &verdict=&drop-reason=&protocol=&node=&since=&until=&first=&last=&follow=
 // Every filter parameter may be repeated: its values are alternatives. `limit` is the
 // node API's name for `last` and is accepted as such.
@@ -26,7 +28,7 @@ const port: Scalar = { type: 'integer', minimum: 0, maximum: 65535 };
 const count: Scalar = { type: 'integer', minimum: 0, maximum: MAX_FLOWS };
 const time: Scalar = { type: 'string', format: 'date-time' };
 
-const ENDPOINT_FIELDS = { namespace: str, pod: str, label: str, identity, port, workload: str } as const;
+const ENDPOINT_FIELDS = { namespace: str, pod: str, label: str, identity, port, workload: str, reserved: str } as const;
 
 function endpointParams(prefix: string): Record<string, Param> {
 	return Object.fromEntries(Object.entries(ENDPOINT_FIELDS).map(([k, s]) => [`${prefix}${k}`, list(s)]));
@@ -36,6 +38,8 @@ export const FLOW_QUERY_PARAMS: Record<string, Param> = {
 	...endpointParams(''),
 	...endpointParams('from-'),
 	...endpointParams('to-'),
+	...endpointParams('not-from-'),
+	...endpointParams('not-to-'),
 	verdict: list({ type: 'string', enum: VERDICTS }),
 	'drop-reason': list({ type: 'string', pattern: '^[A-Za-z0-9_]+$' }),
 	protocol: list({ type: 'string', enum: PROTOCOLS }),
@@ -129,6 +133,10 @@ export function toRequest(q: FlowQuery): FlowRequest {
 	filter.any = endpointFilter(q, '');
 	filter.from = endpointFilter(q, 'from-');
 	filter.to = endpointFilter(q, 'to-');
+	const notFrom = endpointFilter(q, 'not-from-');
+	const notTo = endpointFilter(q, 'not-to-');
+	if (Object.keys(notFrom).length) filter.notFrom = notFrom;
+	if (Object.keys(notTo).length) filter.notTo = notTo;
 	for (const [param, key] of [
 		['verdict', 'verdict'],
 		['drop-reason', 'dropReason'],

@@ -257,24 +257,34 @@ test('filters: from/to pairs, label, identity, drop reason, since/until, first/l
 		{ from: 'app', to: 'redis', port: 8080, node: 'n2', time: t0 + 40 },
 	] as const;
 	for (const s of specs) (s.node === 'n1' ? n1 : n2).ring.add(scenarioFlow(s));
+	// A kubelet probe: from the node itself (reserved host) to apache.
+	const probe = scenarioFlow({ from: 'ingress', to: 'apache', port: 8080, node: 'n1', time: t0 + 45 });
+	probe.source = { ip: '198.18.0.11', identity: 1, labels: [], reserved: 'host' };
+	n1.ring.add(probe);
 	const since = `since=${new Date(t0).toISOString()}`;
 	const pairs = async (q: string): Promise<string[]> =>
-		(await get<{ flows: Flow[] }>(`/v1/flows?${since}&${q}`)).body.flows.map((f) => `${f.source.workload}>${f.destination.workload}:${f.destination.port}`);
-	await until('all five relayed', 3000, async () => ((await pairs('')).length === 5 ? true : undefined));
+		(await get<{ flows: Flow[] }>(`/v1/flows?${since}&${q}`)).body.flows.map(
+			(f) => `${f.source.workload ?? f.source.reserved}>${f.destination.workload}:${f.destination.port}`,
+		);
+	await until('all six relayed', 3000, async () => ((await pairs('')).length === 6 ? true : undefined));
+	assert.deepEqual(await pairs('from-reserved=host'), ['host>apache:8080']);
+	assert.deepEqual(await pairs('to-workload=apache&not-from-reserved=host&not-from-reserved=remote-node'), ['ingress>apache:8080']);
+	assert.deepEqual(await pairs('not-from-namespace=b-apache&not-to-port=8080'), ['app>redis:6379']);
+	assert.equal((await pairs('not-from-namespace=b-apache&not-from-reserved=host')).length, 6, 'one negated filter: its fields all hold');
 	assert.deepEqual(await pairs('from-namespace=b-apache'), ['apache>redis:6379', 'apache>app:8080']);
-	assert.deepEqual(await pairs('to-namespace=b-apache'), ['ingress>apache:8080']);
-	assert.deepEqual(await pairs('namespace=b-apache'), ['apache>redis:6379', 'ingress>apache:8080', 'apache>app:8080']);
+	assert.deepEqual(await pairs('to-namespace=b-apache'), ['ingress>apache:8080', 'host>apache:8080']);
+	assert.deepEqual(await pairs('namespace=b-apache'), ['apache>redis:6379', 'ingress>apache:8080', 'apache>app:8080', 'host>apache:8080']);
 	assert.deepEqual(await pairs('from-pod=c-app/app&to-pod=redis'), ['app>redis:6379', 'app>redis:8080']);
 	assert.deepEqual(await pairs('from-label=app=apache&to-label=app=redis'), ['apache>redis:6379']);
 	assert.deepEqual(await pairs('label=app=ingress'), ['ingress>apache:8080']);
 	assert.deepEqual(await pairs('to-identity=40104&verdict=FORWARDED'), ['app>redis:6379']);
 	assert.deepEqual(await pairs('drop-reason=policy_denied&to-port=6379'), ['apache>redis:6379']);
 	assert.deepEqual(await pairs('verdict=DROPPED'), ['apache>redis:6379', 'app>redis:8080']);
-	assert.deepEqual(await pairs('node=n1&port=8080'), ['ingress>apache:8080', 'apache>app:8080']);
+	assert.deepEqual(await pairs('node=n1&port=8080'), ['ingress>apache:8080', 'apache>app:8080', 'host>apache:8080']);
 	assert.deepEqual(await pairs('from-namespace=c-app&from-namespace=b-apache&to-workload=redis'), ['app>redis:6379', 'apache>redis:6379', 'app>redis:8080']);
 	assert.deepEqual(await pairs(`until=${new Date(t0 + 20).toISOString()}`), ['app>redis:6379', 'apache>redis:6379', 'ingress>apache:8080']);
 	assert.deepEqual(await pairs('first=2'), ['app>redis:6379', 'apache>redis:6379']);
-	assert.deepEqual(await pairs('last=2'), ['apache>app:8080', 'app>redis:8080']);
+	assert.deepEqual(await pairs('last=2'), ['app>redis:8080', 'host>apache:8080']);
 	// follow + since: the past from that time first, then live flows.
 	const live = readLines(`${lab.url}/v1/flows?follow=true&${since}&to-workload=redis`, (ls) => ls.filter((l) => !l['event']).length >= 4, 5000);
 	await new Promise((r) => setTimeout(r, 100));
