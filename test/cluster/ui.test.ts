@@ -123,6 +123,22 @@ test('the map: apache -> redis in the drop colour, app -> redis forwarded', { ti
 	assert.equal(await fwd.locator('path[marker-end]').evaluate((x) => getComputedStyle(x).stroke), FWD);
 	await p.waitForTimeout(500);
 	await browser().screenshot('cluster-ui-map');
+	// The scenario's namespaces only (docs/ui-map.png is this one).
+	await p.locator('[data-testid=namespace-button]').click();
+	for (const ns of ['a-ingress', 'b-apache', 'c-app', 'd-redis']) await p.locator(`[data-testid=namespace-${ns}]`).check();
+	await p.locator('[data-testid=namespace-button]').click();
+	await waitFor('the map of the scenario', 20_000, async () => {
+		const srcs = await p.locator('[data-testid=map-edge]').evaluateAll((els) => els.map((e) => e.getAttribute('data-source') ?? ''));
+		return srcs.length > 0 && srcs.every((x) => /^(a-ingress|b-apache|c-app|d-redis)\//.test(x)) ? true : undefined;
+	});
+	assert.equal(await drop.getAttribute('data-verdict'), 'DROPPED');
+	await p.locator('[data-testid=flow-row][data-verdict=DROPPED]').first().click();
+	await p.waitForTimeout(300);
+	await browser().screenshot('cluster-ui-scenario');
+	await p.getByRole('button', { name: 'close details' }).click();
+	await p.locator('[data-testid=namespace-button]').click();
+	await p.locator('[data-testid=namespace-all]').check();
+	await p.locator('[data-testid=namespace-button]').click();
 });
 
 test('the row of the drop names d-redis/redis-allow-c-app; its details give the full reference', { timeout: 60_000 }, async () => {
@@ -138,6 +154,7 @@ test('the row of the drop names d-redis/redis-allow-c-app; its details give the 
 	);
 	const row = texts.find((t) => t.includes('b-apache/apache') && t.includes('d-redis/redis') && t.includes('DROPPED'))!;
 	assert.match(row, new RegExp(`6379/TCP SYN DROPPED POLICY_DENIED denied: d-redis/${POLICY_NAME}`));
+	await p.locator('[data-testid=pause]').click(); // the rows stand still under the click
 	await p.locator('[data-testid=flow-row][data-verdict=DROPPED]', { hasText: 'b-apache/apache' }).first().click();
 	const d = p.locator('[data-testid=flow-details]');
 	assert.equal(await d.locator('[data-testid=detail-policy]').innerText(), `denied: isolated by NetworkPolicy d-redis/${POLICY_NAME}`);
@@ -145,6 +162,7 @@ test('the row of the drop names d-redis/redis-allow-c-app; its details give the 
 	assert.match(await d.innerText(), /app=apache/);
 	await browser().screenshot('cluster-ui-details');
 	await d.getByRole('button', { name: 'close details' }).click();
+	await p.locator('[data-testid=pause]').click();
 });
 
 test('filters narrow the table: drops only, then one namespace', { timeout: 60_000 }, async () => {

@@ -67,6 +67,8 @@ test('the table names the policy that denied or allowed each flow; the details s
 	assert.match(dropRow, /6379\/TCP SYN DROPPED POLICY_DENIED denied: d-redis\/redis-allow-c-app/);
 	const okRow = texts.find((t) => t.includes('c-app/app') && t.includes('d-redis/redis'))!;
 	assert.match(okRow, /FORWARDED allowed: d-redis\/redis-allow-c-app ingress\[0\]/);
+	// Paused, so that the rows stand still under the click.
+	await b.page.locator('[data-testid=pause]').click();
 	await rows().filter({ hasText: 'POLICY_DENIED' }).first().click();
 	const d = b.page.locator('[data-testid=flow-details]');
 	await d.waitFor();
@@ -77,6 +79,7 @@ test('the table names the policy that denied or allowed each flow; the details s
 	assert.match(await d.innerText(), /app=apache[\s\S]*app=redis/);
 	await b.screenshot('ui-details');
 	await d.getByRole('button', { name: 'close details' }).click();
+	await b.page.locator('[data-testid=pause]').click();
 });
 
 test('filters narrow the table: verdict, pod, label, port, protocol, namespaces', async () => {
@@ -126,6 +129,28 @@ test('filters narrow the table: verdict, pod, label, port, protocol, namespaces'
 	await p.locator('[data-testid=namespace-all]').check();
 	await p.locator('[data-testid=namespace-button]').click();
 	await until('all edges again', 10_000, async () => ((await p.locator('[data-testid=map-edge]').count()) === 4 ? true : undefined));
+});
+
+test('host traffic (kubelet probes) is hidden by default, shown on demand', async () => {
+	const p = b.page;
+	const probe = scenarioFlow({ from: 'ingress', to: 'apache', port: 8080, node: 'n1', time: Date.now() });
+	probe.source = { ip: '198.18.0.11', identity: 1, labels: [], reserved: 'host' };
+	lab.nodes[0]!.ring.add(probe);
+	const hostEdges = () => p.locator('[data-testid=map-edge][data-source="reserved:host"]');
+	await until('the probe in the relay', 10_000, async () => {
+		const r = (await (await fetch(`${lab.url}/v1/flows?from-reserved=host`)).json()) as { flows: unknown[] };
+		return r.flows.length ? true : undefined;
+	});
+	await p.waitForTimeout(2500); // a map refresh
+	assert.equal(await hostEdges().count(), 0, 'hidden by default');
+	assert.ok(!(await rowTexts()).some((t) => t.includes('host (198.18.0.11)')));
+	await p.locator('[data-testid=filter-hide-host]').uncheck();
+	await until('the host edge shown', 10_000, async () => ((await hostEdges().count()) === 1 ? true : undefined));
+	// (only the rows in view are in the page: a new probe comes in at the top)
+	lab.nodes[0]!.ring.add({ ...probe, time: new Date().toISOString() });
+	await until('the probe row shown', 10_000, async () => ((await rowTexts()).some((t) => t.includes('host (198.18.0.11)')) ? true : undefined));
+	await p.locator('[data-testid=filter-hide-host]').check();
+	await until('hidden again', 10_000, async () => ((await hostEdges().count()) === 0 ? true : undefined));
 });
 
 test('clicking an edge narrows the table to it', async () => {

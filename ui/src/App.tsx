@@ -2,7 +2,7 @@
 // table with its filters and details, the nodes and whether their flows are read.
 // Everything comes from the relay's API; the relay aggregates, the page renders a window.
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { api, flowQuery, followFlows, NO_FILTERS, type Filters, type MapEdge, type NodeStatus, type ServiceMap } from './api';
+import { api, flowQuery, followFlows, HOST_SOURCES, NO_FILTERS, type Filters, type MapEdge, type NodeStatus, type ServiceMap } from './api';
 import { FlowDetails } from './FlowDetails';
 import { FlowTable, type Row } from './FlowTable';
 import { ServiceMapView } from './ServiceMap';
@@ -121,11 +121,23 @@ function FilterBar(props: { f: Filters; set: (f: Filters) => void }) {
 					{f.fromWorkload} → {f.toWorkload} ×
 				</button>
 			) : null}
-			<button onClick={() => set({ ...NO_FILTERS, namespaces: f.namespaces })} data-testid="filter-clear">
+			<label className="toggle" title="leave out traffic from the nodes themselves: kubelet probes, host processes">
+				<input type="checkbox" checked={f.hideHost} onChange={(e) => set({ ...f, hideHost: e.target.checked })} data-testid="filter-hide-host" /> hide host
+				traffic
+			</label>
+			<button onClick={() => set({ ...NO_FILTERS, namespaces: f.namespaces, hideHost: f.hideHost })} data-testid="filter-clear">
 				clear
 			</button>
 		</div>
 	);
+}
+
+/** The map without the edges from the nodes themselves, and the boxes only they used. */
+function withoutHost(map: ServiceMap): ServiceMap {
+	const hidden = new Set(HOST_SOURCES.map((r) => `reserved:${r}`));
+	const edges = map.edges.filter((e) => !hidden.has(e.source));
+	const used = new Set(edges.flatMap((e) => [e.source, e.destination]));
+	return { nodes: map.nodes.filter((n) => used.has(n.id)), edges };
 }
 
 export function App() {
@@ -272,7 +284,7 @@ export function App() {
 						<span className="audit">audit</span>
 						<span className="hint">click an edge to see its flows</span>
 					</div>
-					<ServiceMapView map={map} {...(edge ? { selected: edge } : {})} onSelectEdge={selectEdge} />
+					<ServiceMapView map={filters.hideHost ? withoutHost(map) : map} {...(edge ? { selected: edge } : {})} onSelectEdge={selectEdge} />
 				</section>
 				<section className="flows-pane">
 					<div className="toolbar">

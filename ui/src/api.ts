@@ -90,9 +90,24 @@ export interface Filters {
 	/** set by clicking a map edge */
 	fromWorkload: string;
 	toWorkload: string;
+	/** leave out traffic from the nodes themselves (kubelet probes, host processes) */
+	hideHost: boolean;
 }
 
-export const NO_FILTERS: Filters = { namespaces: [], verdict: '', pod: '', label: '', port: '', protocol: '', fromWorkload: '', toWorkload: '' };
+export const NO_FILTERS: Filters = {
+	namespaces: [],
+	verdict: '',
+	pod: '',
+	label: '',
+	port: '',
+	protocol: '',
+	fromWorkload: '',
+	toWorkload: '',
+	hideHost: true,
+};
+
+/** The sources "hide host traffic" leaves out: the node itself and other nodes. */
+export const HOST_SOURCES = ['host', 'remote-node'];
 
 export function flowQuery(f: Filters, o: { last: number; follow: boolean }): URLSearchParams {
 	const q = new URLSearchParams();
@@ -104,6 +119,7 @@ export function flowQuery(f: Filters, o: { last: number; follow: boolean }): URL
 	if (f.protocol) q.set('protocol', f.protocol);
 	if (f.fromWorkload) q.set('from-workload', f.fromWorkload);
 	if (f.toWorkload) q.set('to-workload', f.toWorkload);
+	if (f.hideHost) for (const r of HOST_SOURCES) q.append('not-from-reserved', r);
 	q.set('last', String(o.last));
 	if (o.follow) q.set('follow', 'true');
 	return q;
