@@ -5,11 +5,23 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-	{ ignores: ['dist/**', 'build/**', 'node_modules/**', 'native/**', 'test/fixtures/**', 'hack/cluster/images/**'] },
+	{
+		ignores: [
+			'dist/**',
+			'build/**',
+			'node_modules/**',
+			'ui/dist/**',
+			'ui/node_modules/**',
+			'test-results/**',
+			'native/**',
+			'test/fixtures/**',
+			'hack/cluster/images/**',
+		],
+	},
 	js.configs.recommended,
 	...tseslint.configs.recommended,
 	{
-		files: ['**/*.ts'],
+		files: ['**/*.ts', '**/*.tsx'],
 		rules: {
 			'@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
 			'@typescript-eslint/consistent-type-imports': 'off',

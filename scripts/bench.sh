@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks (separate from tests): each prints figures and ratios against a baseline
 # measured in the same run, never asserts. Needs root.
-# Usage: scripts/bench.sh [datapath|policy|flows|cni|upgrade|services ...] [--quick]   (default: all)
+# Usage: scripts/bench.sh [datapath|policy|flows|cni|upgrade|services|relay ...] [--quick]   (default: all)
 #   datapath  ns/packet under BPF_PROG_TEST_RUN vs an empty program; iperf3 with/without
 #   policy    compile of 1000 pods x 500 policies; API change -> map p50/p99; agent RSS
 #   flows     policy write -> drop refused and -> its flow in the flow API, p50/p99
@@ -9,6 +9,7 @@
 #   upgrade   stream stalls during an in-place agent upgrade vs before it
 #   services  connect() p50/p99 to a ClusterIP (1000 Services x 10 backends): socket LB vs
 #             direct vs kube-proxy-style iptables DNAT (nft and legacy)
+#   relay     flows/s the relay merges and serves with the web UI open; its RSS; the page's frame time at 1 000 flows/s
 set -euo pipefail
 . "$(dirname "$0")/as-root.sh" "$0" "$@"
 cd "$(dirname "$0")/.."
@@ -17,11 +18,11 @@ which=()
 flags=()
 for a in "$@"; do
 	case "$a" in
-	datapath | policy | flows | cni | upgrade | services) which+=("$a") ;;
+	datapath | policy | flows | cni | upgrade | services | relay) which+=("$a") ;;
 	*) flags+=("$a") ;;
 	esac
 done
-[ "${#which[@]}" -gt 0 ] || which=(datapath policy flows cni upgrade services)
+[ "${#which[@]}" -gt 0 ] || which=(datapath policy flows cni upgrade services relay)
 for b in "${which[@]}"; do
 	case "$b" in
 	datapath) node --enable-source-maps dist/bench/datapath.bench.js "${flags[@]}" ;;
@@ -30,6 +31,7 @@ for b in "${which[@]}"; do
 	cni) node --enable-source-maps dist/bench/cni.bench.js ;;
 	upgrade) node --enable-source-maps dist/bench/upgrade.bench.js ;;
 	services) node --enable-source-maps dist/bench/services.bench.js "${flags[@]}" ;;
+	relay) node --enable-source-maps dist/bench/relay.bench.js ;;
 	esac
 	echo
 done

@@ -6,11 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = --fix ]; then
 	npx eslint --fix .
-	npx prettier --write --log-level warn "**/*.{ts,js}"
+	npx prettier --write --log-level warn "**/*.{ts,tsx,js,css}"
 	bash scripts/lint-c.sh --fix
 	exit 0
 fi
 npx eslint .
-npx prettier --check --log-level warn "**/*.{ts,js}"
+npx prettier --check --log-level warn "**/*.{ts,tsx,js,css}"
 bash scripts/lint-c.sh
 echo "lint: eslint, prettier and clang-format clean"

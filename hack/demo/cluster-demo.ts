@@ -2,18 +2,19 @@
 //   a local Kubernetes cluster with no CNI -> the agent image imported into every node
 //   -> kubectl apply -k deploy/ -> nodes Ready (Weir wires every pod) -> the segregation
 //   scenario -> NetworkPolicy in d-redis admitting only c-app -> who can reach redis ->
-//   the flows, the DROPPED one included (weir observe) -> weir status.
+//   the flows, the DROPPED one included (weir observe, through the cluster-wide relay)
+//   -> weir status -> the web UI (weir ui), its URL printed.
 // The cluster is left running; the next commands are printed at the end.
 //   node dist/hack/demo/cluster-demo.js [--name weir]       run it
 //   node dist/hack/demo/cluster-demo.js --down [--name weir] stop it
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startCluster, stopCluster, type Cluster } from '../cluster/cluster.js';
 import { waitFor } from '../cluster/exec.js';
 import { coreDnsManifests } from '../cluster/configs.js';
-import { agentDiagnostics, applyDeploy, loadAgentImage, waitWeirReady } from './install.js';
+import { agentDiagnostics, applyDeploy, loadAgentImage, waitControllerReady, waitWeirReady } from './install.js';
 import { forwardObservers, type ObserverForward } from './observer-forward.js';
+import { startUiForward, type UiForward } from './ui-forward.js';
+import { weirCli } from './weir-cli.js';
 import { POLICY_NAME, deployScenario, formatProbe, placement, probe, redisPolicy, waitScenario, type PodRef } from './scenario.js';
 import { repoRoot } from '../../src/shared/package.js';
 
@@ -24,19 +25,8 @@ const say = (s: string): void => void process.stdout.write(`${s}\n`);
 const step = (n: number, total: number, s: string): void => say(`\n==> [${n}/${total}] ${s}  (${elapsed()})`);
 const progress = (s: string): void => say(`      ${s}`);
 
-/** Runs the real CLI (what the user will type next) and returns its output. */
-function weirCli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; out: string }> {
-	return new Promise((resolve) => {
-		const child = spawn(process.execPath, [join(repoRoot, 'dist', 'src', 'cli', 'main.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-		let out = '';
-		child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-		child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-		child.on('close', (code) => resolve({ code: code ?? 1, out }));
-	});
-}
-
 async function run(name: string): Promise<void> {
-	const TOTAL = 7;
+	const TOTAL = 8;
 	step(1, TOTAL, `starting the local cluster "${name}" with no CNI (first run: builds Kubernetes from its Go modules, ~10 min)`);
 	const c: Cluster = await startCluster({ name, cni: 'none', coreDns: false, log: progress });
 	try {
@@ -46,6 +36,7 @@ async function run(name: string): Promise<void> {
 		step(3, TOTAL, 'installing Weir: kubectl apply -k deploy/');
 		await applyDeploy(c);
 		await waitWeirReady(c, progress);
+		await waitControllerReady(c, progress);
 		progress('CoreDNS (its pods are wired by Weir)');
 		await c.kubectl(['apply', '-f', '-'], { input: JSON.stringify(coreDnsManifests(c.images.coredns)) });
 
@@ -80,18 +71,21 @@ async function run(name: string): Promise<void> {
 		say(formatProbe(denied));
 		if (!allowed.ok) throw new Error(`c-app/app cannot reach redis with the policy in place (${allowed.detail})`);
 
-		step(6, TOTAL, `flows to redis:6379 at its node (${redis.node}), read with weir observe`);
+		step(6, TOTAL, 'flows to redis:6379, cluster-wide through the relay, read with weir observe');
 		const forwards = await forwardObservers(c);
-		const observer = forwards.find((f) => f.node === redis.node)!;
-		const obs = await weirCli(['observe', '--server', observer.url, '--namespace', 'd-redis', '--port', '6379', '--since', since, '--last', '8']);
+		const obs = await weirCli(['observe', '--kubeconfig', c.kubeconfig, '--to-namespace', 'd-redis', '--to-port', '6379', '--since', since, '--last', '8']);
 		for (const l of obs.out.trimEnd().split('\n')) say(`    ${l}`);
-		if (!/DROPPED/.test(obs.out)) throw new Error(`weir observe shows no DROPPED flow at ${redis.node}:\n${obs.out}`);
+		if (!/DROPPED/.test(obs.out)) throw new Error(`weir observe shows no DROPPED flow to redis:\n${obs.out}`);
 
 		step(7, TOTAL, 'weir status');
 		const st = await weirCli(['status', '--kubeconfig', c.kubeconfig]);
 		for (const l of st.out.trimEnd().split('\n')) say(`    ${l}`);
 
-		printNext(c, forwards, redis, img.ref);
+		step(8, TOTAL, 'the web UI: service map and flows (weir ui, through the API server to the relay)');
+		const ui = await startUiForward(c, 12000);
+		say(`    Weir UI: ${ui.url}`);
+
+		printNext(c, forwards, redis, img.ref, ui);
 	} catch (err) {
 		say(`\nthe demo failed: ${(err as Error).message}`);
 		say(await agentDiagnostics(c));
@@ -101,7 +95,7 @@ async function run(name: string): Promise<void> {
 	}
 }
 
-function printNext(c: Cluster, forwards: ObserverForward[], redis: PodRef, ref: string): void {
+function printNext(c: Cluster, forwards: ObserverForward[], redis: PodRef, ref: string, ui: UiForward): void {
 	const kubectl = `${c.bins.kubectl} --kubeconfig ${c.kubeconfig}`;
 	say(`\nWeir (${ref}) is running on the local cluster "${c.name}" — done in ${elapsed().trim()}. Next:`);
 	say('');
@@ -110,10 +104,15 @@ function printNext(c: Cluster, forwards: ObserverForward[], redis: PodRef, ref: 
 	say('  kubectl get pods -A -o wide');
 	say('  kubectl -n weir-system logs ds/weir-agent -c agent');
 	say('');
+	say(`  # the web UI (weir ui is running; or: kubectl -n weir-system port-forward svc/weir-relay 4245):`);
+	say(`  ${ui.url}`);
+	say('');
 	say(`  cd ${repoRoot}`);
-	say('  # flows, live (one observer per node):');
+	say('  # flows of the whole cluster, live, through the relay:');
+	say(`  node dist/src/cli/main.js observe --kubeconfig ${c.kubeconfig} -f`);
+	say(`  node dist/src/cli/main.js observe --kubeconfig ${c.kubeconfig} --verdict DROPPED -o table`);
+	say('  # one node agent directly:');
 	for (const f of forwards) say(`  node dist/src/cli/main.js observe --server ${f.url} -f${f.node === redis.node ? '     # redis is here' : ''}`);
-	say(`  node dist/src/cli/main.js observe --server ${forwards.find((f) => f.node === redis.node)!.url} --verdict DROPPED`);
 	say(`  node dist/src/cli/main.js status --kubeconfig ${c.kubeconfig}`);
 	say('');
 	say('  # try it yourself (with the alias above):');

@@ -151,3 +151,16 @@ export async function nodeLeftovers(c: Cluster, node: string): Promise<string[]>
 }
 
 export { sleep };
+
+/** Waits until weir-controller (the relay and the web UI) is rolled out and ready. */
+export async function waitControllerReady(c: Cluster, log: Log, timeoutMs = 180_000): Promise<void> {
+	log('weir-controller (the flow relay and the web UI)');
+	const r = await kubectl(c, ['-n', WEIR_NS, 'rollout', 'status', 'deployment/weir-controller', `--timeout=${Math.round(timeoutMs / 1000)}s`], {
+		allowFail: true,
+		timeoutMs: timeoutMs + 10_000,
+	});
+	if (r.code !== 0) {
+		const logs = await kubectl(c, ['-n', WEIR_NS, 'logs', 'deploy/weir-controller', '--tail=30'], { allowFail: true });
+		throw new Error(`weir-controller is not ready: ${r.stderr.trim()}\n${logs.stdout}${logs.stderr}\n${await agentDiagnostics(c)}`);
+	}
+}

@@ -7,7 +7,8 @@
 // compiled TypeScript (dist/src), the production node_modules (type declarations, maps
 // and docs left out), the addon, the eBPF objects, the weir-cni executable, the CNI
 // plugins Weir chains with (Debian's containernetworking-plugins: host-local, loopback,
-// portmap) and busybox (a shell, `mount` for bpffs). No compiler, headers or npm.
+// portmap), busybox (a shell, `mount` for bpffs) and the built web UI (ui/dist, served
+// by weir-controller, which runs from the same image). No compiler, headers or npm.
 // deploy/image/Dockerfile builds the same layout for people with Docker.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -36,6 +37,8 @@ export interface AgentImageInputs {
 	bpfObjects: string[];
 	weirCni: string | undefined;
 	distDir: string;
+	/** the built web UI (ui/dist), served by weir-controller */
+	uiDir: string | undefined;
 	/** production package directories (absolute) */
 	packages: string[];
 }
@@ -70,7 +73,9 @@ export function gatherInputs(): AgentImageInputs {
 	const missing = [addon, bpfDir, join(dist, 'agent', 'main.js')].filter((f) => !existsSync(f));
 	if (missing.length) throw new Error(`not built: ${missing.join(', ')} (run scripts/setup.sh)`);
 	const weirCni = join(repoRoot, 'build', 'cni', 'weir-cni');
+	const uiDir = join(repoRoot, 'ui', 'dist');
 	return {
+		uiDir: existsSync(join(uiDir, 'index.html')) ? uiDir : undefined,
 		node: realpathSync(NODE),
 		addon,
 		bpfObjects: readdirSync(bpfDir)
@@ -102,6 +107,7 @@ export function inputsDigest(i: AgentImageInputs): string {
 	add(fileURLToPath(import.meta.url));
 	for (const f of [i.node, ...sharedLibs(i.node), ...sharedLibs(i.addon), i.addon, ...i.bpfObjects, join(repoRoot, 'package.json'), '/bin/busybox']) add(f);
 	if (i.weirCni) add(i.weirCni);
+	if (i.uiDir) for (const f of walk(i.uiDir).sort()) add(f);
 	for (const p of CNI_PLUGINS) add(join(CNI_PLUGIN_DIR, p));
 	for (const f of walk(i.distDir)
 		.filter((f) => f.endsWith('.js'))
@@ -163,6 +169,7 @@ export async function stageAgentRoot(root: string, i: AgentImageInputs): Promise
 		copyFileSync(o, join(app, 'build', 'bpf', basename(o)));
 	}
 	if (i.weirCni) copyExec(i.weirCni, join(app, 'build', 'cni', 'weir-cni'));
+	if (i.uiDir) cpSync(i.uiDir, join(app, 'ui', 'dist'), { recursive: true });
 	for (const p of CNI_PLUGINS) copyExec(join(CNI_PLUGIN_DIR, p), join(app, 'cni-plugins', p));
 	const nm = join(repoRoot, 'node_modules');
 	for (const p of i.packages) {
@@ -194,6 +201,7 @@ export async function buildAgentImage(opts: { ref?: string; log?: (m: string) =>
 	const log = opts.log ?? ((m: string) => process.stderr.write(`[image] ${m}\n`));
 	const inputs = gatherInputs();
 	if (!inputs.weirCni) log('warning: build/cni/weir-cni is not built; the image will have no CNI executable');
+	if (!inputs.uiDir) log('warning: ui/dist is not built; weir-controller will serve the API without the web UI');
 	const digest = inputsDigest(inputs);
 	const t0 = Date.now();
 	const archive = await buildImage({

@@ -6,6 +6,10 @@
 import { FastifyInstance, FastifyPluginAsync, FastifySchemaValidationError } from 'fastify';
 import { FlowFilter, FlowVerdict, matchesFilter } from './flow.js';
 import { FlowRing } from './flow-ring.js';
+import { FollowSink } from '../shared/follow-sink.js';
+
+/** lines held per follower while it reads slowly */
+const FOLLOW_QUEUE = 4096;
 
 export interface ObserveApiOptions {
 	ring: FlowRing;
@@ -105,12 +109,15 @@ export const observeApi: FastifyPluginAsync<ObserveApiOptions> = async (app: Fas
 			reply.hijack();
 			const res = reply.raw;
 			res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-			// The headers go now, not with the first flow: a follower of a quiet node must
-			// see its stream open (a client waiting for headers would time out).
+			// Headers now, not with the first flow: a follower (the relay) of a quiet node
+			// must see that the stream is open.
 			res.flushHeaders();
-			for (const f of past) res.write(`${JSON.stringify(f)}\n`);
+			// With backpressure: a follower that reads slower than flows come (the relay
+			// on a busy node) costs a bounded queue and is told what it lost.
+			const sink = new FollowSink(res, FOLLOW_QUEUE);
+			sink.sendPast(past.map((f) => JSON.stringify(f)));
 			const stop = opts.ring.follow((f) => {
-				if (matchesFilter(f, filter)) res.write(`${JSON.stringify(f)}\n`);
+				if (matchesFilter(f, filter)) sink.send(JSON.stringify(f));
 			});
 			req.raw.on('close', stop);
 		},

@@ -21,3 +21,12 @@ export const DEFAULTS = {
 	/** the agent's observer API (flows, status) and /metrics */
 	observerPort: 9962,
 } as const;
+
+/** weir-controller: the cluster-wide flow relay's API and web UI (Service weir-relay), after hubble-relay's 4245 */
+export const RELAY_DEFAULTS = {
+	port: 4245,
+	namespace: 'weir-system',
+	service: 'weir-relay',
+	/** the Service port's name */
+	servicePort: 'http',
+} as const;
