@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Removes Weir from a cluster and restores every node: the agent DaemonSet goes first
+# Removes Weir from a cluster and restores every node: weir-controller, then the agent DaemonSet go first
 # (pods keep running; nothing new is wired), then a cleanup DaemonSet detaches Weir's
 # eBPF programs and removes its pins, its CNI config, the executables it installed and
 # /var/run/weir on every node, then everything of Weir's is deleted.
@@ -13,6 +13,13 @@ read -r -a kubectl <<<"${KUBECTL:-kubectl}"
 timeout="${WEIR_UNINSTALL_TIMEOUT:-180s}"
 
 step() { printf '==> %s\n' "$*" >&2; }
+
+# weir-controller's pods were wired by Weir: they go while the agent can still answer
+# their CNI DEL (without it, kubelet would retry the DEL and the pods, and with them the
+# namespace, would never finish terminating).
+step "deleting weir-controller (its pods' CNI DEL needs the agent)"
+"${kubectl[@]}" -n weir-system delete deployment weir-controller --ignore-not-found --wait=true --timeout="$timeout"
+"${kubectl[@]}" -n weir-system wait --for=delete pod -l app.kubernetes.io/name=weir-controller --timeout="$timeout" 2>/dev/null || true
 
 step "deleting the weir-agent DaemonSet"
 "${kubectl[@]}" -n weir-system delete daemonset weir-agent --ignore-not-found --wait=true --timeout="$timeout"
