@@ -10,6 +10,7 @@ import { IdentityAllocator } from './identity.js';
 import { NamespaceInfo, NetworkPolicy, NodeInfo, PodInfo } from './model.js';
 import { ApplyStats, MapReconciler, PolicyMaps } from './reconcile.js';
 import type { LocalEndpoint } from '../shared/endpoint.js';
+import { Coalescer } from '../shared/coalesce.js';
 
 /** The objects the controller compiles from (informer caches, or fixtures). */
 export interface Snapshot {
@@ -74,7 +75,7 @@ export class PolicyController {
 	/** informer objects are replaced on change: convert each one once */
 	private readonly podInfos = new WeakMap<k8s.V1Pod, PodInfo | null>();
 	private readonly reconciler: MapReconciler;
-	private timer: NodeJS.Timeout | undefined;
+	private readonly pending: Coalescer;
 	private last: Compiled | undefined;
 	private reservedByIdentity = new Map<number, string>();
 	private isolation = new Map<number, { ingress: string[]; egress: string[] }>();
@@ -95,15 +96,12 @@ export class PolicyController {
 		},
 	) {
 		this.reconciler = new MapReconciler(opts.maps);
+		this.pending = new Coalescer(() => this.run(), opts.debounceMs);
 	}
 
 	/** Something changed: compile soon (bursts coalesce into one run). */
 	schedule(): void {
-		if (this.timer) return;
-		this.timer = setTimeout(() => {
-			this.timer = undefined;
-			this.run();
-		}, this.opts.debounceMs ?? 10);
+		this.pending.schedule();
 	}
 
 	/** Compiles and applies now. Returns false while the watches have not synced. */
@@ -198,7 +196,6 @@ export class PolicyController {
 	}
 
 	stop(): void {
-		clearTimeout(this.timer);
-		this.timer = undefined;
+		this.pending.cancel();
 	}
 }

@@ -3,6 +3,7 @@
 // controller, nothing is applied from a partial view: until the watches have listed
 // once, the maps keep what the previous agent left (ClusterIPs keep working).
 import type * as k8s from '@kubernetes/client-node';
+import { Coalescer } from '../shared/coalesce.js';
 import { Backend, CompiledServices, Frontend, ServiceEntry, ServiceIdAllocator, ServiceProblem, compileServices, frontendKey } from './compile.js';
 
 /** The load balancer's maps, as the controller needs them (src/kernel/service-lb.ts). */
@@ -41,7 +42,7 @@ export class ServiceController {
 	private applied: Map<string, { frontend: Frontend; sig: string }> | undefined;
 	private last: CompiledServices | undefined;
 	private byId = new Map<number, ServiceEntry>();
-	private timer: NodeJS.Timeout | undefined;
+	private readonly pending: Coalescer;
 	lastError: string | undefined;
 	runs = 0;
 
@@ -54,14 +55,12 @@ export class ServiceController {
 			onApplied?: (stats: ServiceApplyStats, seconds: number) => void;
 			debounceMs?: number;
 		},
-	) {}
+	) {
+		this.pending = new Coalescer(() => this.run(), opts.debounceMs);
+	}
 
 	schedule(): void {
-		if (this.timer) return;
-		this.timer = setTimeout(() => {
-			this.timer = undefined;
-			this.run();
-		}, this.opts.debounceMs ?? 10);
+		this.pending.schedule();
 	}
 
 	/** The maps' state when this controller first runs: ids are kept, stale entries found. */
@@ -129,7 +128,6 @@ export class ServiceController {
 	}
 
 	stop(): void {
-		clearTimeout(this.timer);
-		this.timer = undefined;
+		this.pending.cancel();
 	}
 }
