@@ -4,9 +4,11 @@
 // snapshot and applies the difference.
 //
 // Choices the API leaves to implementations (documented in docs/policy.md):
-// - ipBlock selects addresses outside the cluster's pods and nodes: a pod IP has its
-//   pod identity, so an ipBlock covering it does not select the pod (as in Cilium).
-//   Select pods with podSelector/namespaceSelector.
+// - ipBlock selects addresses, pod addresses included (what the upstream NetworkPolicy
+//   e2e suite checks, and Calico does): a pod whose IP lies in some ipBlock prefix gets
+//   an identity of its own for (labels, longest such prefix), so a rule for the block
+//   admits it and not its twins outside. Node addresses keep the host and remote-node
+//   identities: an ipBlock does not select nodes.
 // - Existing connections: a policy change applies to new connections; connections
 //   already admitted keep flowing until they close or expire (conntrack), as in
 //   Cilium and Calico.
@@ -15,7 +17,7 @@
 // - Traffic from the node itself to its pods is always allowed (kubelet probes).
 import { Dir, DirValue, EndpointFlags, Identity } from '../kernel/layout.js';
 import { IPPROTO, PolicyEntry } from '../kernel/codecs.js';
-import { IdentityAllocator, identityLabels, labelKey } from './identity.js';
+import { IdentityAllocator, identityKey, identityLabels } from './identity.js';
 import { cidrWithin, normaliseCidr } from '../shared/ipv4.js';
 import { ContainerPort, IPBlock, NamespaceInfo, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NodeInfo, PodInfo } from './model.js';
 import { selectorMatches } from './selector.js';
@@ -102,6 +104,8 @@ interface PodView {
 	pod: PodInfo;
 	identity: number;
 	ip: string | undefined;
+	/** the longest ipBlock prefix (of any policy) the pod's address lies in */
+	within: string | undefined;
 }
 
 /** Whether the policy affects a direction (explicit policyTypes, else inferred as the API server does). */
@@ -123,6 +127,8 @@ interface World {
 	identityLabels: Map<number, Record<string, string>>;
 	byIdentity: Map<number, PodView[]>;
 	cidrIds: Map<string, number>;
+	/** ipBlock prefix -> identities of the pods whose longest prefix it is */
+	podsWithin: Map<string, Set<number>>;
 	locals: Array<{ v: PodView; epId: number }>;
 	problems: CompileProblem[];
 }
@@ -158,24 +164,7 @@ function buildWorld(input: CompileInput, sig: string): World {
 	const identityLabelMap = new Map<number, Record<string, string>>();
 	const usedLabelKeys = new Set<string>();
 
-	// Pods with their identities; host-network pods are the node, not endpoints.
-	const views: PodView[] = [];
-	for (const pod of input.pods) {
-		if (pod.hostNetwork) continue;
-		const labels = identityLabels(pod, nsByName.get(pod.namespace));
-		usedLabelKeys.add(labelKey(labels));
-		const ip = pod.ips.find((x) => !x.includes(':'));
-		const identity = input.identities.forLabels(labels, ip ? input.previousIpcache?.get(`${ip}/32`) : undefined);
-		identityLabelMap.set(identity, labels);
-		views.push({ pod, identity, ip });
-		if (ip) ipcache.set(`${ip}/32`, identity);
-	}
-	for (const node of input.nodes) {
-		const id = node.name === input.localNode ? Identity.Host : Identity.RemoteNode;
-		for (const ip of node.ips) if (!ip.includes(':')) ipcache.set(`${ip}/32`, id);
-	}
-
-	// Every ipBlock prefix (cidr and except) gets a CIDR identity.
+	// Every ipBlock prefix (cidr and except) of every policy.
 	const prefixes = new Set<string>();
 	for (const p of input.policies) {
 		for (const peer of allPeers(p)) {
@@ -188,6 +177,33 @@ function buildWorld(input: CompileInput, sig: string): World {
 			}
 		}
 	}
+	const longestPrefix = longestPrefixOf(prefixes);
+
+	// Pods with their identities; host-network pods are the node, not endpoints.
+	const views: PodView[] = [];
+	const podsWithin = new Map<string, Set<number>>();
+	for (const pod of input.pods) {
+		if (pod.hostNetwork) continue;
+		const labels = identityLabels(pod, nsByName.get(pod.namespace));
+		const ip = pod.ips.find((x) => !x.includes(':'));
+		const within = ip === undefined ? undefined : longestPrefix(ip);
+		usedLabelKeys.add(identityKey(labels, within));
+		const identity = input.identities.forLabels(labels, ip ? input.previousIpcache?.get(`${ip}/32`) : undefined, within);
+		identityLabelMap.set(identity, labels);
+		views.push({ pod, identity, ip, within });
+		if (ip) ipcache.set(`${ip}/32`, identity);
+		if (within !== undefined) {
+			const set = podsWithin.get(within) ?? new Set<number>();
+			set.add(identity);
+			podsWithin.set(within, set);
+		}
+	}
+	for (const node of input.nodes) {
+		const id = node.name === input.localNode ? Identity.Host : Identity.RemoteNode;
+		for (const ip of node.ips) if (!ip.includes(':')) ipcache.set(`${ip}/32`, id);
+	}
+
+	// Every prefix gets a CIDR identity for the addresses in it that are not pods or nodes.
 	const cidrIds = new Map<string, number>();
 	for (const c of prefixes) {
 		const id = input.identities.forCidr(c, input.previousIpcache?.get(c));
@@ -212,7 +228,7 @@ function buildWorld(input: CompileInput, sig: string): World {
 		const epId = input.endpointIds.get(`${v.pod.namespace}/${v.pod.name}`);
 		if (epId !== undefined) locals.push({ v, epId });
 	}
-	return { sig, nsByName, views, ipcache, identityLabels: identityLabelMap, byIdentity, cidrIds, locals, problems };
+	return { sig, nsByName, views, ipcache, identityLabels: identityLabelMap, byIdentity, cidrIds, podsWithin, locals, problems };
 }
 
 export function compile(input: CompileInput): Compiled {
@@ -246,6 +262,7 @@ export function compile(input: CompileInput): Compiled {
 		byIdentity: world.byIdentity,
 		nsByName: world.nsByName,
 		cidrIds: world.cidrIds,
+		podsWithin: world.podsWithin,
 	};
 	const seen = new Set<string>();
 	const outputs: PolicyOutput[] = [];
@@ -377,6 +394,7 @@ interface PolicyContext {
 	byIdentity: Map<number, PodView[]>;
 	nsByName: Map<string, NamespaceInfo>;
 	cidrIds: Map<string, number>;
+	podsWithin: Map<string, Set<number>>;
 }
 
 function compilePolicy(p: NetworkPolicy, c: PolicyContext, sig: string): PolicyOutput {
@@ -413,6 +431,7 @@ function compilePolicy(p: NetworkPolicy, c: PolicyContext, sig: string): PolicyO
 					byIdentity: c.byIdentity,
 					nsByName: c.nsByName,
 					cidrIds: c.cidrIds,
+					podsWithin: c.podsWithin,
 				};
 				const peerIds = peersToIdentities(base as RuleContext);
 				for (const l of selected) {
@@ -450,13 +469,14 @@ interface RuleContext {
 	byIdentity: Map<number, PodView[]>;
 	nsByName: Map<string, NamespaceInfo>;
 	cidrIds: Map<string, number>;
+	podsWithin: Map<string, Set<number>>;
 }
 
 /** Identities a peer selects. */
 function peerIdentities(peer: NetworkPolicyPeer, ctx: RuleContext): Set<number> {
 	const out = new Set<number>();
 	if (peer.ipBlock) {
-		for (const id of ipBlockIdentities(peer.ipBlock, ctx.cidrIds)) out.add(id);
+		for (const id of ipBlockIdentities(peer.ipBlock, ctx.cidrIds, ctx.podsWithin)) out.add(id);
 		return out;
 	}
 	for (const v of ctx.views) {
@@ -470,18 +490,33 @@ function peerIdentities(peer: NetworkPolicyPeer, ctx: RuleContext): Set<number> 
 }
 
 /**
- * CIDR identities an ipBlock admits: every known prefix inside `cidr` and inside no
- * `except`. Since every cidr and except is itself a known prefix, the longest-prefix
- * match of an address lies inside `cidr` exactly when the address does.
+ * Identities an ipBlock admits: for every known prefix inside `cidr` and inside no
+ * `except`, its CIDR identity and the identities of the pods whose longest prefix it
+ * is. Since every cidr and except is itself a known prefix, the longest-prefix match
+ * of an address lies inside `cidr` and outside the excepts exactly when the address does.
  */
-function ipBlockIdentities(block: IPBlock, cidrIds: Map<string, number>): number[] {
+function ipBlockIdentities(block: IPBlock, cidrIds: Map<string, number>, podsWithin: Map<string, Set<number>>): number[] {
 	const out: number[] = [];
 	for (const [prefix, id] of cidrIds) {
 		if (!cidrWithin(prefix, block.cidr)) continue;
 		if ((block.except ?? []).some((e) => cidrWithin(prefix, e))) continue;
 		out.push(id);
+		for (const podId of podsWithin.get(prefix) ?? []) out.push(podId);
 	}
 	return out;
+}
+
+/** A lookup of the longest of `prefixes` that contains an address (33 probes at most). */
+function longestPrefixOf(prefixes: ReadonlySet<string>): (ip: string) => string | undefined {
+	const lengths = [...new Set([...prefixes].map((p) => Number(p.split('/')[1])))].sort((a, b) => b - a);
+	if (lengths.length === 0) return () => undefined;
+	return (ip) => {
+		for (const len of lengths) {
+			const candidate = normaliseCidr(`${ip}/${len}`);
+			if (prefixes.has(candidate)) return candidate;
+		}
+		return undefined;
+	};
 }
 
 interface ResolvedPort {

@@ -1,5 +1,6 @@
 // Security identities: one per distinct (namespace, pod labels, namespace labels)
-// set, one per ipBlock prefix, plus the reserved ones. Numbers are stable for the
+// set — split further by the longest ipBlock prefix a pod's address lies in, so an
+// ipBlock can select pods by address — one per ipBlock prefix, plus the reserved ones. Numbers are stable for the
 // allocator's life, so a recompile after one change touches only what changed.
 import { Identity } from '../kernel/layout.js';
 import { NamespaceInfo, PodInfo } from './model.js';
@@ -23,6 +24,15 @@ export function labelKey(labels: Record<string, string>): string {
 		.join(',');
 }
 
+/**
+ * What a pod identity stands for: its label set, and the longest ipBlock prefix its
+ * address lies in (if any). Two pods with the same labels, one inside an ipBlock and
+ * one outside, need different identities, or a rule for the block would admit both.
+ */
+export function identityKey(labels: Record<string, string>, within?: string): string {
+	return within === undefined ? labelKey(labels) : `${labelKey(labels)}@${within}`;
+}
+
 export class IdentityAllocator {
 	private readonly byLabels = new Map<string, number>();
 	private readonly byCidr = new Map<string, number>();
@@ -33,13 +43,14 @@ export class IdentityAllocator {
 	private nextCidr: number = Identity.FirstCidr;
 
 	/**
-	 * The identity of a label set, allocating one on first sight. `hint` is the number
+	 * The identity of a label set (inside ipBlock prefix `within`, if given), allocating
+	 * one on first sight. `hint` is the number
 	 * the datapath already uses for it (read back from the pinned ipcache after a
 	 * restart): taking it keeps numbers stable, so a restarted agent never lets one
 	 * label set's policy entries apply to another's addresses while it catches up.
 	 */
-	forLabels(labels: Record<string, string>, hint?: number): number {
-		const key = labelKey(labels);
+	forLabels(labels: Record<string, string>, hint?: number, within?: string): number {
+		const key = identityKey(labels, within);
 		let id = this.byLabels.get(key);
 		if (id === undefined) {
 			if (hint !== undefined && hint >= Identity.FirstPod && hint < Identity.FirstCidr && !this.takenPod(hint)) {
@@ -76,7 +87,7 @@ export class IdentityAllocator {
 		return this.podIds.has(id);
 	}
 
-	/** Forgets label sets and prefixes no longer in use (their numbers are not reused). */
+	/** Forgets identity keys and prefixes no longer in use (their numbers are not reused). */
 	retain(labelKeys: Set<string>, cidrs: Set<string>): void {
 		for (const k of this.byLabels.keys()) if (!labelKeys.has(k)) this.byLabels.delete(k);
 		for (const k of this.byCidr.keys()) if (!cidrs.has(k)) this.byCidr.delete(k);

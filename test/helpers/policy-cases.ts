@@ -11,7 +11,12 @@ export const NAMESPACES: Array<{ name: string; labels: Record<string, string> }>
 	{ name: 'z', labels: { env: 'dev' } },
 ];
 
-/** Pods; ips are filled in by the test's topology. */
+/** Pod i's address in every test of these cases (ipBlock cases select some of them). */
+export function podIp(i: number): string {
+	return `10.230.0.${10 + i}`;
+}
+
+/** Pods; ips are podIp(index). */
 export const PODS: Array<Omit<RefPod, 'ip'>> = [
 	{
 		namespace: 'x',
@@ -78,7 +83,9 @@ const PEERS: Array<[string, RefPeer[] | undefined]> = [
 	['ns team=b OR pod tier=web', [{ namespaceSelector: sel({ team: 'b' }) }, { podSelector: sel({ tier: 'web' }) }]],
 	['ipBlock 203.0.113.0/24', [{ ipBlock: { cidr: '203.0.113.0/24' } }]],
 	['ipBlock 203.0.113.0/24 except 203.0.113.8/29', [{ ipBlock: { cidr: '203.0.113.0/24', except: ['203.0.113.8/29'] } }]],
-	['ipBlock 0.0.0.0/0 (pods are not selected by ipBlock)', [{ ipBlock: { cidr: '0.0.0.0/0' } }]],
+	['ipBlock 0.0.0.0/0 (pods too)', [{ ipBlock: { cidr: '0.0.0.0/0' } }]],
+	['ipBlock of pod addresses except y/a and y/c', [{ ipBlock: { cidr: '10.230.0.0/24', except: ['10.230.0.12/31'] } }]],
+	['ipBlock of x/b alone', [{ ipBlock: { cidr: '10.230.0.11/32' } }]],
 	['ipBlock OR podSelector app=b', [{ ipBlock: { cidr: '203.0.113.0/28' } }, { podSelector: sel({ app: 'b' }) }]],
 ];
 
@@ -175,6 +182,13 @@ function idioms(): PolicyCase[] {
 				pol('x', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '203.0.0.0/16', except: ['203.0.113.0/24'] } }] }] }),
 				pol('y', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '203.0.113.8/30' } }] }] }),
 				pol('z', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '203.0.113.0/24', except: ['203.0.113.0/29'] } }] }] }),
+			],
+		},
+		{
+			name: 'ipBlock selects pods by address, and an except inside it splits pods of one namespace',
+			policies: [
+				pol('x', { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '10.230.0.8/29', except: ['10.230.0.12/32'] } }] }] }),
+				pol('z', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '10.230.0.10/31' } }, { ipBlock: { cidr: EXTERNAL_IP + '/32' } }] }] }),
 			],
 		},
 		{

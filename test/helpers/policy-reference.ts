@@ -6,7 +6,8 @@
 // simple and readable; when it and the datapath disagree, read the spec.
 //
 // It encodes the same implementation choices as the compiler (see docs/policy.md):
-// ipBlock never selects cluster pods or nodes; named ports resolve on the destination.
+// ipBlock selects addresses, pods' included (a pod is selected when its IP lies in
+// the block); named ports resolve on the destination.
 
 export interface RefSelector {
 	matchLabels?: Record<string, string>;
@@ -88,7 +89,6 @@ function policyTypes(p: RefPolicy): string[] {
 
 function peerMatches(world: RefWorld, peer: RefPeer, policyNamespace: string, other: RefEnd): boolean {
 	if (peer.ipBlock) {
-		if (other.pod) return false; // ipBlock does not select pods
 		if (!inCidr(other.ip, peer.ipBlock.cidr)) return false;
 		return !(peer.ipBlock.except ?? []).some((e) => inCidr(other.ip, e));
 	}

@@ -12,7 +12,7 @@ import { NetworkPolicy, PodInfo } from '../../src/policy/model.js';
 import { MapReconciler, toTrie } from '../../src/policy/reconcile.js';
 import { TestDatapath, requireRoot } from '../helpers/bpf.js';
 import { NODE_IP, Pod, Prober, Topology } from '../../hack/lab/topology.js';
-import { EXTERNAL_IP, NAMESPACES, PODS, PROBES, SERVED_PORTS, generateCases, worldFor } from '../helpers/policy-cases.js';
+import { EXTERNAL_IP, NAMESPACES, PODS, PROBES, podIp, SERVED_PORTS, generateCases, worldFor } from '../helpers/policy-cases.js';
 import { RefEnd, RefPod, referenceAllows } from '../helpers/policy-reference.js';
 
 const NODE = 'lab-node';
@@ -32,7 +32,7 @@ before(async () => {
 	requireRoot();
 	topo = Topology.create(0, 230);
 	t = await TestDatapath.open('conformance');
-	refPods = PODS.map((p, i) => ({ ...p, ip: `10.230.0.${10 + i}` }));
+	refPods = PODS.map((p, i) => ({ ...p, ip: podIp(i) }));
 	for (const p of refPods) {
 		const lab = topo.addPod(`${p.namespace}-${p.name}`, p.ip);
 		ends.push({ ip: p.ip, pod: p, label: `${p.namespace}/${p.name}`, lab });

@@ -10,10 +10,10 @@ import { NetworkPolicy, PodInfo } from '../../src/policy/model.js';
 import { selectorMatches } from '../../src/policy/selector.js';
 import { toTrie } from '../../src/policy/reconcile.js';
 import { modelAllows } from '../helpers/datapath-model.js';
-import { EXTERNAL_IP, NAMESPACES, PODS, PROBES, generateCases, worldFor } from '../helpers/policy-cases.js';
+import { EXTERNAL_IP, NAMESPACES, PODS, PROBES, podIp, generateCases, worldFor } from '../helpers/policy-cases.js';
 import { RefEnd, RefPod, referenceAllows } from '../helpers/policy-reference.js';
 
-const refPods: RefPod[] = PODS.map((p, i) => ({ ...p, ip: `10.220.0.${10 + i}` }));
+const refPods: RefPod[] = PODS.map((p, i) => ({ ...p, ip: podIp(i) }));
 const pods: PodInfo[] = refPods.map((p) => ({ ...p, ips: [p.ip], nodeName: 'n1' }));
 const endpointIds = new Map(refPods.map((p, i) => [`${p.namespace}/${p.name}`, i + 1]));
 
@@ -59,7 +59,7 @@ test('at least 60 generated cases, all compiled without problems and matching th
 });
 
 test('identities: one per (namespace, labels, namespace labels); reserved for nodes; CIDRs for ipBlocks', () => {
-	const twin: PodInfo = { ...pods[0]!, name: 'a2', ips: ['10.220.0.99'] };
+	const twin: PodInfo = { ...pods[0]!, name: 'a2', ips: ['10.230.0.99'] };
 	const c = compile({
 		pods: [...pods, twin],
 		namespaces: NAMESPACES,
@@ -78,8 +78,8 @@ test('identities: one per (namespace, labels, namespace labels); reserved for no
 		identities: new IdentityAllocator(),
 		rules: new RuleIdAllocator(),
 	});
-	assert.equal(c.ipcache.get('10.220.0.99/32'), c.ipcache.get('10.220.0.10/32'), 'same labels, same identity');
-	assert.notEqual(c.ipcache.get('10.220.0.10/32'), c.ipcache.get('10.220.0.12/32'), 'same labels in another namespace differ');
+	assert.equal(c.ipcache.get('10.230.0.99/32'), c.ipcache.get('10.230.0.10/32'), 'same labels, same identity');
+	assert.notEqual(c.ipcache.get('10.230.0.10/32'), c.ipcache.get('10.230.0.12/32'), 'same labels in another namespace differ');
 	assert.equal(c.ipcache.get('192.168.255.1/32'), Identity.Host);
 	assert.equal(c.ipcache.get('192.168.255.2/32'), Identity.RemoteNode);
 	const outer = c.ipcache.get('203.0.113.0/24')!;
@@ -87,9 +87,57 @@ test('identities: one per (namespace, labels, namespace labels); reserved for no
 	assert.ok(outer >= Identity.FirstCidr && except >= Identity.FirstCidr && outer !== except);
 	const admitted = new Set(c.entries.filter((e) => e.direction === Dir.Ingress).map((e) => e.identity));
 	assert.ok(admitted.has(outer) && !admitted.has(except));
-	const ep = c.endpoints.get('10.220.0.10')!;
+	const ep = c.endpoints.get('10.230.0.10')!;
 	assert.equal(ep.flags, EndpointFlags.IngressIsolated);
 	assert.deepEqual(ep.isolatedBy, { ingress: ['x/p'], egress: [] });
+});
+
+test('an ipBlock selects a pod by address and not its twin (same labels) outside the block', () => {
+	const inside: PodInfo = { ...pods[1]!, name: 'b-in', ips: ['10.231.0.5'] };
+	const outside: PodInfo = { ...pods[1]!, name: 'b-out', ips: ['10.231.1.5'] };
+	const excepted: PodInfo = { ...pods[1]!, name: 'b-except', ips: ['10.231.0.200'] };
+	const policy: NetworkPolicy = {
+		metadata: { namespace: 'z', name: 'from-block' },
+		spec: { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '10.231.0.0/24', except: ['10.231.0.128/25'] } }] }] },
+	};
+	const c = compile({
+		pods: [...pods, inside, outside, excepted],
+		namespaces: NAMESPACES,
+		policies: [policy],
+		nodes: [],
+		localNode: 'n1',
+		endpointIds,
+		identities: new IdentityAllocator(),
+		rules: new RuleIdAllocator(),
+	});
+	assert.deepEqual(c.problems, []);
+	const id = (ip: string): number => c.ipcache.get(`${ip}/32`)!;
+	assert.equal(id('10.230.0.11'), id('10.231.1.5'), 'outside every block: the label identity');
+	assert.notEqual(id('10.231.0.5'), id('10.231.1.5'), 'inside the block: an identity of its own');
+	assert.notEqual(id('10.231.0.5'), id('10.231.0.200'), 'inside the except: another');
+	assert.deepEqual(c.identityLabels.get(id('10.231.0.5')), c.identityLabels.get(id('10.231.1.5')), 'both carry the same labels for flows');
+	const zd = podIp(4);
+	assert.equal(modelAllows(c, '10.231.0.5', zd, IPPROTO.TCP, 80), true);
+	assert.equal(modelAllows(c, '10.231.1.5', zd, IPPROTO.TCP, 80), false);
+	assert.equal(modelAllows(c, '10.231.0.200', zd, IPPROTO.TCP, 80), false);
+	// A podSelector rule still selects all three: the split identities keep their labels.
+	const bySelector = compile({
+		pods: [...pods, inside, outside, excepted],
+		namespaces: NAMESPACES,
+		policies: [
+			policy,
+			{
+				metadata: { namespace: 'z', name: 'from-b' },
+				spec: { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: 'b' } } }] }] },
+			},
+		],
+		nodes: [],
+		localNode: 'n1',
+		endpointIds,
+		identities: new IdentityAllocator(),
+		rules: new RuleIdAllocator(),
+	});
+	for (const ip of ['10.231.0.5', '10.231.1.5', '10.231.0.200']) assert.equal(modelAllows(bySelector, ip, zd, IPPROTO.TCP, 80), true, ip);
 });
 
 test('identities stay stable across recompiles; rule ids name their policy', () => {
@@ -135,7 +183,7 @@ test('bad policies are reported, not guessed at', () => {
 	]);
 	assert.deepEqual(c.problems.map((p) => p.policy).sort(), ['x/bad-cidr', 'x/bad-proto'], 'one report per broken rule');
 	// Still isolating (fail closed): the selected pods are isolated, the broken rule admits nothing.
-	assert.equal(c.endpoints.get('10.220.0.10')!.flags & EndpointFlags.IngressIsolated, EndpointFlags.IngressIsolated);
+	assert.equal(c.endpoints.get('10.230.0.10')!.flags & EndpointFlags.IngressIsolated, EndpointFlags.IngressIsolated);
 });
 
 test('a compile that reuses per-policy results equals a fresh compile, case after case', () => {
