@@ -31,9 +31,9 @@ function rssMb(pid: number): { rss: number; hwm: number } {
 	return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
 }
 
-/** NODE_OPTIONS of weir-controller in deploy/controller.yaml. */
+/** NODE_OPTIONS of weir-controller in deploy/base/controller.yaml. */
 function deployedNodeOptions(): string {
-	const m = /name: NODE_OPTIONS\s+value: (\S+)/.exec(readFileSync(join(repoRoot, 'deploy', 'controller.yaml'), 'utf8'));
+	const m = /name: NODE_OPTIONS\s+value: (\S+)/.exec(readFileSync(join(repoRoot, 'deploy', 'base', 'controller.yaml'), 'utf8'));
 	return m?.[1] ?? '';
 }
 
@@ -98,7 +98,7 @@ async function main(): Promise<void> {
 			'warn',
 			...urls.flatMap((u) => ['--node', `${u.name}=${u.url}`]),
 		],
-		// As deployed: deploy/controller.yaml's NODE_OPTIONS (the bounded heap).
+		// As deployed: deploy/base/controller.yaml's NODE_OPTIONS (the bounded heap).
 		{ stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: deployedNodeOptions() } },
 	);
 	const relayUrl = await new Promise<string>((resolve) => {

@@ -2,13 +2,16 @@
 // into every node's containerd (kind: `kind load image-archive`), then
 // `kubectl apply -k deploy/`. Shared by the quick-start demo and the cluster tests.
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import type { Cluster } from '../cluster/cluster.js';
 import { sleep, waitFor, type RunResult } from '../cluster/exec.js';
 import { buildAgentImage, type BuiltImage } from '../image/agent-image.js';
 import { repoRoot } from '../../src/shared/package.js';
 
 export const DEPLOY_DIR = join(repoRoot, 'deploy');
+/** The install for clusters without kube-proxy (its api-server.env is kind's). */
+export const DEPLOY_NO_KUBE_PROXY_DIR = join(DEPLOY_DIR, 'no-kube-proxy');
 export const WEIR_NS = 'weir-system';
 
 type Log = (m: string) => void;
@@ -44,6 +47,33 @@ export async function loadAgentImage(c: Cluster, log: Log, ref?: string): Promis
 	log(`loading ${img.ref} into ${c.nodes.map((n) => n.name).join(', ')} (${(img.bytes / 1e6).toFixed(0)} MB), as kind load image-archive does`);
 	await kindLoadImageArchive(c, img.archive);
 	return img;
+}
+
+/**
+ * deploy/no-kube-proxy/ as a user of another cluster than kind's default applies it,
+ * with the API server's address in place of api-server.env's: an overlay in `dir`
+ * that replaces the weir-api-server ConfigMap. Returns `dir`.
+ */
+export function noKubeProxyOverlay(dir: string, apiServer: { host: string; port: number }): string {
+	mkdirSync(dir, { recursive: true });
+	writeFileSync(
+		join(dir, 'kustomization.yaml'),
+		[
+			'apiVersion: kustomize.config.k8s.io/v1beta1',
+			'kind: Kustomization',
+			`namespace: ${WEIR_NS}`,
+			'resources:',
+			`  - ${relative(dir, DEPLOY_NO_KUBE_PROXY_DIR)}`,
+			'configMapGenerator:',
+			'  - name: weir-api-server',
+			'    behavior: replace',
+			'    literals:',
+			`      - KUBERNETES_SERVICE_HOST=${apiServer.host}`,
+			`      - KUBERNETES_SERVICE_PORT=${apiServer.port}`,
+			'',
+		].join('\n'),
+	);
+	return dir;
 }
 
 /** `kubectl apply -k deploy/` (optionally a kustomize overlay directory). */

@@ -5,10 +5,10 @@
 // (also on failure).
 import { spawn } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { buildComponents, startCluster, type Cluster } from '../cluster/cluster.js';
 import { CLUSTER_DOMAIN } from '../cluster/configs.js';
-import { applyDeploy, DEPLOY_DIR, loadAgentImage, waitWeirReady } from '../demo/install.js';
+import { applyDeploy, loadAgentImage, noKubeProxyOverlay, waitWeirReady } from '../demo/install.js';
 import { e2eBins, loadE2eImages } from './images.js';
 import { NETPOL_FOCUS, NETPOL_QUICK_FOCUS, NETPOL_SKIP } from './netpol.js';
 import { formatDuration, summarize, type SuiteSummary } from './report.js';
@@ -43,41 +43,6 @@ export interface E2eResult {
 	/** seconds per phase, and in total */
 	times: { build: number; cluster: number; install: number; suite: number; total: number };
 	ginkgoExit: number;
-}
-
-/**
- * A kustomize overlay of deploy/ for nodes without kube-proxy, as a kind user would
- * write one (Cilium's kube-proxy-free install asks for k8sServiceHost the same way):
- * the agent's in-cluster client dials the API server itself instead of the
- * `kubernetes` ClusterIP, which nothing translates before Weir runs. Returns its directory.
- */
-export function kubeProxyFreeOverlay(dir: string, apiServer: { host: string; port: number }): string {
-	mkdirSync(dir, { recursive: true });
-	writeFileSync(
-		join(dir, 'kustomization.yaml'),
-		[
-			'apiVersion: kustomize.config.k8s.io/v1beta1',
-			'kind: Kustomization',
-			'resources:',
-			`  - ${relative(dir, DEPLOY_DIR)}`,
-			'patches:',
-			'  - target: { kind: DaemonSet, name: weir-agent }',
-			'    patch: |',
-			'      apiVersion: apps/v1',
-			'      kind: DaemonSet',
-			'      metadata: { name: weir-agent }',
-			'      spec:',
-			'        template:',
-			'          spec:',
-			'            containers:',
-			'              - name: agent',
-			'                env:',
-			`                  - { name: KUBERNETES_SERVICE_HOST, value: "${apiServer.host}" }`,
-			`                  - { name: KUBERNETES_SERVICE_PORT, value: "${apiServer.port}" }`,
-			'',
-		].join('\n'),
-	);
-	return dir;
 }
 
 /** Ginkgo's own deadline for the whole suite (its default is 1 h). */
@@ -198,8 +163,8 @@ export async function runE2e(o: E2eOptions): Promise<E2eResult> {
 			log('installing Weir: kubectl apply -k deploy/');
 			await applyDeploy(c);
 		} else {
-			const overlay = kubeProxyFreeOverlay(join(o.reportDir, 'deploy-no-kube-proxy'), c.apiServerAddress);
-			log(`installing Weir: kubectl apply -k ${overlay} (deploy/ with the API server's address for the agent)`);
+			const overlay = noKubeProxyOverlay(join(o.reportDir, 'deploy-no-kube-proxy'), c.apiServerAddress);
+			log(`installing Weir: kubectl apply -k ${overlay} (deploy/no-kube-proxy/ with this cluster's API server address)`);
 			await applyDeploy(c, overlay);
 		}
 		await waitWeirReady(c, log);

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // weir-controller: the cluster-wide flow relay and the web UI (a Deployment in
-// weir-system, deploy/controller.yaml). src/controller/app.ts wires it.
+// weir-system, deploy/base/controller.yaml). src/controller/app.ts wires it.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { join } from 'node:path';

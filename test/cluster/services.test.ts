@@ -6,10 +6,13 @@
 // at once; a Service deleted and recreated is translated to its new backends.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startCluster, clusterStatus, type Cluster } from '../../hack/cluster/cluster.js';
 import { leftovers } from '../../hack/cluster/resources.js';
 import { waitFor } from '../../hack/cluster/exec.js';
-import { applyDeploy, loadAgentImage, waitWeirReady, WEIR_NS } from '../../hack/demo/install.js';
+import { applyDeploy, loadAgentImage, noKubeProxyOverlay, waitWeirReady, WEIR_NS } from '../../hack/demo/install.js';
 import { forwardObservers } from '../../hack/demo/observer-forward.js';
 import { scenarioManifests, type Workload } from '../../hack/demo/scenario.js';
 import { coreDnsManifests } from '../../hack/cluster/configs.js';
@@ -125,12 +128,28 @@ for (const kubeProxy of [true, false]) {
 				}
 			}
 			await loadAgentImage(k, (m) => t.diagnostic(m));
-			await applyDeploy(k);
-			if (!kubeProxy) {
+			if (kubeProxy) await applyDeploy(k);
+			else {
 				// With nothing to translate the kubernetes Service before Weir runs, the agent is
-				// told where the API server is (Cilium's k8sServiceHost): docs/services.md.
+				// told where the API server is (Cilium's k8sServiceHost): deploy/no-kube-proxy/,
+				// with this cluster's address in place of kind's, as its api-server.env says.
 				const api = await apiServerEndpoint(k);
-				await k.kubectl(['-n', WEIR_NS, 'set', 'env', 'daemonset/weir-agent', `KUBERNETES_SERVICE_HOST=${api.ip}`, `KUBERNETES_SERVICE_PORT=${api.port}`]);
+				const dir = mkdtempSync(join(tmpdir(), 'weir-no-kube-proxy-'));
+				try {
+					await applyDeploy(k, noKubeProxyOverlay(dir, { host: api.ip, port: api.port }));
+				} finally {
+					rmSync(dir, { recursive: true, force: true });
+				}
+				const env = await k.kubectl([
+					'-n',
+					WEIR_NS,
+					'get',
+					'daemonset/weir-agent',
+					'-o',
+					'jsonpath={.spec.template.spec.containers[0].envFrom[0].configMapRef.name}',
+				]);
+				const cm = await k.kubectl(['-n', WEIR_NS, 'get', 'configmap', env.stdout.trim(), '-o', 'jsonpath={.data.KUBERNETES_SERVICE_HOST}']);
+				assert.equal(cm.stdout.trim(), api.ip, "the agent's API server address comes from deploy/no-kube-proxy's ConfigMap");
 			}
 			await waitWeirReady(k, (m) => t.diagnostic(m), 300_000);
 			// A cluster started with no CNI has no CoreDNS yet: it comes up on Weir, through the

@@ -1,6 +1,6 @@
 // weir-agent's configuration (src/agent/main.ts): the config directory as a mounted
 // ConfigMap lays it out, precedence flags > config dir > defaults, the node name, the
-// CNI server's configuration, and deploy/configmap.yaml read the way the agent reads it.
+// CNI server's configuration, and deploy/base/configmap.yaml read the way the agent reads it.
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -189,8 +189,8 @@ describe('cniConfig', () => {
 	});
 });
 
-test('deploy/configmap.yaml is a config dir the agent accepts, with the values it says', () => {
-	const cm = parse(readFileSync(join(repoRoot, 'deploy', 'configmap.yaml'), 'utf8')) as { data: Record<string, string> };
+test('deploy/base/configmap.yaml is a config dir the agent accepts, with the values it says', () => {
+	const cm = parse(readFileSync(join(repoRoot, 'deploy', 'base', 'configmap.yaml'), 'utf8')) as { data: Record<string, string> };
 	const mount = configMapDir(cm.data);
 	const read = readConfigDir(mount) as Record<string, unknown>;
 	for (const [key, raw] of Object.entries(cm.data)) {

@@ -268,17 +268,25 @@ test('deploy/: every manifest parses; least-privilege RBAC, tolerations everywhe
 		assert.ok(docs.length > 0, `${file} has a document`);
 		for (const d of docs) assert.ok(typeof d['apiVersion'] === 'string' && typeof d['kind'] === 'string', `${file}: every document has apiVersion and kind`);
 	}
-	for (const k of ['deploy/kustomization.yaml', 'deploy/uninstall/kustomization.yaml']) {
-		for (const r of only(files.get(k), 'Kustomization')['resources'] as string[]) assert.ok(files.has(join(k, '..', r)), `${k}: resource ${r} exists`);
+	for (const k of [
+		'deploy/kustomization.yaml',
+		'deploy/base/kustomization.yaml',
+		'deploy/no-kube-proxy/kustomization.yaml',
+		'deploy/uninstall/kustomization.yaml',
+	]) {
+		for (const r of only(files.get(k), 'Kustomization')['resources'] as string[]) {
+			const at = join(k, '..', r);
+			assert.ok(files.has(at) || files.has(join(at, 'kustomization.yaml')), `${k}: resource ${r} exists`);
+		}
 	}
 
-	const rbac = files.get('deploy/rbac.yaml');
+	const rbac = files.get('deploy/base/rbac.yaml');
 	const rules = only(rbac, 'ClusterRole', 'weir-agent')['rules'] as Array<{ verbs: string[] }>;
 	const verbs = rules.map((r) => r.verbs.join(', '));
 	assert.ok(rules.length >= 3 && verbs.every((v) => v === 'get, list, watch'), `the agent only reads: ${verbs.join(' | ')}`);
 	assert.ok(!strings(rbac).some((x) => x.includes('*')), 'no wildcards');
 
-	const pod = only(files.get('deploy/daemonset.yaml'), 'DaemonSet', 'weir-agent')['spec']['template']['spec'];
+	const pod = only(files.get('deploy/base/daemonset.yaml'), 'DaemonSet', 'weir-agent')['spec']['template']['spec'];
 	assert.ok(
 		(pod['tolerations'] as Manifest[]).some((t) => t['operator'] === 'Exists' && t['key'] === undefined && t['effect'] === undefined),
 		'tolerates every taint',
@@ -287,7 +295,7 @@ test('deploy/: every manifest parses; least-privilege RBAC, tolerations everywhe
 	const hostPaths = (pod['volumes'] as Manifest[]).map((v) => v['hostPath']?.['path']);
 	for (const m of ['/sys/fs/bpf', '/sys/fs/cgroup', '/opt/cni/bin', '/etc/cni/net.d', '/var/run/netns', '/var/run/weir']) assert.ok(hostPaths.includes(m), m);
 
-	const data = only(files.get('deploy/configmap.yaml'), 'ConfigMap', 'weir-config')['data'] as Record<string, unknown>;
+	const data = only(files.get('deploy/base/configmap.yaml'), 'ConfigMap', 'weir-config')['data'] as Record<string, unknown>;
 	for (const [k, v] of Object.entries(data)) assert.equal(typeof v, 'string', `ConfigMap value ${k} is a string`);
 	const port = data['observer-port'];
 	assert.equal(port, '9962');

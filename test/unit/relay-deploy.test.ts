@@ -1,4 +1,4 @@
-// deploy/controller.yaml: weir-controller from the agent's image, read-only RBAC, the
+// deploy/base/controller.yaml: weir-controller from the agent's image, read-only RBAC, the
 // relay Service on the port the CLI expects, probes on the relay's own routes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ import { executables, repoRoot } from '../../src/shared/package.js';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- free-form YAML, asserted field by field
 type Manifest = Record<string, any>;
 
-const docs = parseAllDocuments(readFileSync(join(repoRoot, 'deploy', 'controller.yaml'), 'utf8')).map((d) => {
+const docs = parseAllDocuments(readFileSync(join(repoRoot, 'deploy', 'base', 'controller.yaml'), 'utf8')).map((d) => {
 	assert.deepEqual(d.errors, []);
 	return d.toJS() as Manifest;
 });
@@ -21,10 +21,10 @@ const one = (kind: string): Manifest => {
 	return hits[0]!;
 };
 
-test('deploy/controller.yaml: in the kustomization, the agent image, a command of package.json bin', () => {
-	assert.match(readFileSync(join(repoRoot, 'deploy', 'kustomization.yaml'), 'utf8'), /^\s+- controller\.yaml$/m);
+test('deploy/base/controller.yaml: in the kustomization, the agent image, a command of package.json bin', () => {
+	assert.match(readFileSync(join(repoRoot, 'deploy', 'base', 'kustomization.yaml'), 'utf8'), /^\s+- controller\.yaml$/m);
 	const c = one('Deployment')['spec']['template']['spec']['containers'][0];
-	const agentImage = parseAllDocuments(readFileSync(join(repoRoot, 'deploy', 'daemonset.yaml'), 'utf8'))[0]!.toJS()['spec']['template']['spec'][
+	const agentImage = parseAllDocuments(readFileSync(join(repoRoot, 'deploy', 'base', 'daemonset.yaml'), 'utf8'))[0]!.toJS()['spec']['template']['spec'][
 		'containers'
 	][0]['image'];
 	assert.equal(c['image'], agentImage, 'the same image as the agent');
@@ -36,7 +36,7 @@ test('deploy/controller.yaml: in the kustomization, the agent image, a command o
 	assert.ok(c['resources']['limits']['memory'], 'a memory limit');
 });
 
-test('deploy/controller.yaml: the relay only reads the API (nodes, namespaces; pods in weir-system)', () => {
+test('deploy/base/controller.yaml: the relay only reads the API (nodes, namespaces; pods in weir-system)', () => {
 	const verbs = [...one('ClusterRole')['rules'], ...one('Role')['rules']] as Array<{ resources: string[]; verbs: string[] }>;
 	for (const r of verbs) assert.deepEqual(r.verbs, ['get', 'list', 'watch'], r.resources.join(','));
 	assert.deepEqual(one('ClusterRole')['rules'][0]['resources'], ['nodes', 'namespaces']);
@@ -45,7 +45,7 @@ test('deploy/controller.yaml: the relay only reads the API (nodes, namespaces; p
 	assert.equal(one('ServiceAccount')['metadata']['name'], one('Deployment')['spec']['template']['spec']['serviceAccountName']);
 });
 
-test('deploy/controller.yaml: Service weir-relay, port named as the CLI reaches it through the API server', () => {
+test('deploy/base/controller.yaml: Service weir-relay, port named as the CLI reaches it through the API server', () => {
 	const svc = one('Service');
 	assert.equal(svc['metadata']['name'], RELAY_DEFAULTS.service);
 	assert.equal(svc['metadata']['namespace'], RELAY_DEFAULTS.namespace);
