@@ -60,6 +60,11 @@ export const NETPOL_QUICK: readonly QuickSpec[] = [
 	{ name: `${TCP} should enforce policy based on Ports`, covers: 'ingress, numbered port' },
 	{ name: `${TCP} should allow ingress access on one named port`, covers: 'ingress, named port' },
 	{ name: `${TCP} should deny egress from pods based on PodSelector`, covers: 'egress, deny-all for selected pods' },
+	{
+		name: `${TCP} should enforce egress policy allowing traffic to a server in a different namespace based on PodSelector and NamespaceSelector`,
+		covers: 'egress allowing pods of another namespace, probed at their Service (socket LB)',
+	},
+	{ name: `${TCP} should allow egress access to server in CIDR block`, covers: "egress ipBlock of a pod's address, probed at its Service" },
 ];
 
 /**
