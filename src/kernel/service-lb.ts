@@ -42,21 +42,30 @@ export interface SocketLbConfig {
 	tcpReverse: boolean;
 	/** record which Service each translation went through (addressedService(), flows) */
 	flowRecords: boolean;
+	/**
+	 * a connect refused for want of a backend is reported on the events ring at most
+	 * once per (client netns, frontend) per this many ms, the refusals in between
+	 * counted (the next report carries their number); 0: no reports, the counter only
+	 */
+	refuseIntervalMs: number;
 	/** max entries of each map; a pinned map of another size is refused (WEIR_ERR_LB_MAP_SIZE) */
 	servicesMaxEntries: number;
 	reverseMaxEntries: number;
 	affinityMaxEntries: number;
 	addressedMaxEntries: number;
+	refusedMaxEntries: number;
 }
 
 export const DEFAULT_LB_CONFIG: SocketLbConfig = {
 	udp: true,
 	tcpReverse: true,
 	flowRecords: true,
+	refuseIntervalMs: 1000,
 	servicesMaxEntries: 65536,
 	reverseMaxEntries: 131072,
 	affinityMaxEntries: 65536,
 	addressedMaxEntries: 131072,
+	refusedMaxEntries: 16384,
 };
 
 export interface SocketLbOptions {
@@ -95,6 +104,15 @@ const PROTO: Record<LbProtocol, number> = { TCP: IPPROTO.TCP, UDP: IPPROTO.UDP }
 function u8(v: boolean): Buffer {
 	return Buffer.from([v ? 1 : 0]);
 }
+
+function u32(v: number): Buffer {
+	const b = Buffer.alloc(4);
+	b.writeUInt32LE(v >>> 0);
+	return b;
+}
+
+/** The longest refuse interval: an hour (the programs multiply it into ns). */
+const MAX_REFUSE_INTERVAL_MS = 3_600_000;
 
 function bad(code: string, message: string): never {
 	throw new SocketLbError(code, message);
@@ -177,7 +195,10 @@ export class SocketLb {
 			[MapName.lb4Reverse]: config.reverseMaxEntries,
 			[MapName.lb4Affinity]: config.affinityMaxEntries,
 			[MapName.lb4Addressed]: config.addressedMaxEntries,
+			[MapName.lb4Refused]: config.refusedMaxEntries,
 		};
+		if (!Number.isInteger(config.refuseIntervalMs) || config.refuseIntervalMs < 0 || config.refuseIntervalMs > MAX_REFUSE_INTERVAL_MS)
+			bad('WEIR_ERR_CONFIG', `socket LB: refuseIntervalMs must be an integer in 0..${MAX_REFUSE_INTERVAL_MS}, got ${config.refuseIntervalMs}`);
 		for (const [name, want] of Object.entries(sizes)) {
 			if (!Number.isInteger(want) || want < 1 || want > 0xffffffff)
 				bad('WEIR_ERR_CONFIG', `socket LB: the size of ${name} must be a positive integer, got ${want}`);
@@ -199,6 +220,7 @@ export class SocketLb {
 				weir_cfg_lb_udp: u8(config.udp),
 				weir_cfg_lb_tcp_reverse: u8(config.tcpReverse),
 				weir_cfg_lb_flow_records: u8(config.flowRecords),
+				weir_cfg_lb_refuse_interval_ms: u32(config.refuseIntervalMs),
 			},
 			maxEntries: sizes,
 		});
