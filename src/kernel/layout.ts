@@ -36,6 +36,8 @@ export const METRICS_EVENTS_LOST = METRICS_ENTRIES;
 /** Socket LB (native/bpf/shared/weir_lb.h): backend slots a frontend may have. */
 export const LB_MAX_BACKENDS = 4096;
 export const LbFlags = { Affinity: 1 } as const;
+/** Flags of a socket LB source (weir_lb_source, keyed by netns cookie). */
+export const LbSourceFlags = { Meshed: 1 } as const;
 
 /** Map names, pinned by name under a node's bpffs directory. */
 export const MapName = {
@@ -51,6 +53,7 @@ export const MapName = {
 	lb4Addressed: 'weir_lb4_addressed',
 	lb4Refused: 'weir_lb4_refused',
 	lbSock: 'weir_lb_sock',
+	lbSources: 'weir_lb_sources',
 } as const;
 
 /** The WEIR_MAP_* macro of a MapName key: lb4Services -> WEIR_MAP_LB4_SERVICES. */
@@ -277,6 +280,7 @@ export const Structs = {
 		f('suppressed', 'u32'),
 		f('pad2', 'u32'),
 	]),
+	weir_lb_source: defineStruct('weir_lb_source', [f('flags', 'u32'), f('pad', 'u32')]),
 } as const;
 
 export type StructName = keyof typeof Structs;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { buildPath } from '../shared/package.js';
 import { isIpv4 } from '../shared/ipv4.js';
 import { IPPROTO, decodeLb4Addressed, decodeLb4Key, decodeLb4Service, lb4AddressedKey, lb4Key, lb4Master, lb4Slot } from './codecs.js';
-import { LB_MAX_BACKENDS, LbFlags, MapName } from './layout.js';
+import { LB_MAX_BACKENDS, LbFlags, LbSourceFlags, MapName, decode, encode } from './layout.js';
 import { CGROUP_LINKS_DIR, CgroupHookPin, assertOnBpffs, pinnedCgroupLinks } from './datapath.js';
 import { NativeError, NativeLink, NativeMap, NativeObject, native } from './addon.js';
 
@@ -54,6 +54,7 @@ export interface SocketLbConfig {
 	affinityMaxEntries: number;
 	addressedMaxEntries: number;
 	refusedMaxEntries: number;
+	sourcesMaxEntries: number;
 }
 
 export const DEFAULT_LB_CONFIG: SocketLbConfig = {
@@ -66,6 +67,7 @@ export const DEFAULT_LB_CONFIG: SocketLbConfig = {
 	affinityMaxEntries: 65536,
 	addressedMaxEntries: 131072,
 	refusedMaxEntries: 16384,
+	sourcesMaxEntries: 16384,
 };
 
 export interface SocketLbOptions {
@@ -108,6 +110,12 @@ function u8(v: boolean): Buffer {
 function u32(v: number): Buffer {
 	const b = Buffer.alloc(4);
 	b.writeUInt32LE(v >>> 0);
+	return b;
+}
+
+function u64(v: bigint): Buffer {
+	const b = Buffer.alloc(8);
+	b.writeBigUInt64LE(v);
 	return b;
 }
 
@@ -178,6 +186,7 @@ export class SocketLb {
 		private readonly obj: NativeObject,
 		private readonly svc: NativeMap,
 		private readonly addressed: NativeMap,
+		private readonly sources: NativeMap,
 	) {}
 
 	/**
@@ -196,6 +205,7 @@ export class SocketLb {
 			[MapName.lb4Affinity]: config.affinityMaxEntries,
 			[MapName.lb4Addressed]: config.addressedMaxEntries,
 			[MapName.lb4Refused]: config.refusedMaxEntries,
+			[MapName.lbSources]: config.sourcesMaxEntries,
 		};
 		if (!Number.isInteger(config.refuseIntervalMs) || config.refuseIntervalMs < 0 || config.refuseIntervalMs > MAX_REFUSE_INTERVAL_MS)
 			bad('WEIR_ERR_CONFIG', `socket LB: refuseIntervalMs must be an integer in 0..${MAX_REFUSE_INTERVAL_MS}, got ${config.refuseIntervalMs}`);
@@ -230,7 +240,7 @@ export class SocketLb {
 			obj.close();
 			throw err;
 		}
-		const lb = new SocketLb(opts.pinRoot, config, obj, obj.map(MapName.lb4Services), obj.map(MapName.lb4Addressed));
+		const lb = new SocketLb(opts.pinRoot, config, obj, obj.map(MapName.lb4Services), obj.map(MapName.lb4Addressed), obj.map(MapName.lbSources));
 		if (opts.cgroupPath !== undefined) {
 			try {
 				lb.attach(opts.cgroupPath);
@@ -385,6 +395,28 @@ export class SocketLb {
 		return v ? decodeLb4Addressed(v).serviceId : undefined;
 	}
 
+	/**
+	 * Marks a client network namespace as a meshed source, or unmarks it: connect4 and
+	 * sendmsg4 then leave its sockets' ClusterIPs untranslated (and refuse nothing),
+	 * for its ztunnel load-balances Services itself (DESIGN.md). Nothing in the agent
+	 * marks sources yet: that comes with the ztunnel (docs/services.md).
+	 */
+	setMeshedSource(netnsCookie: bigint, meshed: boolean): void {
+		this.assertOpen();
+		if (meshed) this.sources.update(u64(netnsCookie), encode('weir_lb_source', { flags: LbSourceFlags.Meshed }));
+		else this.sources.delete(u64(netnsCookie));
+	}
+
+	/** The network namespace cookies marked as meshed sources. */
+	meshedSources(): bigint[] {
+		this.assertOpen();
+		return this.sources
+			.entries()
+			.filter(([, v]) => ((decode('weir_lb_source', v)['flags'] as number) & LbSourceFlags.Meshed) !== 0)
+			.map(([k]) => k.readBigUInt64LE(0))
+			.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+	}
+
 	/** The cgroups with pinned links under this pin root (this process's and earlier ones'). */
 	attachedCgroups(): string[] {
 		const dir = join(this.pinRoot, CGROUP_LINKS_DIR);
@@ -429,6 +461,7 @@ export class SocketLb {
 		this.links.clear();
 		this.svc.close();
 		this.addressed.close();
+		this.sources.close();
 		this.obj.close();
 	}
 

@@ -174,6 +174,7 @@ describe('socket load balancer (real kernel, real sockets)', () => {
 			affinityMaxEntries: 3000,
 			addressedMaxEntries: 4000,
 			refusedMaxEntries: 5000,
+			sourcesMaxEntries: 6000,
 		};
 		(await SocketLb.open({ pinRoot: root, config: sized })).close();
 		const size = (name: string): number => {
@@ -183,8 +184,8 @@ describe('socket load balancer (real kernel, real sockets)', () => {
 			return n;
 		};
 		assert.deepEqual(
-			[MapName.lb4Services, MapName.lb4Reverse, MapName.lb4Affinity, MapName.lb4Addressed, MapName.lb4Refused].map(size),
-			[1000, 2000, 3000, 4000, 5000],
+			[MapName.lb4Services, MapName.lb4Reverse, MapName.lb4Affinity, MapName.lb4Addressed, MapName.lb4Refused, MapName.lbSources].map(size),
+			[1000, 2000, 3000, 4000, 5000, 6000],
 		);
 		// A pinned map of another size is not silently replaced (its Services would vanish).
 		await assert.rejects(SocketLb.open({ pinRoot: root, config: { ...sized, servicesMaxEntries: 1001 } }), (e: SocketLbError) => {
@@ -473,6 +474,30 @@ describe('socket load balancer (real kernel, real sockets)', () => {
 		assert.equal((await other.tcp(POD.b1, WEB)).server, 'b1');
 		assert.equal(lb.addressedService(cookie('client2'), B1(WEB), 'TCP'), undefined);
 		assert.notEqual(cookie('client2'), cookie('client'));
+	});
+
+	it('leaves the sockets of a netns marked as a meshed source untranslated, refusing nothing', async () => {
+		const c2 = cookie('client2');
+		const meshed = lab.client(lab.pod('client2'), { inCgroup: true });
+		assert.deepEqual(lb.meshedSources(), []);
+		lb.setMeshedSource(c2, true);
+		try {
+			assert.deepEqual(lb.meshedSources(), [c2]);
+			const before = refusedCount(pinRoot);
+			const seen = records.length;
+			assert.equal((await meshed.tcp(VIP, 80)).server, 'sink', 'the ClusterIP is left to the ztunnel');
+			assert.equal((await meshed.udp(VIP, 53)).replies[0]?.server, 'sink');
+			assert.equal((await meshed.tcp(EMPTY_VIP, 80)).server, 'sink', 'not refused either');
+			assert.equal(refusedCount(pinRoot), before);
+			await sleep(100);
+			assert.equal(records.slice(seen).filter((r) => r.type === 'sock-drop').length, 0);
+			// Another pod is load-balanced as before.
+			assert.notEqual((await client.tcp(VIP, 80)).server, 'sink');
+		} finally {
+			lb.setMeshedSource(c2, false);
+		}
+		assert.deepEqual(lb.meshedSources(), []);
+		assert.notEqual((await meshed.tcp(VIP, 80)).server, 'sink', 'unmarked: translated again');
 	});
 
 	it('refuses bad input with a stable code and writes nothing', () => {

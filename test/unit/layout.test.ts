@@ -18,6 +18,7 @@ import {
 	Identity,
 	LB_MAX_BACKENDS,
 	LbFlags,
+	LbSourceFlags,
 	Match,
 	METRICS_ENTRIES,
 	METRICS_EVENTS_LOST,
@@ -78,6 +79,7 @@ const constants: Array<[string, number]> = [
 	['WEIR_METRICS_EVENTS_LOST', METRICS_EVENTS_LOST],
 	['WEIR_LB_MAX_BACKENDS', LB_MAX_BACKENDS],
 	['WEIR_LB_F_AFFINITY', LbFlags.Affinity],
+	['WEIR_LB_SRC_MESHED', LbSourceFlags.Meshed],
 ];
 
 interface CLayout {

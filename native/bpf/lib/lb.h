@@ -14,6 +14,7 @@
  *   affinity   client netns + service -> backend, for sessionAffinity: ClientIP
  *   addressed  client netns + backend + protocol -> service, for flows
  *   refused    client netns + frontend -> last refusal event, for its rate limit
+ *   sources    client netns -> flags: meshed sources are left untranslated
  *   sock       per-socket storage: the backend an unconnected UDP socket was given
  *
  * A frontend with no backend refuses the connect or send at once with ECONNREFUSED
@@ -95,6 +96,14 @@ struct {
 	__uint(max_entries, 16384);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } WEIR_MAP_LB4_REFUSED SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct weir_lb_source);
+	__uint(max_entries, 16384);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} WEIR_MAP_LB_SOURCES SEC(".maps");
 
 /**
  * struct weir_lb_sock - the backend an unconnected UDP socket was given (socket
@@ -294,6 +303,19 @@ static __always_inline void weir_lb4_remember(void *ctx, const struct weir_lb4_k
 }
 
 /**
+ * weir_lb_source_meshed() - whether the client's netns is a meshed source.
+ * Return: non-zero if userspace marked it WEIR_LB_SRC_MESHED: its ztunnel balances
+ * Services, so its sockets keep the ClusterIP they asked for.
+ */
+static __always_inline int weir_lb_source_meshed(void *ctx)
+{
+	__u64 netns = bpf_get_netns_cookie(ctx);
+	struct weir_lb_source *src = bpf_map_lookup_elem(&WEIR_MAP_LB_SOURCES, &netns);
+
+	return src && (src->flags & WEIR_LB_SRC_MESHED);
+}
+
+/**
  * weir_lb4_report_refusal() - put a refusal on the events ring, rate-limited.
  * @fe: the frontend the client asked for.
  *
@@ -375,8 +397,8 @@ static __always_inline void weir_lb4_report_refusal(struct bpf_sock_addr *ctx, c
  *
  * A UDP socket keeps the backend it was given for a frontend while it is still one of
  * the frontend's (socket storage): every datagram of a DNS query and its retries goes
- * to the server that will answer it. Destinations that are no frontend are untouched.
- * A refusal is reported (weir_lb4_report_refusal).
+ * to the server that will answer it. Destinations that are no frontend, and sockets
+ * of meshed sources, are untouched. A refusal is reported (weir_lb4_report_refusal).
  * Return: WEIR_LB_PASS, or WEIR_LB_REFUSE for a frontend without a backend.
  */
 static __always_inline int weir_lb4_xlate(struct bpf_sock_addr *ctx, __u8 proto)
@@ -393,7 +415,7 @@ static __always_inline int weir_lb4_xlate(struct bpf_sock_addr *ctx, __u8 proto)
 	__u64 now;
 
 	m = bpf_map_lookup_elem(&WEIR_MAP_LB4_SERVICES, &fe);
-	if (!m)
+	if (!m || weir_lb_source_meshed(ctx))
 		return WEIR_LB_PASS;
 	svc = *m;
 	if (!svc.count)

@@ -145,6 +145,21 @@ struct weir_sock_event {
 	__u32 pad2;
 };
 
+/* Source flags (weir_lb_source.flags). */
+#define WEIR_LB_SRC_MESHED (1u << 0) /* not load-balanced here: the node's ztunnel load-balances it */
+
+/*
+ * sources: hash, client netns cookie -> how the load balancer treats its sockets.
+ * Written by userspace. A source marked WEIR_LB_SRC_MESHED keeps the ClusterIP it
+ * asked for (connect4 and sendmsg4 leave it untranslated and refuse nothing), because
+ * its ztunnel load-balances the Service itself (DESIGN.md). Only a Service destination
+ * pays the lookup.
+ */
+struct weir_lb_source {
+	__u32 flags; /* WEIR_LB_SRC_* */
+	__u32 pad;
+};
+
 /* Map names (see weir_datapath.h). */
 #define WEIR_MAP_LB4_SERVICES  weir_lb4_services
 #define WEIR_MAP_LB4_REVERSE   weir_lb4_reverse
@@ -152,5 +167,6 @@ struct weir_sock_event {
 #define WEIR_MAP_LB4_ADDRESSED weir_lb4_addressed
 #define WEIR_MAP_LB4_REFUSED   weir_lb4_refused
 #define WEIR_MAP_LB_SOCK       weir_lb_sock
+#define WEIR_MAP_LB_SOURCES    weir_lb_sources
 
 #endif /* WEIR_LB_H */
