@@ -197,6 +197,8 @@ export class SocketLb {
 	 */
 	static async open(opts: SocketLbOptions): Promise<SocketLb> {
 		const config = { ...DEFAULT_LB_CONFIG, ...opts.config };
+		if (!Number.isInteger(config.refuseIntervalMs) || config.refuseIntervalMs < 0 || config.refuseIntervalMs > MAX_REFUSE_INTERVAL_MS)
+			bad('WEIR_ERR_CONFIG', `socket LB: refuseIntervalMs must be an integer in 0..${MAX_REFUSE_INTERVAL_MS}, got ${config.refuseIntervalMs}`);
 		assertOnBpffs(opts.pinRoot);
 		mkdirSync(opts.pinRoot, { recursive: true });
 		const sizes: Record<string, number> = {
@@ -207,8 +209,6 @@ export class SocketLb {
 			[MapName.lb4Refused]: config.refusedMaxEntries,
 			[MapName.lbSources]: config.sourcesMaxEntries,
 		};
-		if (!Number.isInteger(config.refuseIntervalMs) || config.refuseIntervalMs < 0 || config.refuseIntervalMs > MAX_REFUSE_INTERVAL_MS)
-			bad('WEIR_ERR_CONFIG', `socket LB: refuseIntervalMs must be an integer in 0..${MAX_REFUSE_INTERVAL_MS}, got ${config.refuseIntervalMs}`);
 		for (const [name, want] of Object.entries(sizes)) {
 			if (!Number.isInteger(want) || want < 1 || want > 0xffffffff)
 				bad('WEIR_ERR_CONFIG', `socket LB: the size of ${name} must be a positive integer, got ${want}`);

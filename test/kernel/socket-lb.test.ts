@@ -165,7 +165,11 @@ describe('socket load balancer (real kernel, real sockets)', () => {
 				}
 			}
 		}
-		await assert.rejects(SocketLb.open({ pinRoot: testPinRoot('lb-cfg'), config: { refuseIntervalMs: -1 } }), /refuseIntervalMs must be an integer/);
+		// A bad setting is refused before anything is made.
+		const refused = testPinRoot('lb-cfg');
+		scratch.push(refused);
+		await assert.rejects(SocketLb.open({ pinRoot: refused, config: { refuseIntervalMs: -1 } }), /refuseIntervalMs must be an integer/);
+		assert.equal(existsSync(refused), false);
 		const root = testPinRoot('lb-size');
 		scratch.push(root);
 		const sized = {
