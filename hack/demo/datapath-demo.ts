@@ -73,6 +73,7 @@ try {
 	});
 	const flows: DatapathEvent[] = [];
 	dp.subscribe((e) => {
+		if (e.type === 'sock-drop') return; // no socket load balancer in this lab
 		flows.push(e);
 		if (keep) say(`flow: ${flowLine(e)}`);
 	});

@@ -191,7 +191,11 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 		lb?.controller.schedule();
 	});
 	lb = config.kubeProxyReplacement ? await openServiceLb(config, watches, log) : await closeServiceLb(config, log);
-	const flowIndex = new FlowIndex(config.nodeName, undefined, lb ? serviceLookups(lb.socketLb, lb.controller, () => source.list(), netnsCookie) : undefined);
+	const flowIndex = new FlowIndex(
+		config.nodeName,
+		undefined,
+		lb ? serviceLookups(lb.socketLb, lb.controller, () => source.list(), netnsCookie, { identityOf: (ip) => datapath.endpoint(ip)?.identity }) : undefined,
+	);
 	controller = new PolicyController({
 		node: config.nodeName,
 		snapshot: () => ({

@@ -6,7 +6,7 @@
 // the policies that isolate the pod a drop was for, or that no policy applies.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Flow } from '../observe/flow.js';
-import { endpointName } from '../observe/flow.js';
+import { endpointName, suppressedText } from '../observe/flow.js';
 import { flowMatches, type RelayFilter } from '../relay/filter.js';
 import { toRequest, type FlowQuery } from '../relay/query.js';
 import { DEFAULTS, RELAY_DEFAULTS } from '../shared/defaults.js';
@@ -67,7 +67,7 @@ function time(v: string): string {
 export function policyOf(f: Flow): string {
 	const names = (ps: Flow['isolatedBy']): string => (ps ?? []).map((p) => `${p.namespace}/${p.name}`).join(', ');
 	if (f.verdict === 'DROPPED') {
-		const why = `${f.dropReason ?? 'DROPPED'}${f.dropReasonDesc ? `: ${f.dropReasonDesc}` : ''}`;
+		const why = `${f.dropReason ?? 'DROPPED'}${f.dropReasonDesc ? `: ${f.dropReasonDesc}` : ''}${f.suppressed ? `; ${suppressedText(f.suppressed)}` : ''}`;
 		return f.isolatedBy?.length ? `${why}; isolated by ${names(f.isolatedBy)}` : why;
 	}
 	if (f.verdict === 'AUDIT') return `would be denied; isolated by ${names(f.isolatedBy) || '?'}`;

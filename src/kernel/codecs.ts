@@ -11,6 +11,7 @@ import {
 	PolicyFlags,
 	Structs,
 	Verdict,
+	type Decoded,
 	decode,
 	dropReasonName,
 	encode,
@@ -203,7 +204,7 @@ const matchNames: Record<number, MatchName> = {
 	[Match.Host]: 'host',
 };
 
-/** One ring-buffer record, decoded. */
+/** One packet record of the ring buffer (weir_event), decoded. */
 export interface DatapathEvent {
 	tsNs: bigint;
 	type: 'drop' | 'policy-verdict';
@@ -231,19 +232,83 @@ export interface DatapathEvent {
 
 export const EVENT_SIZE = Structs.weir_event.size;
 
-export function decodeEvent(buf: Buffer): DatapathEvent {
-	const d = decode('weir_event', buf);
+/**
+ * A connect or send the socket load balancer refused (weir_sock_event): no packet
+ * existed, so the client is its network namespace and the destination the frontend.
+ */
+export interface SockDropEvent {
+	tsNs: bigint;
+	type: 'sock-drop';
+	direction: 'ingress' | 'egress';
+	verdict: VerdictName;
+	reason: number;
+	reasonName: string;
+	protocol: number;
+	/** the client socket's network namespace cookie */
+	netnsCookie: bigint;
+	/** the frontend (ClusterIP) and port the client asked for */
+	vip: string;
+	port: number;
+	serviceId: number;
+	/** refusals of this client netns to this frontend since its previous event, counted without one */
+	suppressed: number;
+}
+
+/** Any record of the events ring. */
+export type DatapathRecord = DatapathEvent | SockDropEvent;
+
+/** The weir_event_hdr fields every record starts with, decoded. */
+function header(d: Decoded): Pick<DatapathRecord, 'tsNs' | 'direction' | 'verdict' | 'reason' | 'reasonName' | 'protocol'> {
 	const reason = d['reason'] as number;
-	const family = d['family'] as number;
-	const addr = (k: string): string => (family === 0 ? '' : intToIpv4((d[k] as number[])[0]!));
 	return {
 		tsNs: d['ts_ns'] as bigint,
-		type: d['type'] === EventType.Drop ? 'drop' : 'policy-verdict',
 		direction: d['direction'] === Dir.Egress ? 'egress' : 'ingress',
 		verdict: verdictNames[d['verdict'] as number] ?? 'DROPPED',
 		reason,
 		reasonName: dropReasonName(reason),
 		protocol: d['protocol'] as number,
+	};
+}
+
+export function decodeSockEvent(buf: Buffer): SockDropEvent {
+	const d = decode('weir_sock_event', buf);
+	return {
+		...header(d),
+		type: 'sock-drop',
+		netnsCookie: d['netns_cookie'] as bigint,
+		vip: intToIpv4(d['address'] as number),
+		port: d['port'] as number,
+		serviceId: d['service_id'] as number,
+		suppressed: d['suppressed'] as number,
+	};
+}
+
+/**
+ * Decodes a record of the events ring by the type in its header (weir_event_hdr).
+ * Returns undefined for a type this build does not know, or a record too short for
+ * its type: the stream goes on without it.
+ */
+export function decodeRecord(buf: Buffer): DatapathRecord | undefined {
+	if (buf.length < Structs.weir_event_hdr.size) return undefined;
+	const type = buf.readUInt8(Structs.weir_event_hdr.fields.find((fl) => fl.name === 'type')!.offset);
+	switch (type) {
+		case EventType.Drop:
+		case EventType.PolicyVerdict:
+			return buf.length >= Structs.weir_event.size ? decodeEvent(buf) : undefined;
+		case EventType.SockDrop:
+			return buf.length >= Structs.weir_sock_event.size ? decodeSockEvent(buf) : undefined;
+		default:
+			return undefined;
+	}
+}
+
+export function decodeEvent(buf: Buffer): DatapathEvent {
+	const d = decode('weir_event', buf);
+	const family = d['family'] as number;
+	const addr = (k: string): string => (family === 0 ? '' : intToIpv4((d[k] as number[])[0]!));
+	return {
+		...header(d),
+		type: d['type'] === EventType.Drop ? 'drop' : 'policy-verdict',
 		tcpFlags: d['tcp_flags'] as number,
 		epId: d['ep_id'] as number,
 		srcIdentity: d['src_identity'] as number,

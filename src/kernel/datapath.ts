@@ -5,13 +5,13 @@ import { isBpffs } from './bpffs.js';
 import { dirname, join } from 'node:path';
 import { buildPath } from '../shared/package.js';
 import {
-	DatapathEvent,
+	DatapathRecord,
 	EndpointInfo,
 	decodeCt4Key,
 	decodeCtEntry,
 	decodeEndpointInfo,
 	decodeEndpointKey,
-	decodeEvent,
+	decodeRecord,
 	decodeIpcacheKey,
 	endpointInfo,
 	endpointKey,
@@ -308,6 +308,12 @@ export class Datapath {
 		return this.endpoints.delete(endpointKey(ip));
 	}
 
+	/** One address's endpoint entry (one map lookup), if it is a registered endpoint. */
+	endpoint(ip: string): EndpointInfo | undefined {
+		const v = this.endpoints.lookup(endpointKey(ip));
+		return v ? decodeEndpointInfo(v) : undefined;
+	}
+
 	endpointEntries(): Array<{ ip: string } & EndpointInfo> {
 		return this.endpoints.entries().map(([k, v]) => ({ ip: decodeEndpointKey(k), ...decodeEndpointInfo(v) }));
 	}
@@ -380,12 +386,15 @@ export class Datapath {
 	}
 
 	/**
-	 * Streams decoded ring-buffer events until the returned function is called. If
+	 * Streams decoded ring-buffer records until the returned function is called: the
+	 * pod programs' packet events and the socket load balancer's refusals (the ring is
+	 * shared by everything pinned under this root); a record of a type this build does
+	 * not know is skipped. If
 	 * the native poller dies, the stream closes and `onError` gets one DatapathError
 	 * (WEIR_ERR_EVENTS_STOPPED, cause: the NativeError with errno and op); without
 	 * `onError` it becomes a process warning.
 	 */
-	subscribe(onEvent: (ev: DatapathEvent) => void, onError?: (err: DatapathError) => void): () => void {
+	subscribe(onEvent: (ev: DatapathRecord) => void, onError?: (err: DatapathError) => void): () => void {
 		this.assertOpen();
 		const stop = (): void => {
 			ring.close();
@@ -394,7 +403,10 @@ export class Datapath {
 		const ring = native().openRingBuffer(
 			this.events,
 			(records) => {
-				for (const r of records) onEvent(decodeEvent(r));
+				for (const r of records) {
+					const ev = decodeRecord(r);
+					if (ev) onEvent(ev);
+				}
 			},
 			(cause) => {
 				stop();

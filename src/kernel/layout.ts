@@ -20,7 +20,8 @@ export const Dir = { Ingress: 0, Egress: 1 } as const;
 export type DirValue = (typeof Dir)[keyof typeof Dir];
 
 export const EndpointFlags = { IngressIsolated: 1, EgressIsolated: 2, Meshed: 4 } as const;
-export const EventType = { Drop: 1, PolicyVerdict: 2 } as const;
+/** Record types on the events ring: the `type` of weir_event_hdr, which every record starts with. */
+export const EventType = { Drop: 1, PolicyVerdict: 2, SockDrop: 3 } as const;
 export const Verdict = { Forwarded: 1, Dropped: 2, Audit: 3 } as const;
 export const Match = { None: 0, NotIsolated: 1, L3L4: 2, L3Only: 3, L4Only: 4, All: 5, Host: 6 } as const;
 export const CtFlags = { SeenReply: 1, Syn: 2, FinFwd: 4, FinRev: 8, Rst: 16, Icmp: 32 } as const;
@@ -35,6 +36,8 @@ export const METRICS_EVENTS_LOST = METRICS_ENTRIES;
 /** Socket LB (native/bpf/shared/weir_lb.h): backend slots a frontend may have. */
 export const LB_MAX_BACKENDS = 4096;
 export const LbFlags = { Affinity: 1 } as const;
+/** Flags of a socket LB source (weir_lb_source, keyed by netns cookie). */
+export const LbSourceFlags = { Meshed: 1 } as const;
 
 /** Map names, pinned by name under a node's bpffs directory. */
 export const MapName = {
@@ -48,7 +51,9 @@ export const MapName = {
 	lb4Reverse: 'weir_lb4_reverse',
 	lb4Affinity: 'weir_lb4_affinity',
 	lb4Addressed: 'weir_lb4_addressed',
+	lb4Refused: 'weir_lb4_refused',
 	lbSock: 'weir_lb_sock',
+	lbSources: 'weir_lb_sources',
 } as const;
 
 /** The WEIR_MAP_* macro of a MapName key: lb4Services -> WEIR_MAP_LB4_SERVICES. */
@@ -148,6 +153,21 @@ function defineStruct(name: string, specs: readonly FieldSpec[]): StructLayout {
 
 const f = (name: string, type: FieldType): FieldSpec => ({ name, type });
 
+/** weir_event_hdr: the first fields of every ring-buffer record (each record struct repeats them). */
+const EVENT_HDR: readonly FieldSpec[] = [
+	f('ts_ns', 'u64'),
+	f('type', 'u8'),
+	f('direction', 'u8'),
+	f('verdict', 'u8'),
+	f('family', 'u8'),
+	f('reason', 's16'),
+	f('protocol', 'u8'),
+	f('hdr_pad', 'u8'),
+];
+
+/** The structs that are records on the events ring, by their EventType. */
+export const EVENT_RECORDS = { weir_event: [EventType.Drop, EventType.PolicyVerdict], weir_sock_event: [EventType.SockDrop] } as const;
+
 export const Structs = {
 	weir_ipcache_key: defineStruct('weir_ipcache_key', [
 		f('prefixlen', 'u32'),
@@ -189,14 +209,9 @@ export const Structs = {
 		f('tcp_flags_seen', 'u8'),
 		f('pad', 'u8'),
 	]),
+	weir_event_hdr: defineStruct('weir_event_hdr', EVENT_HDR),
 	weir_event: defineStruct('weir_event', [
-		f('ts_ns', 'u64'),
-		f('type', 'u8'),
-		f('direction', 'u8'),
-		f('verdict', 'u8'),
-		f('family', 'u8'),
-		f('reason', 's16'),
-		f('protocol', 'u8'),
+		...EVENT_HDR.slice(0, -1),
 		f('tcp_flags', 'u8'),
 		f('ep_id', 'u32'),
 		f('src_identity', 'u32'),
@@ -247,6 +262,25 @@ export const Structs = {
 		f('pad', 'u8'),
 	]),
 	weir_lb4_addressed_value: defineStruct('weir_lb4_addressed_value', [f('last_ns', 'u64'), f('address', 'be32'), f('port', 'be16'), f('service_id', 'u16')]),
+	weir_lb4_refused_key: defineStruct('weir_lb4_refused_key', [
+		f('netns_cookie', 'u64'),
+		f('address', 'be32'),
+		f('port', 'be16'),
+		f('proto', 'u8'),
+		f('pad', 'u8'),
+	]),
+	weir_lb4_refused_value: defineStruct('weir_lb4_refused_value', [f('last_ns', 'u64'), f('suppressed', 'u32'), f('pad', 'u32')]),
+	weir_sock_event: defineStruct('weir_sock_event', [
+		...EVENT_HDR.slice(0, -1),
+		f('pad1', 'u8'),
+		f('netns_cookie', 'u64'),
+		f('address', 'be32'),
+		f('port', 'be16'),
+		f('service_id', 'u16'),
+		f('suppressed', 'u32'),
+		f('pad2', 'u32'),
+	]),
+	weir_lb_source: defineStruct('weir_lb_source', [f('flags', 'u32'), f('pad', 'u32')]),
 } as const;
 
 export type StructName = keyof typeof Structs;

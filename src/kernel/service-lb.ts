@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { buildPath } from '../shared/package.js';
 import { isIpv4 } from '../shared/ipv4.js';
 import { IPPROTO, decodeLb4Addressed, decodeLb4Key, decodeLb4Service, lb4AddressedKey, lb4Key, lb4Master, lb4Slot } from './codecs.js';
-import { LB_MAX_BACKENDS, LbFlags, MapName } from './layout.js';
+import { LB_MAX_BACKENDS, LbFlags, LbSourceFlags, MapName, decode, encode } from './layout.js';
 import { CGROUP_LINKS_DIR, CgroupHookPin, assertOnBpffs, pinnedCgroupLinks } from './datapath.js';
 import { NativeError, NativeLink, NativeMap, NativeObject, native } from './addon.js';
 
@@ -42,21 +42,32 @@ export interface SocketLbConfig {
 	tcpReverse: boolean;
 	/** record which Service each translation went through (addressedService(), flows) */
 	flowRecords: boolean;
+	/**
+	 * a connect refused for want of a backend is reported on the events ring at most
+	 * once per (client netns, frontend) per this many ms, the refusals in between
+	 * counted (the next report carries their number); 0: no reports, the counter only
+	 */
+	refuseIntervalMs: number;
 	/** max entries of each map; a pinned map of another size is refused (WEIR_ERR_LB_MAP_SIZE) */
 	servicesMaxEntries: number;
 	reverseMaxEntries: number;
 	affinityMaxEntries: number;
 	addressedMaxEntries: number;
+	refusedMaxEntries: number;
+	sourcesMaxEntries: number;
 }
 
 export const DEFAULT_LB_CONFIG: SocketLbConfig = {
 	udp: true,
 	tcpReverse: true,
 	flowRecords: true,
+	refuseIntervalMs: 1000,
 	servicesMaxEntries: 65536,
 	reverseMaxEntries: 131072,
 	affinityMaxEntries: 65536,
 	addressedMaxEntries: 131072,
+	refusedMaxEntries: 16384,
+	sourcesMaxEntries: 16384,
 };
 
 export interface SocketLbOptions {
@@ -95,6 +106,21 @@ const PROTO: Record<LbProtocol, number> = { TCP: IPPROTO.TCP, UDP: IPPROTO.UDP }
 function u8(v: boolean): Buffer {
 	return Buffer.from([v ? 1 : 0]);
 }
+
+function u32(v: number): Buffer {
+	const b = Buffer.alloc(4);
+	b.writeUInt32LE(v >>> 0);
+	return b;
+}
+
+function u64(v: bigint): Buffer {
+	const b = Buffer.alloc(8);
+	b.writeBigUInt64LE(v);
+	return b;
+}
+
+/** The longest refuse interval: an hour (the programs multiply it into ns). */
+const MAX_REFUSE_INTERVAL_MS = 3_600_000;
 
 function bad(code: string, message: string): never {
 	throw new SocketLbError(code, message);
@@ -160,6 +186,7 @@ export class SocketLb {
 		private readonly obj: NativeObject,
 		private readonly svc: NativeMap,
 		private readonly addressed: NativeMap,
+		private readonly sources: NativeMap,
 	) {}
 
 	/**
@@ -170,6 +197,8 @@ export class SocketLb {
 	 */
 	static async open(opts: SocketLbOptions): Promise<SocketLb> {
 		const config = { ...DEFAULT_LB_CONFIG, ...opts.config };
+		if (!Number.isInteger(config.refuseIntervalMs) || config.refuseIntervalMs < 0 || config.refuseIntervalMs > MAX_REFUSE_INTERVAL_MS)
+			bad('WEIR_ERR_CONFIG', `socket LB: refuseIntervalMs must be an integer in 0..${MAX_REFUSE_INTERVAL_MS}, got ${config.refuseIntervalMs}`);
 		assertOnBpffs(opts.pinRoot);
 		mkdirSync(opts.pinRoot, { recursive: true });
 		const sizes: Record<string, number> = {
@@ -177,6 +206,8 @@ export class SocketLb {
 			[MapName.lb4Reverse]: config.reverseMaxEntries,
 			[MapName.lb4Affinity]: config.affinityMaxEntries,
 			[MapName.lb4Addressed]: config.addressedMaxEntries,
+			[MapName.lb4Refused]: config.refusedMaxEntries,
+			[MapName.lbSources]: config.sourcesMaxEntries,
 		};
 		for (const [name, want] of Object.entries(sizes)) {
 			if (!Number.isInteger(want) || want < 1 || want > 0xffffffff)
@@ -199,6 +230,7 @@ export class SocketLb {
 				weir_cfg_lb_udp: u8(config.udp),
 				weir_cfg_lb_tcp_reverse: u8(config.tcpReverse),
 				weir_cfg_lb_flow_records: u8(config.flowRecords),
+				weir_cfg_lb_refuse_interval_ms: u32(config.refuseIntervalMs),
 			},
 			maxEntries: sizes,
 		});
@@ -208,7 +240,7 @@ export class SocketLb {
 			obj.close();
 			throw err;
 		}
-		const lb = new SocketLb(opts.pinRoot, config, obj, obj.map(MapName.lb4Services), obj.map(MapName.lb4Addressed));
+		const lb = new SocketLb(opts.pinRoot, config, obj, obj.map(MapName.lb4Services), obj.map(MapName.lb4Addressed), obj.map(MapName.lbSources));
 		if (opts.cgroupPath !== undefined) {
 			try {
 				lb.attach(opts.cgroupPath);
@@ -363,6 +395,28 @@ export class SocketLb {
 		return v ? decodeLb4Addressed(v).serviceId : undefined;
 	}
 
+	/**
+	 * Marks a client network namespace as a meshed source, or unmarks it: connect4 and
+	 * sendmsg4 then leave its sockets' ClusterIPs untranslated (and refuse nothing),
+	 * for its ztunnel load-balances Services itself (DESIGN.md). Nothing in the agent
+	 * marks sources yet: that comes with the ztunnel (docs/services.md).
+	 */
+	setMeshedSource(netnsCookie: bigint, meshed: boolean): void {
+		this.assertOpen();
+		if (meshed) this.sources.update(u64(netnsCookie), encode('weir_lb_source', { flags: LbSourceFlags.Meshed }));
+		else this.sources.delete(u64(netnsCookie));
+	}
+
+	/** The network namespace cookies marked as meshed sources. */
+	meshedSources(): bigint[] {
+		this.assertOpen();
+		return this.sources
+			.entries()
+			.filter(([, v]) => ((decode('weir_lb_source', v)['flags'] as number) & LbSourceFlags.Meshed) !== 0)
+			.map(([k]) => k.readBigUInt64LE(0))
+			.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+	}
+
 	/** The cgroups with pinned links under this pin root (this process's and earlier ones'). */
 	attachedCgroups(): string[] {
 		const dir = join(this.pinRoot, CGROUP_LINKS_DIR);
@@ -407,6 +461,7 @@ export class SocketLb {
 		this.links.clear();
 		this.svc.close();
 		this.addressed.close();
+		this.sources.close();
 		this.obj.close();
 	}
 

@@ -17,9 +17,12 @@ export interface VerdictLookups {
 
 type PodRef = { namespace: string; name: string; workload: string; labels: Record<string, string> };
 
-/** What the service load balancer answers about a connection a local client made. */
+/** What the service load balancer answers about a connection a local client made, or refused. */
 export interface ServiceLookups {
 	addressedService(client: string, backend: string, port: number, protocol: 'TCP' | 'UDP'): FlowServiceRef | undefined;
+	/** the local client behind a network namespace cookie: a pod, this node ('host'), or unknown */
+	clientByNetns(netnsCookie: bigint): { ip: string; identity: number } | 'host' | undefined;
+	serviceByFrontend(vip: string, port: number, protocol: 'TCP' | 'UDP'): FlowServiceRef | undefined;
 }
 
 const NO_VERDICTS: VerdictLookups = { rule: () => undefined, isolatedBy: () => [], reservedName: () => undefined };
@@ -60,7 +63,13 @@ export class FlowIndex {
 			rule: (id) => this.verdicts.rule(id),
 			isolatedBy: (epId, dir) => this.verdicts.isolatedBy(epId, dir),
 			wallClockMs: this.wallClockMs,
-			...(this.services ? { addressedService: (c, b, p, proto) => this.services!.addressedService(c, b, p, proto) } : {}),
+			...(this.services
+				? {
+						addressedService: (c, b, p, proto) => this.services!.addressedService(c, b, p, proto),
+						clientByNetns: (cookie) => this.services!.clientByNetns(cookie),
+						serviceByFrontend: (vip, port, proto) => this.services!.serviceByFrontend(vip, port, proto),
+					}
+				: {}),
 		};
 	}
 }

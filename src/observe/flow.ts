@@ -1,7 +1,9 @@
 // Flow records, after Hubble's: what the datapath saw, with both ends named and the
 // policy behind the verdict. Built from datapath events by a pure enricher that reads
-// the agent's current view through narrow lookups.
-import { DatapathEvent, IPPROTO } from '../kernel/codecs.js';
+// the agent's current view through narrow lookups: the pod programs' packet events,
+// and the socket load balancer's refusals (a connect to a Service with no ready
+// backend, Hubble's "Service backend not found"), which have no packet.
+import { DatapathEvent, DatapathRecord, IPPROTO, SockDropEvent } from '../kernel/codecs.js';
 import { DROP_REASON_TEXT, DropReasonName, Identity } from '../kernel/layout.js';
 
 export type FlowVerdict = 'FORWARDED' | 'DROPPED' | 'AUDIT';
@@ -58,6 +60,12 @@ export interface Flow {
 	isolatedBy?: FlowPolicyRef[];
 	/** how the verdict was reached (datapath match kind) */
 	match: string;
+	/**
+	 * (refusals of the socket load balancer) refusals of the same client to the same
+	 * frontend since the previous such flow, counted without a flow of their own: the
+	 * datapath reports one per client netns and frontend per interval (docs/services.md)
+	 */
+	suppressed?: number;
 	summary: string;
 }
 
@@ -75,6 +83,10 @@ export interface FlowContext {
 	wallClockMs(monoNs: bigint): number;
 	/** the Service a local client reached this backend through (socket load balancing), if any */
 	addressedService?(client: string, backend: string, port: number, protocol: 'TCP' | 'UDP'): FlowServiceRef | undefined;
+	/** the local client behind a network namespace cookie: a pod (its address and identity), this node, or unknown */
+	clientByNetns?(netnsCookie: bigint): { ip: string; identity: number } | 'host' | undefined;
+	/** the Service a frontend (ClusterIP, port, protocol) belongs to */
+	serviceByFrontend?(vip: string, port: number, protocol: 'TCP' | 'UDP'): FlowServiceRef | undefined;
 }
 
 const TCP_FLAG_NAMES: Array<[number, string]> = [
@@ -132,7 +144,7 @@ function endpoint(ctx: FlowContext, ip: string, identity: number, port: number |
 }
 
 export function endpointName(e: FlowEndpoint): string {
-	const where = e.pod ? `${e.namespace}/${e.pod}` : e.reserved ? `${e.ip} (${e.reserved})` : e.ip;
+	const where = e.pod ? `${e.namespace}/${e.pod}` : e.reserved ? (e.ip ? `${e.ip} (${e.reserved})` : e.reserved) : e.ip;
 	return e.port !== undefined && e.port !== 0 ? `${where}:${e.port}` : where;
 }
 
@@ -141,7 +153,54 @@ function policyRef(full: string): FlowPolicyRef {
 	return { kind: 'NetworkPolicy', namespace: namespace ?? '', name: name ?? full };
 }
 
-export function toFlow(ev: DatapathEvent, ctx: FlowContext): Flow {
+/** The flow of any ring-buffer record. */
+export function toFlow(ev: DatapathRecord, ctx: FlowContext): Flow {
+	return ev.type === 'sock-drop' ? sockDropFlow(ev, ctx) : packetFlow(ev, ctx);
+}
+
+/**
+ * A connect or send the socket load balancer refused: the client named by its
+ * network namespace (a local pod, or this node), the destination the ClusterIP and
+ * port it asked for, with the Service. No packet existed: no ports of the client, no
+ * TCP flags.
+ */
+function sockDropFlow(ev: SockDropEvent, ctx: FlowContext): Flow {
+	const protocol = ev.protocol === IPPROTO.UDP ? 'UDP' : 'TCP';
+	const client = ctx.clientByNetns?.(ev.netnsCookie);
+	const source: FlowEndpoint =
+		client === 'host'
+			? { ip: '', identity: Identity.Host, labels: [], reserved: 'host' }
+			: client
+				? endpoint(ctx, client.ip, client.identity, undefined)
+				: { ip: '', identity: Identity.Unknown, labels: [], reserved: `netns:${ev.netnsCookie}` };
+	const destination: FlowEndpoint = { ip: ev.vip, port: ev.port, identity: Identity.Unknown, labels: [] };
+	const svc = ctx.serviceByFrontend?.(ev.vip, ev.port, protocol);
+	if (svc) destination.service = svc;
+	const known = DROP_REASON_TEXT[ev.reasonName as DropReasonName] ?? `unknown reason ${ev.reason}`;
+	const flow: Flow = {
+		time: new Date(ctx.wallClockMs(ev.tsNs)).toISOString(),
+		node: ctx.node,
+		verdict: ev.verdict,
+		dropReason: ev.reasonName,
+		dropReasonDesc:
+			ev.reasonName === 'NO_SERVICE_BACKEND' && svc
+				? `no ready backend for Service ${svc.namespace}/${svc.name}:${svc.port}; the ${protocol === 'TCP' ? 'connect' : 'send'} was refused with ECONNREFUSED`
+				: known,
+		direction: ev.direction,
+		isReply: false,
+		ipVersion: 'IPv4',
+		protocol: protocolName(ev.protocol),
+		source,
+		destination,
+		match: 'none',
+		summary: '',
+	};
+	if (ev.suppressed > 0) flow.suppressed = ev.suppressed;
+	flow.summary = summarize(flow);
+	return flow;
+}
+
+function packetFlow(ev: DatapathEvent, ctx: FlowContext): Flow {
 	const hasPorts = ev.protocol === IPPROTO.TCP || ev.protocol === IPPROTO.UDP || ev.protocol === IPPROTO.SCTP;
 	const flow: Flow = {
 		time: new Date(ctx.wallClockMs(ev.tsNs)).toISOString(),
@@ -183,6 +242,7 @@ export function summarize(f: Flow): string {
 	if (f.verdict === 'DROPPED') {
 		why = ` (${f.dropReason}: ${f.dropReasonDesc}`;
 		if (f.isolatedBy?.length) why += `; isolated by ${f.isolatedBy.map((p) => `${p.namespace}/${p.name}`).join(', ')}`;
+		if (f.suppressed) why += `; ${suppressedText(f.suppressed)}`;
 		why += ')';
 	} else if (f.verdict === 'AUDIT') {
 		why = ` (would be denied; isolated by ${(f.isolatedBy ?? []).map((p) => `${p.namespace}/${p.name}`).join(', ')})`;
@@ -191,6 +251,11 @@ export function summarize(f: Flow): string {
 	}
 	const via = f.destination.service ? ` (service ${f.destination.service.namespace}/${f.destination.service.name}:${f.destination.service.port})` : '';
 	return `${endpointName(f.source)} -> ${endpointName(f.destination)}${via} ${f.direction} ${l4} ${f.verdict}${why}`;
+}
+
+/** What a flow's `suppressed` count says, in words. */
+export function suppressedText(n: number): string {
+	return `${n} more refused since the previous report`;
 }
 
 /** Flow filters, as `weir observe` and the API take them. */

@@ -119,6 +119,12 @@ export class ServiceController {
 		return e ? { ...e.service, frontend: e.frontend } : undefined;
 	}
 
+	/** The Service a frontend (ClusterIP, port, protocol) belongs to, as last applied. */
+	serviceByFrontend(f: Frontend): (ServiceEntry['service'] & { id: number; frontend: Frontend }) | undefined {
+		const e = this.last?.entries.get(frontendKey(f));
+		return e ? { ...e.service, id: e.id, frontend: e.frontend } : undefined;
+	}
+
 	get problems(): readonly ServiceProblem[] {
 		return this.last?.problems ?? [];
 	}

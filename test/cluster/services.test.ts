@@ -245,6 +245,26 @@ for (const kubeProxy of [true, false]) {
 				1000,
 			);
 			t.diagnostic(refused.out);
+			// The refusal is a flow at the client's node: the pod, the ClusterIP, the Service.
+			{
+				const url = fwd.find((f) => f.node === k.nodes[0]!.name)!.url;
+				const drop = await waitFor(
+					'the refusal as a flow',
+					30_000,
+					async () =>
+						(await flows(url, 'verdict=DROPPED&namespace=x&limit=2000')).find(
+							(f) => f.dropReason === 'NO_SERVICE_BACKEND' && f.source.pod === client.pod && f.destination.service?.name === 's',
+						),
+					1000,
+				);
+				assert.deepEqual(
+					{ ns: drop.destination.service?.namespace, direction: drop.direction, source: drop.source.namespace, port: drop.destination.port },
+					{ ns: 'y', direction: 'egress', source: 'x', port: drop.destination.service?.vipPort },
+				);
+				assert.equal(drop.destination.ip, drop.destination.service?.vip, 'the ClusterIP: no backend was chosen');
+				assert.match(drop.dropReasonDesc ?? '', /^no ready backend for Service y\/s:/);
+				t.diagnostic(drop.summary);
+			}
 			await k.kubectl(['-n', 'y', 'scale', 'deployment/s', '--replicas=1']);
 			const sy2 = await podOf(k, 'y', 's');
 			const back = await waitFor(

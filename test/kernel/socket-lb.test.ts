@@ -3,7 +3,9 @@
 // directory the programs are attached to, backends are identifying servers in lab
 // namespaces, and the ClusterIPs (198.19.0.0/24) belong to no interface: the node
 // routes them to a "sink" pod that takes the whole range as local, so a connect that
-// is not translated is answered by the sink and shows it. Needs root; removes every
+// is not translated is answered by the sink and shows it. Refusals are read off the
+// events ring through a Datapath on the same pin root, as the agent reads them: one
+// ring for the pod programs and the socket hooks. Needs root; removes every
 // namespace, process, cgroup and pin it made, also on failure.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +13,12 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SocketLb, SocketLbConfig, SocketLbError, netnsCookie, type Backend, type Frontend } from '../../src/kernel/service-lb.js';
-import { removePinRoot, uninstallPins } from '../../src/kernel/datapath.js';
+import { Datapath, removePinRoot, uninstallPins } from '../../src/kernel/datapath.js';
+import type { DatapathRecord, SockDropEvent } from '../../src/kernel/codecs.js';
+import { serviceLookups } from '../../src/agent/service-lb.js';
+import { FlowIndex } from '../../src/observe/flow-index.js';
+import { toFlow } from '../../src/observe/flow.js';
+import type * as k8s from '@kubernetes/client-node';
 import { native, type NativeError } from '../../src/kernel/addon.js';
 import { DropReason, MapName, REASON_MAX, Structs, encode, decode } from '../../src/kernel/layout.js';
 import { ipv4ToInt } from '../../src/shared/ipv4.js';
@@ -85,10 +92,27 @@ function servers(answers: ReadonlyArray<{ server?: string }>): Set<string | unde
 	return new Set(answers.map((a) => a.server));
 }
 
+/** Waits until `pred` holds over the collected records, or fails with what came. */
+async function until(records: readonly DatapathRecord[], pred: () => boolean, what: string, ms = 3000): Promise<void> {
+	const deadline = Date.now() + ms;
+	while (!pred()) {
+		if (Date.now() > deadline) assert.fail(`${what}: not within ${ms} ms; ${records.length} records`);
+		await new Promise((r) => setTimeout(r, 20));
+	}
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 describe('socket load balancer (real kernel, real sockets)', () => {
 	let lab: LbLab;
 	let lb: SocketLb;
 	let client: LbClient;
+	/** the pod programs' side of the same pin root: its subscription reads the shared events ring */
+	let dp: Datapath | undefined;
+	let stopEvents: (() => void) | undefined;
+	const records: DatapathRecord[] = [];
+	const refusals = (cookieOf: bigint, vip: string, port: number, proto: number): SockDropEvent[] =>
+		records.filter((r): r is SockDropEvent => r.type === 'sock-drop' && r.netnsCookie === cookieOf && r.vip === vip && r.port === port && r.protocol === proto);
 	const pinRoot = testPinRoot('lb');
 	const scratch: string[] = [];
 
@@ -107,11 +131,15 @@ describe('socket load balancer (real kernel, real sockets)', () => {
 		await Promise.all([lab.ident(lab.pod('b1'), 'b1', [WEB, DNS]), lab.ident(lab.pod('b2'), 'b2', [WEB, DNS]), lab.ident(lab.pod('sink'), 'sink', [80, 53])]);
 		lb = await open({ cgroupPath: lab.cgroup });
 		for (const s of [S_WEB, S_DNS, S_EMPTY, S_EMPTY_UDP, S_STICKY]) lb.upsertService(s);
+		dp = await Datapath.open({ pinRoot });
+		stopEvents = dp.subscribe((r) => records.push(r));
 		client = lab.client(lab.pod('client'), { inCgroup: true });
 	});
 
 	after(async () => {
 		try {
+			stopEvents?.();
+			dp?.close();
 			lb?.close();
 		} finally {
 			try {
@@ -127,17 +155,31 @@ describe('socket load balancer (real kernel, real sockets)', () => {
 		for (const udp of [true, false]) {
 			for (const tcpReverse of [true, false]) {
 				for (const flowRecords of [true, false]) {
-					const root = testPinRoot('lb-cfg');
-					scratch.push(root);
-					const l = await SocketLb.open({ pinRoot: root, config: { udp, tcpReverse, flowRecords } });
-					assert.deepEqual(l.services(), []);
-					l.close();
+					for (const refuseIntervalMs of [1000, 0]) {
+						const root = testPinRoot('lb-cfg');
+						scratch.push(root);
+						const l = await SocketLb.open({ pinRoot: root, config: { udp, tcpReverse, flowRecords, refuseIntervalMs } });
+						assert.deepEqual(l.services(), []);
+						l.close();
+					}
 				}
 			}
 		}
+		// A bad setting is refused before anything is made.
+		const refused = testPinRoot('lb-cfg');
+		scratch.push(refused);
+		await assert.rejects(SocketLb.open({ pinRoot: refused, config: { refuseIntervalMs: -1 } }), /refuseIntervalMs must be an integer/);
+		assert.equal(existsSync(refused), false);
 		const root = testPinRoot('lb-size');
 		scratch.push(root);
-		const sized = { servicesMaxEntries: 1000, reverseMaxEntries: 2000, affinityMaxEntries: 3000, addressedMaxEntries: 4000 };
+		const sized = {
+			servicesMaxEntries: 1000,
+			reverseMaxEntries: 2000,
+			affinityMaxEntries: 3000,
+			addressedMaxEntries: 4000,
+			refusedMaxEntries: 5000,
+			sourcesMaxEntries: 6000,
+		};
 		(await SocketLb.open({ pinRoot: root, config: sized })).close();
 		const size = (name: string): number => {
 			const m = native().openPinnedMap(join(root, name));
@@ -145,7 +187,10 @@ describe('socket load balancer (real kernel, real sockets)', () => {
 			m.close();
 			return n;
 		};
-		assert.deepEqual([MapName.lb4Services, MapName.lb4Reverse, MapName.lb4Affinity, MapName.lb4Addressed].map(size), [1000, 2000, 3000, 4000]);
+		assert.deepEqual(
+			[MapName.lb4Services, MapName.lb4Reverse, MapName.lb4Affinity, MapName.lb4Addressed, MapName.lb4Refused, MapName.lbSources].map(size),
+			[1000, 2000, 3000, 4000, 5000, 6000],
+		);
 		// A pinned map of another size is not silently replaced (its Services would vanish).
 		await assert.rejects(SocketLb.open({ pinRoot: root, config: { ...sized, servicesMaxEntries: 1001 } }), (e: SocketLbError) => {
 			assert.equal(e.code, 'WEIR_ERR_LB_MAP_SIZE');
@@ -220,6 +265,113 @@ describe('socket load balancer (real kernel, real sockets)', () => {
 		// Not translated, the same address would have reached the sink: the refusal is the LB's.
 		const direct = await lab.client(lab.pod('client'), { inCgroup: false }).tcp(EMPTY_VIP, 80);
 		assert.equal(direct.server, 'sink', JSON.stringify(direct));
+	});
+
+	it('reports a refusal on the shared events ring: the client netns cookie, the frontend, the Service id', async () => {
+		const other = lab.client(lab.pod('client2'), { inCgroup: true });
+		const c2 = cookie('client2');
+		const t0 = process.hrtime.bigint();
+		assert.equal((await other.tcp(EMPTY_VIP, 80)).code, 'ECONNREFUSED');
+		assert.equal((await other.udp(EMPTY_VIP, 53)).code, 'ECONNREFUSED');
+		// A process of the same pod outside the cgroup is not the load balancer's: no record.
+		assert.equal((await lab.client(lab.pod('client2'), { inCgroup: false }).tcp(EMPTY_VIP, 80)).server, 'sink');
+		await until(records, () => refusals(c2, EMPTY_VIP, 53, 17).length > 0, 'the UDP refusal');
+		await sleep(100);
+		const [tcp, ...moreTcp] = refusals(c2, EMPTY_VIP, 80, 6);
+		assert.deepEqual(moreTcp, [], 'one refusal, one record');
+		assert.ok(tcp && tcp.tsNs >= t0 && tcp.tsNs <= process.hrtime.bigint(), `recorded now (CLOCK_MONOTONIC): ${tcp?.tsNs} vs ${t0}`);
+		assert.deepEqual(
+			{ ...tcp, tsNs: 0n },
+			{
+				tsNs: 0n,
+				type: 'sock-drop',
+				direction: 'egress',
+				verdict: 'DROPPED',
+				reason: DropReason.NO_SERVICE_BACKEND,
+				reasonName: 'NO_SERVICE_BACKEND',
+				protocol: 6,
+				netnsCookie: c2,
+				vip: EMPTY_VIP,
+				port: 80,
+				serviceId: S_EMPTY.id,
+				suppressed: 0,
+			},
+		);
+		const [udp, ...moreUdp] = refusals(c2, EMPTY_VIP, 53, 17);
+		assert.deepEqual(moreUdp, []);
+		assert.deepEqual([udp!.serviceId, udp!.suppressed, udp!.reasonName], [S_EMPTY_UDP.id, 0, 'NO_SERVICE_BACKEND']);
+		assert.equal(
+			records.filter((r) => r.type === 'sock-drop' && r.netnsCookie === c2).length,
+			2,
+			'nothing else from that namespace: translated connects and outside processes make no record',
+		);
+
+		// As the agent names it: the pod whose netns has that cookie, the Service of that frontend.
+		const netnsPath = `/run/netns/${lab.pod('client2').netns}`;
+		const index = new FlowIndex(
+			'lab',
+			() => 0,
+			serviceLookups(
+				lb,
+				{
+					serviceById: () => undefined,
+					serviceByFrontend: (f) => (f.vip === EMPTY_VIP && f.port === 80 ? { namespace: 'y', name: 'empty', port: 'http', id: 3, frontend: f } : undefined),
+				},
+				() => [{ namespace: 'x', pod: 'client2', ip: POD.client2, epId: 2, ifindex: 2, netns: netnsPath }],
+				netnsCookie,
+			),
+		);
+		index.update([{ metadata: { namespace: 'x', name: 'client2' }, spec: { containers: [] }, status: { podIP: POD.client2 } } as k8s.V1Pod], {
+			rule: () => undefined,
+			isolatedBy: () => [],
+			reservedName: () => undefined,
+		});
+		const flow = toFlow(tcp!, index.context());
+		assert.match(
+			flow.summary,
+			new RegExp(
+				`^x/client2 -> ${EMPTY_VIP.replace(/\./g, '\\.')}:80 \\(service y/empty:http\\) egress TCP DROPPED \\(NO_SERVICE_BACKEND: no ready backend for Service y/empty:http`,
+			),
+		);
+	});
+
+	it('reports at most one refusal per client netns and frontend per interval, and counts every one', async () => {
+		const c2 = cookie('client2');
+		const key = (): SockDropEvent[] => refusals(c2, EMPTY_VIP, 80, 6);
+		const already = key().reduce((n, e) => n + 1 + e.suppressed, 0);
+		assert.equal(already, 1, 'the previous test refused this key once');
+		const counted = refusedCount(pinRoot);
+		// Two processes of one pod refused in a loop at once (both CPUs): 2 x 400 refusals.
+		const loops = [lab.client(lab.pod('client2'), { inCgroup: true }), lab.client(lab.pod('client2'), { inCgroup: true })];
+		const t0 = Date.now();
+		const benches = await Promise.all(loops.map((c) => c.bench(EMPTY_VIP, 80, 400)));
+		const elapsedMs = Date.now() - t0;
+		assert.deepEqual(
+			benches.map((b) => b.failures),
+			[400, 400],
+			'every connect refused',
+		);
+		assert.equal(refusedCount(pinRoot), counted + 800n, 'every refusal counted in weir_metrics');
+		await sleep(150);
+		const during = key();
+		assert.ok(during.length <= 1 + Math.ceil(elapsedMs / 1000) + 1, `${during.length} records for 801 refusals in ${elapsedMs} ms`);
+		for (let i = 1; i < during.length; i++) {
+			assert.ok(during[i]!.tsNs - during[i - 1]!.tsNs >= 1_000_000_000n, 'records of one key are at least the interval apart');
+		}
+		// After the interval, the next refusal reports with the number of those that had none.
+		await sleep(1100);
+		assert.equal((await loops[0]!.tcp(EMPTY_VIP, 80)).code, 'ECONNREFUSED');
+		await until(records, () => key().length === during.length + 1, 'the report after the interval');
+		const all = key();
+		assert.equal(
+			all.reduce((n, e) => n + 1 + e.suppressed, 0),
+			1 + 800 + 1,
+			`every refusal is a record or in a record's count: ${all.map((e) => e.suppressed).join(',')}`,
+		);
+		assert.ok(all.at(-1)!.suppressed > 0);
+		// Another frontend of the same pod has its own budget.
+		assert.equal((await loops[1]!.udp(EMPTY_VIP, 53)).code, 'ECONNREFUSED');
+		await until(records, () => refusals(c2, EMPTY_VIP, 53, 17).length === 2, 'the UDP key, past its interval');
 	});
 
 	it('keeps a client on one backend with sessionAffinity, until the timeout', async () => {
@@ -326,6 +478,30 @@ describe('socket load balancer (real kernel, real sockets)', () => {
 		assert.equal((await other.tcp(POD.b1, WEB)).server, 'b1');
 		assert.equal(lb.addressedService(cookie('client2'), B1(WEB), 'TCP'), undefined);
 		assert.notEqual(cookie('client2'), cookie('client'));
+	});
+
+	it('leaves the sockets of a netns marked as a meshed source untranslated, refusing nothing', async () => {
+		const c2 = cookie('client2');
+		const meshed = lab.client(lab.pod('client2'), { inCgroup: true });
+		assert.deepEqual(lb.meshedSources(), []);
+		lb.setMeshedSource(c2, true);
+		try {
+			assert.deepEqual(lb.meshedSources(), [c2]);
+			const before = refusedCount(pinRoot);
+			const seen = records.length;
+			assert.equal((await meshed.tcp(VIP, 80)).server, 'sink', 'the ClusterIP is left to the ztunnel');
+			assert.equal((await meshed.udp(VIP, 53)).replies[0]?.server, 'sink');
+			assert.equal((await meshed.tcp(EMPTY_VIP, 80)).server, 'sink', 'not refused either');
+			assert.equal(refusedCount(pinRoot), before);
+			await sleep(100);
+			assert.equal(records.slice(seen).filter((r) => r.type === 'sock-drop').length, 0);
+			// Another pod is load-balanced as before.
+			assert.notEqual((await client.tcp(VIP, 80)).server, 'sink');
+		} finally {
+			lb.setMeshedSource(c2, false);
+		}
+		assert.deepEqual(lb.meshedSources(), []);
+		assert.notEqual((await meshed.tcp(VIP, 80)).server, 'sink', 'unmarked: translated again');
 	});
 
 	it('refuses bad input with a stable code and writes nothing', () => {

@@ -10,6 +10,7 @@ import {
 	CtFlags,
 	Dir,
 	DropReason,
+	EVENT_RECORDS,
 	EndpointFlags,
 	EventType,
 	Family,
@@ -17,6 +18,7 @@ import {
 	Identity,
 	LB_MAX_BACKENDS,
 	LbFlags,
+	LbSourceFlags,
 	Match,
 	METRICS_ENTRIES,
 	METRICS_EVENTS_LOST,
@@ -51,6 +53,7 @@ const constants: Array<[string, number]> = [
 	['WEIR_EP_MESHED', EndpointFlags.Meshed],
 	['WEIR_EVENT_DROP', EventType.Drop],
 	['WEIR_EVENT_POLICY_VERDICT', EventType.PolicyVerdict],
+	['WEIR_EVENT_SOCK_DROP', EventType.SockDrop],
 	['WEIR_VERDICT_FORWARDED', Verdict.Forwarded],
 	['WEIR_VERDICT_DROPPED', Verdict.Dropped],
 	['WEIR_VERDICT_AUDIT', Verdict.Audit],
@@ -76,6 +79,7 @@ const constants: Array<[string, number]> = [
 	['WEIR_METRICS_EVENTS_LOST', METRICS_EVENTS_LOST],
 	['WEIR_LB_MAX_BACKENDS', LB_MAX_BACKENDS],
 	['WEIR_LB_F_AFFINITY', LbFlags.Affinity],
+	['WEIR_LB_SRC_MESHED', LbSourceFlags.Meshed],
 ];
 
 interface CLayout {
@@ -148,6 +152,32 @@ test('constants and enum values match the C headers', () => {
 	for (const [name, value] of constants) {
 		assert.equal(value, c.constants[name], name);
 	}
+});
+
+test('every ring-buffer record starts with weir_event_hdr, so its type tells records apart', () => {
+	const hdr = Structs.weir_event_hdr;
+	assert.equal(hdr.size, 16);
+	const types: number[] = [];
+	for (const [name, recordTypes] of Object.entries(EVENT_RECORDS)) {
+		const rec = Structs[name as keyof typeof Structs];
+		assert.ok(rec.size >= hdr.size, name);
+		// The header's fields, at the header's offsets (checked against C above); its last
+		// byte is each record's own (weir_event: tcp_flags).
+		for (const fl of hdr.fields.slice(0, -1)) {
+			const same = rec.fields.find((r) => r.name === fl.name);
+			assert.deepEqual(
+				same && { offset: same.offset, size: same.size, type: same.type },
+				{ offset: fl.offset, size: fl.size, type: fl.type },
+				`${name}.${fl.name}`,
+			);
+		}
+		assert.ok(
+			rec.fields.some((r) => r.offset === hdr.size - 1 && r.size === 1),
+			`${name}: one byte at offset ${hdr.size - 1}`,
+		);
+		types.push(...recordTypes);
+	}
+	assert.deepEqual(types.sort(), Object.values(EventType).slice().sort(), 'every event type is one record struct');
 });
 
 /**

@@ -6,7 +6,14 @@ import { CgroupError, nodePart, resolveCgroupRoot, unifiedPath } from '../../src
 import { serviceLookups, type SocketLbHandle } from '../../src/agent/service-lb.js';
 import { FlowIndex } from '../../src/observe/flow-index.js';
 import { toFlow } from '../../src/observe/flow.js';
-import type { DatapathEvent } from '../../src/kernel/codecs.js';
+import { decodeRecord, type DatapathEvent, type SockDropEvent } from '../../src/kernel/codecs.js';
+import { DropReason, EventType, Identity, encode } from '../../src/kernel/layout.js';
+import { ipv4ToInt } from '../../src/shared/ipv4.js';
+import { matchesFilter } from '../../src/observe/flow.js';
+import { formatFlow } from '../../src/cli/observe.js';
+import { flowMatches } from '../../src/relay/filter.js';
+import { toRequest } from '../../src/relay/query.js';
+import type * as k8s from '@kubernetes/client-node';
 
 test('the node part of a pod container cgroup path, for each kubelet layout', () => {
 	assert.equal(unifiedPath('12:pids:/x\n1:name=systemd:/y\n0::/weir-weir/n1/kubepods/besteffort/pod1/abc\n'), '/weir-weir/n1/kubepods/besteffort/pod1/abc');
@@ -72,6 +79,7 @@ test('a flow to a backend names the Service its client addressed, and only then'
 	const svc = {
 		serviceById: (id: number) =>
 			id === 9 ? { namespace: 'y', name: 's', port: 'http', frontend: { vip: '10.96.0.20', port: 80, protocol: 'TCP' as const } } : undefined,
+		serviceByFrontend: () => undefined,
 	};
 	const endpoints = [{ namespace: 'x', pod: 'a', ip: '10.244.1.5', epId: 1, ifindex: 5, netns: '/var/run/netns/cni-a' }];
 	let cookieReads = 0;
@@ -94,4 +102,154 @@ test('a flow to a backend names the Service its client addressed, and only then'
 	assert.equal(toFlow(event({ src: '10.244.1.99' }), index.context()).destination.service, undefined, 'a client that is not a local pod');
 	assert.equal(cookieReads, 1, 'a pod netns cookie is read once');
 	assert.ok(calls.every((c) => c.startsWith('77 ')));
+});
+
+/** A refusal record as the socket LB programs put it on the ring (weir_sock_event). */
+function refusalRecord(over: { cookie?: bigint; vip?: string; port?: number; proto?: number; suppressed?: number } = {}): Buffer {
+	return encode('weir_sock_event', {
+		ts_ns: 5_000_000n,
+		type: EventType.SockDrop,
+		direction: 1,
+		verdict: 2,
+		family: 4,
+		reason: DropReason.NO_SERVICE_BACKEND,
+		protocol: over.proto ?? 6,
+		netns_cookie: over.cookie ?? 77n,
+		address: ipv4ToInt(over.vip ?? '10.96.0.30'),
+		port: over.port ?? 80,
+		service_id: 12,
+		suppressed: over.suppressed ?? 0,
+	});
+}
+
+function refusalLookups(hostCookie = 1n) {
+	const lb: SocketLbHandle = { services: () => [], upsertService: () => undefined, deleteService: () => undefined, addressedService: () => undefined };
+	const empty = { namespace: 'y', name: 'empty', port: 'http', id: 12, frontend: { vip: '10.96.0.30', port: 80, protocol: 'TCP' as const } };
+	const svc = {
+		serviceById: () => undefined,
+		serviceByFrontend: (f: { vip: string; port: number; protocol: string }) =>
+			f.vip === '10.96.0.30' && f.port === 80 && f.protocol === 'TCP' ? empty : undefined,
+	};
+	const endpoints = [
+		{ namespace: 'x', pod: 'a', ip: '10.244.1.5', epId: 1, ifindex: 5, netns: '/var/run/netns/cni-a' },
+		{ namespace: 'x', pod: 'gone', ip: '10.244.1.6', epId: 2, ifindex: 6, netns: '/var/run/netns/cni-gone' },
+	];
+	const cookies: Record<string, bigint> = { '/var/run/netns/cni-a': 77n, '/proc/self/ns/net': hostCookie };
+	const reads: string[] = [];
+	const lookups = serviceLookups(
+		lb,
+		svc,
+		() => endpoints,
+		(path) => {
+			reads.push(path);
+			const c = cookies[path];
+			if (c === undefined) throw new Error(`ENOENT ${path}`);
+			return c;
+		},
+		{ identityOf: (ip) => (ip === '10.244.1.5' ? 300 : undefined) },
+	);
+	const index = new FlowIndex('n1', (ns) => 1_700_000_000_000 + Number(ns / 1_000_000n), lookups);
+	index.update(
+		[
+			{
+				metadata: {
+					namespace: 'x',
+					name: 'a',
+					labels: { app: 'a' },
+					ownerReferences: [{ kind: 'ReplicaSet', name: 'a-7c6cf4b867', apiVersion: 'apps/v1', uid: 'u' }],
+				},
+				spec: { containers: [] },
+				status: { phase: 'Running', podIP: '10.244.1.5', podIPs: [{ ip: '10.244.1.5' }] },
+			} as k8s.V1Pod,
+		],
+		{ rule: () => undefined, isolatedBy: () => [], reservedName: () => undefined },
+	);
+	return { index, reads };
+}
+
+test('a refusal record decodes by its type, and becomes a DROPPED flow that names the pod and the Service', () => {
+	const ev = decodeRecord(refusalRecord()) as SockDropEvent;
+	assert.equal(ev.type, 'sock-drop');
+	assert.deepEqual(
+		{ ...ev },
+		{
+			tsNs: 5_000_000n,
+			type: 'sock-drop',
+			direction: 'egress',
+			verdict: 'DROPPED',
+			reason: DropReason.NO_SERVICE_BACKEND,
+			reasonName: 'NO_SERVICE_BACKEND',
+			protocol: 6,
+			netnsCookie: 77n,
+			vip: '10.96.0.30',
+			port: 80,
+			serviceId: 12,
+			suppressed: 0,
+		},
+	);
+	// A packet record is still a packet record; unknown types and short records are skipped.
+	assert.equal((decodeRecord(encode('weir_event', { type: EventType.Drop, family: 4, saddr: [0x0a000001, 0, 0, 0] })) as DatapathEvent).src, '10.0.0.1');
+	assert.equal(decodeRecord(encode('weir_sock_event', { type: 99 })), undefined);
+	assert.equal(decodeRecord(refusalRecord().subarray(0, 20)), undefined);
+	assert.equal(decodeRecord(Buffer.alloc(4)), undefined);
+
+	const { index } = refusalLookups();
+	const f = toFlow(ev, index.context());
+	assert.equal(f.verdict, 'DROPPED');
+	assert.equal(f.dropReason, 'NO_SERVICE_BACKEND');
+	assert.equal(f.dropReasonDesc, 'no ready backend for Service y/empty:http; the connect was refused with ECONNREFUSED');
+	assert.equal(f.direction, 'egress');
+	assert.equal(f.isReply, false);
+	assert.equal(f.protocol, 'TCP');
+	assert.equal(f.tcpFlags, undefined, 'no packet, no flags');
+	assert.equal(f.time, new Date(1_700_000_000_005).toISOString());
+	assert.deepEqual(f.source, { ip: '10.244.1.5', identity: 300, namespace: 'x', pod: 'a', workload: 'a', labels: ['app=a'] });
+	assert.deepEqual(f.destination, {
+		ip: '10.96.0.30',
+		port: 80,
+		identity: Identity.Unknown,
+		labels: [],
+		service: { namespace: 'y', name: 'empty', port: 'http', vip: '10.96.0.30', vipPort: 80 },
+	});
+	assert.equal(
+		f.summary,
+		'x/a -> 10.96.0.30:80 (service y/empty:http) egress TCP DROPPED (NO_SERVICE_BACKEND: no ready backend for Service y/empty:http; the connect was refused with ECONNREFUSED)',
+	);
+	assert.equal(
+		formatFlow(f),
+		'22:13:20.005 [n1] x/a -> 10.96.0.30:80 (service y/empty:http) egress TCP DROPPED (NO_SERVICE_BACKEND: no ready backend for Service y/empty:http; the connect was refused with ECONNREFUSED)',
+	);
+	// The observer API's filters and the relay's (weir observe) find it.
+	assert.ok(matchesFilter(f, { verdict: 'DROPPED', namespace: 'x', pod: 'x/a', port: 80, protocol: 'TCP' }));
+	assert.equal(matchesFilter(f, { verdict: 'FORWARDED' }), false);
+	assert.ok(flowMatches(f, toRequest({ verdict: ['DROPPED'], 'drop-reason': ['NO_SERVICE_BACKEND'], 'from-namespace': ['x'], 'to-port': [80] }).filter));
+	assert.equal(flowMatches(f, toRequest({ 'from-namespace': ['y'] }).filter), false);
+});
+
+test('a refusal names what it can: the count it stands for, a UDP send, the node, an unknown client or Service', () => {
+	const { index, reads } = refusalLookups(1n);
+	const later = toFlow(decodeRecord(refusalRecord({ suppressed: 41 }))!, index.context());
+	assert.equal(later.suppressed, 41);
+	assert.match(later.summary, /refused with ECONNREFUSED; 41 more refused since the previous report\)$/);
+	assert.match(formatFlow(later), /; 41 more refused since the previous report\)$/);
+	assert.equal(toFlow(decodeRecord(refusalRecord())!, index.context()).suppressed, undefined);
+
+	const udp = toFlow(decodeRecord(refusalRecord({ proto: 17, port: 53 }))!, index.context());
+	assert.equal(udp.protocol, 'UDP');
+	assert.equal(udp.destination.service, undefined, 'no Service has that frontend (any more)');
+	assert.equal(udp.dropReasonDesc, 'the Service has no ready backend: the connect was refused (ECONNREFUSED)');
+
+	const host = toFlow(decodeRecord(refusalRecord({ cookie: 1n }))!, index.context());
+	assert.deepEqual(host.source, { ip: '', identity: Identity.Host, labels: [], reserved: 'host' });
+	assert.match(host.summary, /^host -> 10\.96\.0\.30:80 \(service y\/empty:http\) egress TCP DROPPED/);
+
+	const stranger = toFlow(decodeRecord(refusalRecord({ cookie: 5n }))!, index.context());
+	assert.deepEqual(stranger.source, { ip: '', identity: Identity.Unknown, labels: [], reserved: 'netns:5' });
+	// Each pod's netns was opened once (the gone one too), whatever the number of refusals.
+	assert.deepEqual(reads.filter((r) => r.includes('cni-')).sort(), ['/var/run/netns/cni-a', '/var/run/netns/cni-gone']);
+
+	// Without the socket load balancer (kube-proxy-replacement off) nothing is named, nothing breaks.
+	const bare = toFlow(decodeRecord(refusalRecord())!, new FlowIndex('n1', () => 0).context());
+	assert.equal(bare.source.reserved, 'netns:77');
+	assert.equal(bare.destination.service, undefined);
 });

@@ -4,14 +4,8 @@
 #define WEIR_EVENTS_H
 
 #include "common.h"
-#include "metrics.h"
+#include "event_ring.h"
 #include "parse.h"
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} WEIR_MAP_EVENTS SEC(".maps");
 
 /**
  * struct weir_verdict - what the hook decided about one packet, for its event.
@@ -30,18 +24,16 @@ struct weir_verdict {
 };
 
 /**
- * weir_emit() - put one event on the ring buffer.
+ * weir_emit() - put one event on the ring buffer (event_ring.h).
  * A full ring buffer loses the event, never the packet; the loss is counted at
  * WEIR_METRICS_EVENTS_LOST so the agent can report it.
  */
 static __always_inline void weir_emit(struct __sk_buff *skb, const struct weir_pkt *p, const struct weir_verdict *v)
 {
-	struct weir_event *ev = bpf_ringbuf_reserve(&WEIR_MAP_EVENTS, sizeof(*ev), 0);
+	struct weir_event *ev = weir_ring_reserve(sizeof(*ev));
 
-	if (!ev) {
-		weir_metrics_add(WEIR_METRICS_EVENTS_LOST, 0);
+	if (!ev)
 		return;
-	}
 	ev->ts_ns = bpf_ktime_get_ns();
 	ev->type = v->type;
 	ev->direction = v->dir;

@@ -13,10 +13,16 @@
  *   reverse    socket + backend -> frontend, for recvmsg4 / getpeername4
  *   affinity   client netns + service -> backend, for sessionAffinity: ClientIP
  *   addressed  client netns + backend + protocol -> service, for flows
+ *   refused    client netns + frontend -> last refusal event, for its rate limit
+ *   sources    client netns -> flags: meshed sources are left untranslated
  *   sock       per-socket storage: the backend an unconnected UDP socket was given
  *
  * A frontend with no backend refuses the connect or send at once with ECONNREFUSED
- * (bpf_set_retval) and counts WEIR_DROP_NO_SERVICE_BACKEND in the shared metrics.
+ * (bpf_set_retval), counts WEIR_DROP_NO_SERVICE_BACKEND in the shared metrics and
+ * reports it on the shared events ring (event_ring.h) as a WEIR_EVENT_SOCK_DROP,
+ * at most once per client netns and frontend per weir_cfg_lb_refuse_interval_ms.
+ *
+ * Atomics (cmpxchg, xchg) need clang -mcpu=v3 (the Makefile sets it for this object).
  */
 #ifndef WEIR_LIB_LB_H
 #define WEIR_LIB_LB_H
@@ -24,6 +30,7 @@
 #include <linux/errno.h>
 
 #include "common.h"
+#include "event_ring.h"
 #include "metrics.h"
 #include "../shared/weir_lb.h"
 
@@ -37,6 +44,12 @@ const volatile __u8 weir_cfg_lb_udp = 1;
 const volatile __u8 weir_cfg_lb_tcp_reverse = 1;
 /* Record which Service each translation went through (the addressed map, for flows). */
 const volatile __u8 weir_cfg_lb_flow_records = 1;
+/*
+ * A refused connect (no backend) of a client netns to a frontend is reported on the
+ * events ring at most once per this many ms; the refusals in between are counted and
+ * their number rides on the next report. 0: no reports, the counter only.
+ */
+const volatile __u32 weir_cfg_lb_refuse_interval_ms = 1000;
 
 /*
  * Not preallocated: an element replaced or deleted by userspace is freed after an RCU
@@ -75,6 +88,22 @@ struct {
 	__uint(max_entries, 131072);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } WEIR_MAP_LB4_ADDRESSED SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct weir_lb4_refused_key);
+	__type(value, struct weir_lb4_refused_value);
+	__uint(max_entries, 16384);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} WEIR_MAP_LB4_REFUSED SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct weir_lb_source);
+	__uint(max_entries, 16384);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} WEIR_MAP_LB_SOURCES SEC(".maps");
 
 /**
  * struct weir_lb_sock - the backend an unconnected UDP socket was given (socket
@@ -274,6 +303,93 @@ static __always_inline void weir_lb4_remember(void *ctx, const struct weir_lb4_k
 }
 
 /**
+ * weir_lb_source_meshed() - whether the client's netns is a meshed source.
+ * Return: non-zero if userspace marked it WEIR_LB_SRC_MESHED: its ztunnel balances
+ * Services, so its sockets keep the ClusterIP they asked for.
+ */
+static __always_inline int weir_lb_source_meshed(void *ctx)
+{
+	__u64 netns = bpf_get_netns_cookie(ctx);
+	struct weir_lb_source *src = bpf_map_lookup_elem(&WEIR_MAP_LB_SOURCES, &netns);
+
+	return src && (src->flags & WEIR_LB_SRC_MESHED);
+}
+
+/**
+ * weir_lb4_report_refusal() - put a refusal on the events ring, rate-limited.
+ * @fe: the frontend the client asked for.
+ *
+ * One WEIR_EVENT_SOCK_DROP per (client netns, frontend) per refuse interval, so a
+ * client retrying in a loop cannot flood the ring the pod programs share. Which
+ * refusal reports is decided by a compare-and-swap of the key's last report time:
+ * concurrent refusals on several CPUs give one report, never two. The others add to
+ * the key's suppressed count, which the next report carries and resets (an exchange,
+ * so no increment between the read and the reset is lost). A report lost to a full
+ * ring (counted at WEIR_METRICS_EVENTS_LOST) gives its count back to the key.
+ */
+static __always_inline void weir_lb4_report_refusal(struct bpf_sock_addr *ctx, const struct weir_lb4_key *fe,
+						    __u16 service_id)
+{
+	struct weir_lb4_refused_key key = {
+		.netns_cookie = bpf_get_netns_cookie(ctx),
+		.address = fe->address,
+		.port = fe->dport,
+		.proto = fe->proto,
+	};
+	struct weir_lb4_refused_value fresh = {};
+	struct weir_lb4_refused_value *v;
+	struct weir_sock_event *ev;
+	__u32 suppressed = 0;
+	__u64 now, last;
+
+	if (!weir_cfg_lb_refuse_interval_ms)
+		return;
+	now = bpf_ktime_get_ns();
+	v = bpf_map_lookup_elem(&WEIR_MAP_LB4_REFUSED, &key);
+	if (v) {
+		last = v->last_ns;
+		if (now - last < (__u64)weir_cfg_lb_refuse_interval_ms * 1000000ULL ||
+		    __sync_val_compare_and_swap(&v->last_ns, last, now) != last) {
+			__sync_fetch_and_add(&v->suppressed, 1);
+			return;
+		}
+		suppressed = __sync_lock_test_and_set(&v->suppressed, 0);
+	} else {
+		fresh.last_ns = now;
+		if (bpf_map_update_elem(&WEIR_MAP_LB4_REFUSED, &key, &fresh, BPF_NOEXIST)) {
+			/* Another CPU's refusal made the entry first: that one reports. */
+			v = bpf_map_lookup_elem(&WEIR_MAP_LB4_REFUSED, &key);
+			if (v)
+				__sync_fetch_and_add(&v->suppressed, 1);
+			return;
+		}
+	}
+	ev = weir_ring_reserve(sizeof(*ev));
+	if (!ev) {
+		if (!v)
+			v = bpf_map_lookup_elem(&WEIR_MAP_LB4_REFUSED, &key);
+		if (v)
+			__sync_fetch_and_add(&v->suppressed, suppressed + 1);
+		return;
+	}
+	ev->ts_ns = now;
+	ev->type = WEIR_EVENT_SOCK_DROP;
+	ev->direction = WEIR_DIR_EGRESS;
+	ev->verdict = WEIR_VERDICT_DROPPED;
+	ev->family = WEIR_FAMILY_IPV4;
+	ev->reason = (__s16)WEIR_DROP_NO_SERVICE_BACKEND;
+	ev->protocol = fe->proto;
+	ev->pad1 = 0;
+	ev->netns_cookie = key.netns_cookie;
+	ev->address = fe->address;
+	ev->port = fe->dport;
+	ev->service_id = service_id;
+	ev->suppressed = suppressed;
+	ev->pad2 = 0;
+	bpf_ringbuf_submit(ev, 0);
+}
+
+/**
  * weir_lb4_xlate() - translate a socket's destination if it is a Service frontend.
  * @ctx: connect4 or sendmsg4 context; user_ip4/user_port is the destination asked for
  * and becomes the backend's.
@@ -281,7 +397,8 @@ static __always_inline void weir_lb4_remember(void *ctx, const struct weir_lb4_k
  *
  * A UDP socket keeps the backend it was given for a frontend while it is still one of
  * the frontend's (socket storage): every datagram of a DNS query and its retries goes
- * to the server that will answer it. Destinations that are no frontend are untouched.
+ * to the server that will answer it. Destinations that are no frontend, and sockets
+ * of meshed sources, are untouched. A refusal is reported (weir_lb4_report_refusal).
  * Return: WEIR_LB_PASS, or WEIR_LB_REFUSE for a frontend without a backend.
  */
 static __always_inline int weir_lb4_xlate(struct bpf_sock_addr *ctx, __u8 proto)
@@ -298,11 +415,11 @@ static __always_inline int weir_lb4_xlate(struct bpf_sock_addr *ctx, __u8 proto)
 	__u64 now;
 
 	m = bpf_map_lookup_elem(&WEIR_MAP_LB4_SERVICES, &fe);
-	if (!m)
+	if (!m || weir_lb_source_meshed(ctx))
 		return WEIR_LB_PASS;
 	svc = *m;
 	if (!svc.count)
-		return WEIR_LB_REFUSE;
+		goto refuse;
 	now = bpf_ktime_get_coarse_ns();
 	if (proto == IPPROTO_UDP) {
 		sk = ctx->sk;
@@ -313,7 +430,7 @@ static __always_inline int weir_lb4_xlate(struct bpf_sock_addr *ctx, __u8 proto)
 			goto chosen;
 	}
 	if (weir_lb4_select(ctx, &fe, &svc, now, &be))
-		return WEIR_LB_REFUSE;
+		goto refuse;
 chosen:
 	if (st) {
 		st->address = fe.address;
@@ -327,6 +444,9 @@ chosen:
 	ctx->user_ip4 = be.addr;
 	ctx->user_port = be.port;
 	return WEIR_LB_PASS;
+refuse:
+	weir_lb4_report_refusal(ctx, &fe, svc.service_id);
+	return WEIR_LB_REFUSE;
 }
 
 /**

@@ -38,9 +38,13 @@
 #define WEIR_EP_EGRESS_ISOLATED	 (1u << 1)
 #define WEIR_EP_MESHED		 (1u << 2)
 
-/* Event types on the ring buffer. */
-#define WEIR_EVENT_DROP		  1
-#define WEIR_EVENT_POLICY_VERDICT 2
+/*
+ * Record types on the events ring buffer (the type field of struct weir_event_hdr):
+ * every record starts with that header, and its type says which struct it is.
+ */
+#define WEIR_EVENT_DROP		  1 /* struct weir_event: a packet dropped */
+#define WEIR_EVENT_POLICY_VERDICT 2 /* struct weir_event: a new connection's verdict */
+#define WEIR_EVENT_SOCK_DROP	  3 /* struct weir_sock_event (weir_lb.h): a connect or send refused, no packet */
 
 /* Verdicts carried by events. */
 #define WEIR_VERDICT_FORWARDED 1
@@ -144,7 +148,24 @@ struct weir_ct_entry {
 	__u8 pad;
 };
 
-/* Ring-buffer event: drops and one policy verdict per new connection. */
+/*
+ * The first 16 bytes of every record on the events ring buffer, whatever its type:
+ * the agent reads type here to know which struct the record is. Each record struct
+ * repeats these fields, in this order, as its own first fields (checked by
+ * test/unit/layout.test.ts), so that each stays one flat struct.
+ */
+struct weir_event_hdr {
+	__u64 ts_ns;	/* bpf_ktime_get_ns() */
+	__u8 type;	/* WEIR_EVENT_* */
+	__u8 direction; /* WEIR_DIR_* */
+	__u8 verdict;	/* WEIR_VERDICT_* */
+	__u8 family;	/* WEIR_FAMILY_* */
+	__s16 reason;	/* WEIR_OK or a WEIR_DROP_* code */
+	__u8 protocol;
+	__u8 hdr_pad; /* the record's own (weir_event: tcp_flags) */
+};
+
+/* Ring-buffer event (WEIR_EVENT_DROP, WEIR_EVENT_POLICY_VERDICT): one packet. */
 struct weir_event {
 	__u64 ts_ns;	/* bpf_ktime_get_ns() */
 	__u8 type;	/* WEIR_EVENT_* */

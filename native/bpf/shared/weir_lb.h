@@ -101,11 +101,72 @@ struct weir_lb4_addressed_value {
 	__u16 service_id;
 };
 
+/*
+ * refused: LRU hash, (client netns, frontend) -> the last refusal event it gave and
+ * the refusals counted since without one. A connect refused for want of a backend
+ * emits a WEIR_EVENT_SOCK_DROP at most once per key per weir_cfg_lb_refuse_interval_ms;
+ * the ones in between only count here (and, like every refusal, in weir_metrics), and
+ * the next event carries their number. Written only by the programs.
+ */
+struct weir_lb4_refused_key {
+	__u64 netns_cookie; /* bpf_get_netns_cookie() of the client socket */
+	__u32 address;	    /* frontend, network order */
+	__u16 port;	    /* frontend port, network order */
+	__u8 proto;
+	__u8 pad;
+};
+
+struct weir_lb4_refused_value {
+	__u64 last_ns;	  /* bpf_ktime_get_ns() of the last event emitted for the key */
+	__u32 suppressed; /* refusals since then without an event */
+	__u32 pad;
+};
+
+/*
+ * A connect or send the load balancer refused (WEIR_EVENT_SOCK_DROP on the events
+ * ring, next to the pod programs' struct weir_event). A socket hook runs before any
+ * packet exists: there is no source address yet, so the client is named by its
+ * network namespace. The first fields are struct weir_event_hdr's (weir_datapath.h).
+ */
+struct weir_sock_event {
+	__u64 ts_ns;	    /* bpf_ktime_get_ns() */
+	__u8 type;	    /* WEIR_EVENT_SOCK_DROP */
+	__u8 direction;	    /* WEIR_DIR_EGRESS: the client sends */
+	__u8 verdict;	    /* WEIR_VERDICT_DROPPED */
+	__u8 family;	    /* WEIR_FAMILY_IPV4 */
+	__s16 reason;	    /* WEIR_DROP_NO_SERVICE_BACKEND */
+	__u8 protocol;	    /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad1;	    /* (weir_event_hdr.hdr_pad) */
+	__u64 netns_cookie; /* bpf_get_netns_cookie() of the client socket */
+	__u32 address;	    /* the frontend asked for, network order */
+	__u16 port;	    /* its port, network order */
+	__u16 service_id;
+	__u32 suppressed; /* refusals of this (netns, frontend) since its previous event, counted without one */
+	__u32 pad2;
+};
+
+/* Source flags (weir_lb_source.flags). */
+#define WEIR_LB_SRC_MESHED (1u << 0) /* not load-balanced here: the node's ztunnel load-balances it */
+
+/*
+ * sources: hash, client netns cookie -> how the load balancer treats its sockets.
+ * Written by userspace. A source marked WEIR_LB_SRC_MESHED keeps the ClusterIP it
+ * asked for (connect4 and sendmsg4 leave it untranslated and refuse nothing), because
+ * its ztunnel load-balances the Service itself (DESIGN.md). Only a Service destination
+ * pays the lookup.
+ */
+struct weir_lb_source {
+	__u32 flags; /* WEIR_LB_SRC_* */
+	__u32 pad;
+};
+
 /* Map names (see weir_datapath.h). */
 #define WEIR_MAP_LB4_SERVICES  weir_lb4_services
 #define WEIR_MAP_LB4_REVERSE   weir_lb4_reverse
 #define WEIR_MAP_LB4_AFFINITY  weir_lb4_affinity
 #define WEIR_MAP_LB4_ADDRESSED weir_lb4_addressed
+#define WEIR_MAP_LB4_REFUSED   weir_lb4_refused
 #define WEIR_MAP_LB_SOCK       weir_lb_sock
+#define WEIR_MAP_LB_SOURCES    weir_lb_sources
 
 #endif /* WEIR_LB_H */
