@@ -158,27 +158,25 @@ export class Datapath {
 	 */
 	static async open(opts: DatapathOptions): Promise<Datapath> {
 		const config = { ...DEFAULT_CONFIG, ...opts.config };
+		// The configuration is checked (encoded) before anything is made in bpffs.
+		const rodata = {
+			weir_cfg_allow_host: u8(config.allowHost),
+			weir_cfg_audit: u8(config.audit),
+			weir_cfg_verdict_events: u8(config.verdictEvents),
+			weir_cfg_ct_tcp_lifetime: u32(config.ctTcpLifetimeSec),
+			weir_cfg_ct_syn_lifetime: u32(config.ctSynLifetimeSec),
+			weir_cfg_ct_close_lifetime: u32(config.ctCloseLifetimeSec),
+			weir_cfg_ct_other_lifetime: u32(config.ctOtherLifetimeSec),
+			weir_cfg_capture: u8(config.capture),
+			weir_cfg_proxy_port: u16(config.proxyPort),
+			weir_cfg_proxy_addr: ipv4Be(config.proxyAddress),
+			weir_cfg_capture_mark: u32(config.captureMark),
+			weir_cfg_capture_mask: u32(config.captureMask),
+			weir_cfg_ztunnel_mark: u32(config.ztunnelMark),
+		};
 		assertOnBpffs(opts.pinRoot);
 		mkdirSync(opts.pinRoot, { recursive: true });
-		const objectPath = opts.objectPath ?? defaultObjectPath();
-		const obj = native().openObject(objectPath, {
-			pinRoot: opts.pinRoot,
-			rodata: {
-				weir_cfg_allow_host: u8(config.allowHost),
-				weir_cfg_audit: u8(config.audit),
-				weir_cfg_verdict_events: u8(config.verdictEvents),
-				weir_cfg_ct_tcp_lifetime: u32(config.ctTcpLifetimeSec),
-				weir_cfg_ct_syn_lifetime: u32(config.ctSynLifetimeSec),
-				weir_cfg_ct_close_lifetime: u32(config.ctCloseLifetimeSec),
-				weir_cfg_ct_other_lifetime: u32(config.ctOtherLifetimeSec),
-				weir_cfg_capture: u8(config.capture),
-				weir_cfg_proxy_port: u16(config.proxyPort),
-				weir_cfg_proxy_addr: ipv4Be(config.proxyAddress),
-				weir_cfg_capture_mark: u32(config.captureMark),
-				weir_cfg_capture_mask: u32(config.captureMask),
-				weir_cfg_ztunnel_mark: u32(config.ztunnelMark),
-			},
-		});
+		const obj = native().openObject(opts.objectPath ?? defaultObjectPath(), { pinRoot: opts.pinRoot, rodata });
 		try {
 			await obj.load();
 		} catch (err) {

@@ -282,7 +282,9 @@ describe('load-time configuration', () => {
 							removePinRoot(pinRoot);
 						}
 					}
-		await assert.rejects(Datapath.open({ pinRoot: testPinRoot('verifier'), config: { proxyAddress: 'nowhere' } }), /proxyAddress must be an IPv4 address/);
+		const bad = testPinRoot('verifier');
+		await assert.rejects(Datapath.open({ pinRoot: bad, config: { proxyAddress: 'nowhere' } }), /proxyAddress must be an IPv4 address/);
+		assert.equal(existsSync(bad), false, 'a bad setting leaves nothing in bpffs');
 	});
 
 	test('audit mode reports a denial as AUDIT and lets the packet through', async () => {

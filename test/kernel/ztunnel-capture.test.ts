@@ -124,6 +124,36 @@ async function whoami(pod: Pod, port: number, children: Set<ChildProcess>): Prom
 	});
 }
 
+/** A long-lived connection from a pod (probe.js stream: a line every 100 ms, each echo printed). */
+function stream(
+	pod: Pod,
+	ip: string,
+	port: number,
+	children: Set<ChildProcess>,
+): { out: () => string; lines: () => number; exited: () => boolean; stop: () => void } {
+	const child = spawn('ip', ['netns', 'exec', pod.netns, process.execPath, resolve(repoRoot, 'dist/hack/lab/probe.js'), 'stream', ip, String(port)], {
+		stdio: ['ignore', 'pipe', 'inherit'],
+	});
+	children.add(child);
+	child.on('exit', () => children.delete(child));
+	let out = '';
+	child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+	return {
+		out: () => out,
+		lines: () => out.split('\n').length - 1,
+		exited: () => child.exitCode !== null || child.signalCode !== null,
+		stop: () => child.kill('SIGKILL'),
+	};
+}
+
+async function waitFor(pred: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+	const deadline = Date.now() + timeoutMs;
+	while (!pred()) {
+		if (Date.now() > deadline) throw new Error(`timed out waiting: ${what}`);
+		await new Promise((r) => setTimeout(r, 50));
+	}
+}
+
 function proxyUnavailable(dp: Datapath): bigint {
 	return dp
 		.readMetrics()
@@ -264,6 +294,37 @@ describe('transparent capture into a ztunnel process', () => {
 			assert.ok(!zt!.events.some((e) => e.event === 'captured' && e.dst?.address === plain.ip));
 		} finally {
 			dp.setEndpoint(meshed.ip, { epId: epOf(mi), identity: identityOf(mi), ifindex: meshed.hostIfindex, flags: EndpointFlags.Meshed });
+		}
+	});
+
+	test('meshing a pod, or no longer, changes its new connections; the open ones keep their path until they close', async () => {
+		const mi = topo.pods.indexOf(meshed);
+		const setMeshed = (on: boolean): void =>
+			dp.setEndpoint(meshed.ip, { epId: epOf(mi), identity: identityOf(mi), ifindex: meshed.hostIfindex, flags: on ? EndpointFlags.Meshed : 0 });
+		const peerOf = (out: string): string | undefined => /^peer (\S+):\d+$/m.exec(out)?.[1];
+		const viaZtunnel = NODE_IP;
+		try {
+			setMeshed(false);
+			const direct = stream(meshed, server.ip, 8080, children);
+			await waitFor(() => direct.lines() > 3, 'the direct stream runs');
+			assert.equal(peerOf(direct.out()), meshed.ip, 'opened while not meshed: direct');
+			setMeshed(true);
+			assert.match((await client(meshed, server.ip, 8080, 'now-meshed')).data, new RegExp(`^peer ${viaZtunnel}:`), 'a new connection is captured');
+			const n = direct.lines();
+			await waitFor(() => direct.lines() > n + 3, 'the direct stream goes on, still direct');
+			const captured = stream(meshed, server.ip, 8080, children);
+			await waitFor(() => captured.lines() > 3, 'the captured stream runs');
+			assert.equal(peerOf(captured.out()), viaZtunnel, 'opened while meshed: through the ztunnel');
+			setMeshed(false);
+			assert.match((await client(meshed, server.ip, 8080, 'unmeshed')).data, new RegExp(`^peer ${meshed.ip}:`), 'a new connection goes direct');
+			const m = captured.lines();
+			await waitFor(() => captured.lines() > m + 3, 'the captured stream goes on through the ztunnel');
+			assert.equal(direct.exited(), false);
+			assert.equal(captured.exited(), false);
+			direct.stop();
+			captured.stop();
+		} finally {
+			setMeshed(true);
 		}
 	});
 
