@@ -6,6 +6,12 @@
  * enforces the pod's egress policy. weir_to_pod runs at tc egress: it sees what is
  * delivered to the pod and enforces its ingress policy. Both share weir_handle(),
  * which the compiler specialises for each direction.
+ *
+ * A meshed pod's TCP is captured after its policy allowed it: weir_from_pod hands
+ * it to the node ztunnel's socket (lib/capture.h), and the conntrack entry remembers
+ * that, so every later packet of the connection goes the same way, or is dropped if
+ * the ztunnel is gone. Why in tc with bpf_sk_assign, not Istio's in-pod sockets:
+ * docs/ztunnel.md.
  */
 #include "lib/common.h"
 #include "lib/pod_config.h"
@@ -15,6 +21,7 @@
 #include "lib/policy.h"
 #include "lib/conntrack.h"
 #include "lib/events.h"
+#include "lib/capture.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -35,6 +42,7 @@ static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 	struct weir_endpoint_info *ep;
 	struct weir_ct_entry *ct;
 	__u32 peer, isolated;
+	__u16 ct_flags = 0;
 	__u64 now;
 	__u16 ethertype;
 	int ret, res;
@@ -69,6 +77,18 @@ static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 	now = bpf_ktime_get_coarse_ns();
 	res = weir_ct_lookup4(&p, dir, now, &ct);
 	if ((res == WEIR_CT_ESTABLISHED || res == WEIR_CT_REPLY) && ct->ifindex == skb->ifindex) {
+		if (dir == WEIR_DIR_EGRESS && (ct->flags & WEIR_CT_F_PROXY) && p.protocol == IPPROTO_TCP) {
+			ret = weir_capture(skb, &p, weir_tcp_is_syn(&p));
+			if (ret < 0) {
+				__builtin_memset(&v, 0, sizeof(v));
+				v.type = WEIR_EVENT_DROP;
+				v.dir = dir;
+				v.verdict = WEIR_VERDICT_DROPPED;
+				v.ep_id = ct->ep_id;
+				v.is_reply = res == WEIR_CT_REPLY;
+				goto drop_err;
+			}
+		}
 		weir_ct_account(ct, &p, res == WEIR_CT_REPLY, now);
 		weir_count(WEIR_OK, dir, p.len);
 		return TC_ACT_OK;
@@ -137,7 +157,24 @@ static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 		}
 	}
 
-	ret = weir_ct_create4(&p, dir, now, v.rule_id, ep->ep_id, peer, skb->ifindex);
+	/*
+	 * Policy first, then capture: what the pod may not open never reaches the
+	 * ztunnel. A SYN without a ztunnel listener leaves no conntrack entry behind.
+	 */
+	if (dir == WEIR_DIR_EGRESS && weir_capture_eligible(skb, &p, ep->flags)) {
+		ret = weir_capture(skb, &p, weir_tcp_is_syn(&p));
+		if (ret == WEIR_OK)
+			ct_flags = WEIR_CT_F_PROXY;
+		else if (weir_tcp_is_syn(&p))
+			goto drop_err;
+		/* Else a packet of a connection the ztunnel does not own (opened before the pod was meshed): as before. */
+	} else if (dir == WEIR_DIR_INGRESS && weir_cfg_ztunnel_mark && skb->mark == weir_cfg_ztunnel_mark &&
+		   p.protocol == IPPROTO_TCP) {
+		/* The ztunnel connects to the pod: the pod's replies must go back to its socket. */
+		ct_flags = WEIR_CT_F_PROXY;
+	}
+
+	ret = weir_ct_create4(&p, dir, now, v.rule_id, ep->ep_id, peer, skb->ifindex, ct_flags);
 	if (ret < 0)
 		goto drop_err;
 	if (weir_cfg_verdict_events) {

@@ -178,6 +178,8 @@ export interface NativeRouteSpec {
 	scope?: 'universe' | 'link' | 'host';
 	onlink?: boolean;
 	table?: number;
+	/** 'unicast' (default) or 'local' (scope host unless given): `local default dev lo table T` */
+	type?: 'unicast' | 'local';
 }
 
 export interface NativeRouteRow {
@@ -188,6 +190,51 @@ export interface NativeRouteRow {
 	scope: 'universe' | 'link' | 'host';
 	table: number;
 	onlink: boolean;
+	/** the route's type (always set by the addon) */
+	type?: 'unicast' | 'local' | 'other';
+}
+
+/** An IPv4 policy-routing rule: `ip rule add pref PRIORITY fwmark FWMARK/FWMASK lookup TABLE`. */
+export interface NativeRuleSpec {
+	priority: number;
+	fwmark: number;
+	/** default 0xffffffff */
+	fwmask?: number;
+	table: number;
+}
+
+export interface NativeRuleRow {
+	priority: number;
+	/** 0 when the rule does not match on the mark */
+	fwmark: number;
+	fwmask: number;
+	table: number;
+	action: 'lookup' | 'other';
+}
+
+/** tcpListenTransparent's options: an IP_TRANSPARENT listener (SO_REUSEADDR). */
+export interface NativeTransparentListen {
+	address: string;
+	port: number;
+	/** SO_MARK (0: none) */
+	mark?: number;
+	backlog?: number;
+	/** network namespace path where the socket is made (default: this process's) */
+	netns?: string;
+}
+
+/** tcpConnectTransparent's options: a connection from a foreign source address. */
+export interface NativeTransparentConnect {
+	/** local address to bind, which no interface needs to have */
+	source: string;
+	/** 0 or absent: the kernel picks */
+	sourcePort?: number;
+	address: string;
+	port: number;
+	mark?: number;
+	/** handshake timeout (default 5000) */
+	timeoutMs?: number;
+	netns?: string;
 }
 
 export interface NativeNeighRow {
@@ -228,6 +275,13 @@ export interface NativeBinding {
 	 * without `netns`, this process's namespace.
 	 */
 	netnsCookie(netns?: string): bigint;
+	/**
+	 * A listening TCP socket with IP_TRANSPARENT (and SO_MARK): the fd, which the caller
+	 * owns from then on (`net.createServer().listen({ fd })`).
+	 */
+	tcpListenTransparent(opts: NativeTransparentListen): number;
+	/** A connected TCP socket bound to a foreign source (IP_TRANSPARENT, SO_MARK): the fd, owned by the caller (`new net.Socket({ fd })`). */
+	tcpConnectTransparent(opts: NativeTransparentConnect): Promise<number>;
 	// rtnetlink calls run on the libuv pool (AsyncWorker) and resolve when done.
 	/** veth pair `name` (in netns) / `peerName` (created directly in `peerNetns` when given). */
 	nlVethAdd(opts: { name: string; peerName: string; peerNetns?: string; mtu?: number; peerMac?: string }, netns?: string): Promise<void>;
@@ -243,8 +297,14 @@ export interface NativeBinding {
 	nlRouteAdd(route: NativeRouteSpec, netns?: string): Promise<boolean>;
 	/** false when no such route (or link) */
 	nlRouteDel(route: NativeRouteSpec, netns?: string): Promise<boolean>;
-	/** routes of the main table */
-	nlRouteList(netns?: string): Promise<NativeRouteRow[]>;
+	/** routes of one table (default: main) */
+	nlRouteList(netns?: string, table?: number): Promise<NativeRouteRow[]>;
+	/** false when the same rule was already there */
+	nlRuleAdd(rule: NativeRuleSpec, netns?: string): Promise<boolean>;
+	/** false when there was no such rule */
+	nlRuleDel(rule: NativeRuleSpec, netns?: string): Promise<boolean>;
+	/** IPv4 rules */
+	nlRuleList(netns?: string): Promise<NativeRuleRow[]>;
 	/** permanent neighbour entry (replaces) */
 	nlNeighAdd(opts: { dev: string; ip: string; mac: string }, netns?: string): Promise<void>;
 	nlNeighList(netns?: string): Promise<NativeNeighRow[]>;

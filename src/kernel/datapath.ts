@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { isBpffs } from './bpffs.js';
 import { dirname, join } from 'node:path';
 import { buildPath } from '../shared/package.js';
+import { ipv4ToInt, isIpv4 } from '../shared/ipv4.js';
 import {
 	DatapathRecord,
 	EndpointInfo,
@@ -35,6 +36,16 @@ export interface DatapathConfig {
 	ctSynLifetimeSec: number;
 	ctCloseLifetimeSec: number;
 	ctOtherLifetimeSec: number;
+	/** transparent capture of meshed pods' TCP into the ztunnel (src/kernel/capture.ts, docs/ztunnel.md) */
+	capture: boolean;
+	/** the ztunnel's outbound listener: port, and address ('0.0.0.0' = a wildcard listener) */
+	proxyPort: number;
+	proxyAddress: string;
+	/** mark (under captureMask) the programs set on captured packets; the capture rule matches it */
+	captureMark: number;
+	captureMask: number;
+	/** SO_MARK of the ztunnel's own sockets (never captured, never matched by the capture rule) */
+	ztunnelMark: number;
 }
 
 export const DEFAULT_CONFIG: DatapathConfig = {
@@ -45,6 +56,12 @@ export const DEFAULT_CONFIG: DatapathConfig = {
 	ctSynLifetimeSec: 60,
 	ctCloseLifetimeSec: 10,
 	ctOtherLifetimeSec: 60,
+	capture: true,
+	proxyPort: 15001,
+	proxyAddress: '0.0.0.0',
+	captureMark: 0x0e00,
+	captureMask: 0x0f00,
+	ztunnelMark: 0x0539,
 };
 
 export interface DatapathOptions {
@@ -89,6 +106,20 @@ function u8(v: boolean): Buffer {
 	return Buffer.from([v ? 1 : 0]);
 }
 
+function u16(v: number): Buffer {
+	const b = Buffer.alloc(2);
+	b.writeUInt16LE(v);
+	return b;
+}
+
+/** An IPv4 address as the 4 bytes of a network-order __u32. */
+function ipv4Be(ip: string): Buffer {
+	if (!isIpv4(ip)) throw new DatapathError('WEIR_ERR_CONFIG', `proxyAddress must be an IPv4 address, got '${ip}'`);
+	const b = Buffer.alloc(4);
+	b.writeUInt32BE(ipv4ToInt(ip));
+	return b;
+}
+
 function u32(v: number): Buffer {
 	const b = Buffer.alloc(4);
 	b.writeUInt32LE(v >>> 0);
@@ -127,21 +158,25 @@ export class Datapath {
 	 */
 	static async open(opts: DatapathOptions): Promise<Datapath> {
 		const config = { ...DEFAULT_CONFIG, ...opts.config };
+		// The configuration is checked (encoded) before anything is made in bpffs.
+		const rodata = {
+			weir_cfg_allow_host: u8(config.allowHost),
+			weir_cfg_audit: u8(config.audit),
+			weir_cfg_verdict_events: u8(config.verdictEvents),
+			weir_cfg_ct_tcp_lifetime: u32(config.ctTcpLifetimeSec),
+			weir_cfg_ct_syn_lifetime: u32(config.ctSynLifetimeSec),
+			weir_cfg_ct_close_lifetime: u32(config.ctCloseLifetimeSec),
+			weir_cfg_ct_other_lifetime: u32(config.ctOtherLifetimeSec),
+			weir_cfg_capture: u8(config.capture),
+			weir_cfg_proxy_port: u16(config.proxyPort),
+			weir_cfg_proxy_addr: ipv4Be(config.proxyAddress),
+			weir_cfg_capture_mark: u32(config.captureMark),
+			weir_cfg_capture_mask: u32(config.captureMask),
+			weir_cfg_ztunnel_mark: u32(config.ztunnelMark),
+		};
 		assertOnBpffs(opts.pinRoot);
 		mkdirSync(opts.pinRoot, { recursive: true });
-		const objectPath = opts.objectPath ?? defaultObjectPath();
-		const obj = native().openObject(objectPath, {
-			pinRoot: opts.pinRoot,
-			rodata: {
-				weir_cfg_allow_host: u8(config.allowHost),
-				weir_cfg_audit: u8(config.audit),
-				weir_cfg_verdict_events: u8(config.verdictEvents),
-				weir_cfg_ct_tcp_lifetime: u32(config.ctTcpLifetimeSec),
-				weir_cfg_ct_syn_lifetime: u32(config.ctSynLifetimeSec),
-				weir_cfg_ct_close_lifetime: u32(config.ctCloseLifetimeSec),
-				weir_cfg_ct_other_lifetime: u32(config.ctOtherLifetimeSec),
-			},
-		});
+		const obj = native().openObject(opts.objectPath ?? defaultObjectPath(), { pinRoot: opts.pinRoot, rodata });
 		try {
 			await obj.load();
 		} catch (err) {

@@ -24,13 +24,13 @@ export const EndpointFlags = { IngressIsolated: 1, EgressIsolated: 2, Meshed: 4 
 export const EventType = { Drop: 1, PolicyVerdict: 2, SockDrop: 3 } as const;
 export const Verdict = { Forwarded: 1, Dropped: 2, Audit: 3 } as const;
 export const Match = { None: 0, NotIsolated: 1, L3L4: 2, L3Only: 3, L4Only: 4, All: 5, Host: 6 } as const;
-export const CtFlags = { SeenReply: 1, Syn: 2, FinFwd: 4, FinRev: 8, Rst: 16, Icmp: 32 } as const;
+export const CtFlags = { SeenReply: 1, Syn: 2, FinFwd: 4, FinRev: 8, Rst: 16, Icmp: 32, Proxy: 64 } as const;
 export const PolicyFlags = { AllProtocols: 1 } as const;
 
 export const IPCACHE_STATIC_PREFIX = 32;
 export const POLICY_FIXED_PREFIX = 72;
 export const POLICY_FULL_PREFIX = 96;
-export const REASON_MAX = 140;
+export const REASON_MAX = 160;
 export const METRICS_ENTRIES = REASON_MAX * 2;
 export const METRICS_EVENTS_LOST = METRICS_ENTRIES;
 /** Socket LB (native/bpf/shared/weir_lb.h): backend slots a frontend may have. */
@@ -46,7 +46,7 @@ export const MapName = {
 	policy: 'weir_policy',
 	ct4: 'weir_ct4',
 	events: 'weir_events',
-	metrics: 'weir_metrics',
+	metrics: 'weir_metrics_v2',
 	lb4Services: 'weir_lb4_services',
 	lb4Reverse: 'weir_lb4_reverse',
 	lb4Affinity: 'weir_lb4_affinity',
@@ -74,6 +74,7 @@ export const DropReason = {
 	UNSUPPORTED_L4: -137,
 	WRONG_INTERFACE: -138,
 	NO_SERVICE_BACKEND: -139,
+	PROXY_UNAVAILABLE: -140,
 } as const;
 export type DropReasonName = keyof typeof DropReason;
 
@@ -90,6 +91,7 @@ export const DROP_REASON_TEXT: Record<DropReasonName, string> = {
 	UNSUPPORTED_L4: 'unused',
 	WRONG_INTERFACE: 'destination pod is not behind the interface the packet reached',
 	NO_SERVICE_BACKEND: 'the Service has no ready backend: the connect was refused (ECONNREFUSED)',
+	PROXY_UNAVAILABLE: "the pod is meshed and its node's ztunnel is not listening: the connection fails closed until the ztunnel is back",
 };
 
 const reasonByCode = new Map<number, DropReasonName>((Object.entries(DropReason) as Array<[DropReasonName, number]>).map(([k, v]) => [v, k]));

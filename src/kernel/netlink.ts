@@ -2,13 +2,15 @@
 // (undefined = the agent's own); the addon does the work on a thread that entered it.
 // Errors are NativeErrors (code = errno name, op = the rtnetlink message). Every call
 // is asynchronous: the kernel work (and its RCU waits) never blocks the event loop.
-import { NativeAddrRow, NativeError, NativeLinkRow, NativeNeighRow, NativeRouteRow, NativeRouteSpec, native } from './addon.js';
+import { NativeAddrRow, NativeError, NativeLinkRow, NativeNeighRow, NativeRouteRow, NativeRouteSpec, NativeRuleRow, NativeRuleSpec, native } from './addon.js';
 
 export type LinkRow = NativeLinkRow;
 export type AddrRow = NativeAddrRow;
 export type RouteRow = NativeRouteRow;
 export type RouteSpec = NativeRouteSpec;
 export type NeighRow = NativeNeighRow;
+export type RuleSpec = NativeRuleSpec;
+export type RuleRow = NativeRuleRow;
 
 export function isNativeError(err: unknown, ...codes: string[]): err is NativeError {
 	return err instanceof Error && typeof (err as NativeError).code === 'string' && (codes.length === 0 || codes.includes((err as NativeError).code));
@@ -63,8 +65,23 @@ export class Netlink {
 		return native().nlRouteDel(route, this.netns);
 	}
 
-	routes(): Promise<RouteRow[]> {
-		return native().nlRouteList(this.netns);
+	/** Routes of one table (default: main). */
+	routes(table?: number): Promise<RouteRow[]> {
+		return native().nlRouteList(this.netns, table);
+	}
+
+	/** Adds a policy-routing rule; false when the same rule was already there. */
+	ruleAdd(rule: RuleSpec): Promise<boolean> {
+		return native().nlRuleAdd(rule, this.netns);
+	}
+
+	/** Removes a rule; false when there was none. */
+	ruleDel(rule: RuleSpec): Promise<boolean> {
+		return native().nlRuleDel(rule, this.netns);
+	}
+
+	rules(): Promise<RuleRow[]> {
+		return native().nlRuleList(this.netns);
 	}
 
 	async neighAdd(opts: { dev: string; ip: string; mac: string }): Promise<void> {

@@ -98,8 +98,9 @@ export function reverse(spec: PacketSpec, tcpFlags?: number): PacketSpec {
 }
 
 /** struct __sk_buff bytes with only ifindex set (what test-run uses as the device). */
-export function skbCtx(ifindex: number): Buffer {
+export function skbCtx(ifindex: number, mark = 0): Buffer {
 	const ctx = Buffer.alloc(192); // sizeof(struct __sk_buff) on 6.x kernels
+	ctx.writeUInt32LE(mark, 8); // offsetof(struct __sk_buff, mark)
 	ctx.writeUInt32LE(ifindex, 40); // offsetof(struct __sk_buff, ifindex)
 	return ctx;
 }

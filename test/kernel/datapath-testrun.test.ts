@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Datapath, removePinRoot } from '../../src/kernel/datapath.js';
+import { DEFAULT_CONFIG, Datapath, removePinRoot } from '../../src/kernel/datapath.js';
 import { DatapathEvent, IPPROTO } from '../../src/kernel/codecs.js';
-import { Dir, DropReason, EndpointFlags, Identity } from '../../src/kernel/layout.js';
+import { CtFlags, Dir, DropReason, EndpointFlags, Identity } from '../../src/kernel/layout.js';
 import { repoRoot } from '../../src/shared/package.js';
 import { TestDatapath, allowRule, ensureBpffs, requireRoot, testPinRoot } from '../helpers/bpf.js';
 import { PacketSpec, TCP_FLAGS, frame, reverse, skbCtx } from '../helpers/packets.js';
@@ -265,6 +265,28 @@ describe('pod programs under BPF_PROG_TEST_RUN', () => {
 });
 
 describe('load-time configuration', () => {
+	test('the pod programs load through the verifier in every load-time configuration', async () => {
+		requireRoot();
+		ensureBpffs();
+		for (const capture of [true, false])
+			for (const audit of [true, false])
+				for (const verdictEvents of [true, false])
+					for (const allowHost of [true, false]) {
+						const pinRoot = testPinRoot('verifier');
+						try {
+							const config = { capture, audit, verdictEvents, allowHost, proxyAddress: capture ? '127.0.0.1' : '0.0.0.0' };
+							const dp = await Datapath.open({ pinRoot, config });
+							assert.deepEqual(dp.config, { ...DEFAULT_CONFIG, ...config });
+							dp.destroy();
+						} finally {
+							removePinRoot(pinRoot);
+						}
+					}
+		const bad = testPinRoot('verifier');
+		await assert.rejects(Datapath.open({ pinRoot: bad, config: { proxyAddress: 'nowhere' } }), /proxyAddress must be an IPv4 address/);
+		assert.equal(existsSync(bad), false, 'a bad setting leaves nothing in bpffs');
+	});
+
 	test('audit mode reports a denial as AUDIT and lets the packet through', async () => {
 		const t = await TestDatapath.open('audit', { audit: true });
 		try {
@@ -287,6 +309,74 @@ describe('load-time configuration', () => {
 			assert.equal(run(t.dp, 'weir_to_pod', tcp(NODE_IP, B.ip, 8081)), TC_ACT_SHOT);
 		} finally {
 			t.destroy();
+		}
+	});
+});
+
+describe('capture of meshed pods (no ztunnel socket here: test runs see none)', () => {
+	// No socket of the test's namespace listens on the proxy port (1, tcpmux), so every
+	// packet the programs would capture fails closed. Real sockets: ztunnel-capture.test.ts.
+	const ZT_MARK = DEFAULT_CONFIG.ztunnelMark;
+	let t: TestDatapath;
+	let dp: Datapath;
+	const runCtx = (prog: 'weir_from_pod' | 'weir_to_pod', spec: PacketSpec, mark = 0): number =>
+		dp.program(prog).testRun({ data: frame(spec), ctx: skbCtx(LO, mark), repeat: 1 }).retval;
+
+	before(async () => {
+		t = await TestDatapath.open('capture-testrun', { proxyPort: 1 });
+		dp = t.dp;
+		dp.setEndpoint(A.ip, { epId: A.ep, identity: A.id, ifindex: LO, flags: EndpointFlags.Meshed });
+		dp.setEndpoint(B.ip, { epId: B.ep, identity: B.id, ifindex: LO, flags: 0 });
+		for (const p of [A, B]) dp.setIpcache(`${p.ip}/32`, p.id);
+	});
+	after(() => t?.destroy());
+
+	test("a meshed pod's SYN with no ztunnel listener is dropped as PROXY_UNAVAILABLE, with an event and no conntrack entry", async () => {
+		const spec = tcp(A.ip, '198.19.0.10', 80);
+		assert.equal(runCtx('weir_from_pod', spec), TC_ACT_SHOT);
+		const ev = await t.waitEvent((e) => e.sport === spec.sport);
+		assert.equal(ev.type, 'drop');
+		assert.equal(ev.reasonName, 'PROXY_UNAVAILABLE');
+		assert.equal(ev.reason, DropReason.PROXY_UNAVAILABLE);
+		assert.equal(ev.direction, 'egress');
+		assert.equal(ev.epId, A.ep);
+		assert.equal(ev.srcIdentity, A.id);
+		assert.ok(!dp.conntrack().some((c) => c.key.sport === spec.sport), 'the refused SYN left no entry');
+		const counted = dp.readMetrics().samples.find((m) => m.reasonName === 'PROXY_UNAVAILABLE' && m.direction === 'egress');
+		assert.ok(counted && counted.packets >= 1n);
+	});
+
+	test("a non-meshed pod's TCP, a meshed pod's UDP, and a meshed pod's packet of a connection it had before are not captured", () => {
+		assert.equal(runCtx('weir_from_pod', tcp(B.ip, A.ip, 80)), TC_ACT_OK, 'not meshed');
+		assert.equal(runCtx('weir_from_pod', { src: A.ip, dst: B.ip, protocol: 'udp', sport: nextPort(), dport: 53 }), TC_ACT_OK, 'UDP');
+		assert.equal(runCtx('weir_from_pod', tcp(A.ip, B.ip, 80, TCP_FLAGS.ACK)), TC_ACT_OK, 'an ACK the ztunnel has no socket for');
+	});
+
+	test("a packet with the ztunnel's own mark is not captured", () => {
+		assert.equal(runCtx('weir_from_pod', tcp(A.ip, B.ip, 80), ZT_MARK), TC_ACT_OK);
+		assert.equal(runCtx('weir_from_pod', tcp(A.ip, B.ip, 80), ZT_MARK + 1), TC_ACT_SHOT, 'another mark is');
+	});
+
+	test("a connection the ztunnel opens to a pod is its own in conntrack, and the pod's replies fail closed without its socket", () => {
+		const spec = tcp(A.ip, B.ip, 8080);
+		// The ztunnel (marked) connects to non-meshed B; B's SYN-ACK must go back to that socket.
+		assert.equal(runCtx('weir_to_pod', spec, ZT_MARK), TC_ACT_OK);
+		const e = dp.conntrack().find((c) => c.key.sport === spec.sport && c.key.scope === Dir.Ingress);
+		assert.ok(e && e.entry.flags & CtFlags.Proxy, 'marked entry');
+		assert.equal(runCtx('weir_from_pod', reverse(spec, TCP_FLAGS.SYN | TCP_FLAGS.ACK)), TC_ACT_SHOT);
+		// An unmarked connection to B is an ordinary one: its reply passes.
+		const plain = tcp(A.ip, B.ip, 8080);
+		assert.equal(runCtx('weir_to_pod', plain), TC_ACT_OK);
+		assert.equal(runCtx('weir_from_pod', reverse(plain, TCP_FLAGS.SYN | TCP_FLAGS.ACK)), TC_ACT_OK);
+	});
+
+	test('with capture off, a meshed pod is only policed', async () => {
+		const off = await TestDatapath.open('capture-off', { capture: false, proxyPort: 1 });
+		try {
+			off.dp.setEndpoint(A.ip, { epId: A.ep, identity: A.id, ifindex: LO, flags: EndpointFlags.Meshed });
+			assert.equal(off.dp.program('weir_from_pod').testRun({ data: frame(tcp(A.ip, B.ip, 80)), ctx: skbCtx(LO), repeat: 1 }).retval, TC_ACT_OK);
+		} finally {
+			off.destroy();
 		}
 	});
 });

@@ -1,9 +1,12 @@
 // The addon's rtnetlink calls in real network namespaces: a veth born with its peer in
-// another netns, links, addresses, routes, neighbours and per-netns sysctls read back
-// with iproute2 and the addon's own dumps; errors carry errno names.
+// another netns, links, addresses, routes, neighbours, policy-routing rules and
+// per-netns sysctls read back with iproute2 and the addon's own dumps; the capture's
+// IP_TRANSPARENT sockets made in a namespace; errors carry errno names.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Socket, createServer } from 'node:net';
 import { Netlink, isNativeError } from '../../src/kernel/netlink.js';
+import { transparentConnectFd, transparentListenerFd } from '../../src/kernel/capture.js';
 import { sh } from '../../hack/lab/topology.js';
 
 const id = `${process.pid % 100000}`;
@@ -70,5 +73,77 @@ describe('rtnetlink through the addon', () => {
 		assert.equal(await host.linkDel('lxctest0'), true);
 		assert.equal(await host.linkDel('lxctest0'), false);
 		assert.equal(await pod.link('eth0'), undefined, 'the peer went with the pair');
+	});
+
+	test('fwmark rules and a local default route in a table of their own, idempotent, as iproute2 shows them', async () => {
+		const rule = { priority: 91, fwmark: 0x0e00, fwmask: 0x0f00, table: 2051 };
+		const local = { dst: '0.0.0.0/0', dev: 'lo', type: 'local', table: 2051 } as const;
+		await host.linkSet('lo', { up: true });
+		await host.routeAdd(local);
+		assert.equal(await host.ruleAdd(rule), true);
+		assert.equal(await host.ruleAdd(rule), false, 'the same rule again changes nothing');
+		assert.deepEqual(
+			(await host.rules()).filter((r) => r.table === 2051),
+			[{ ...rule, action: 'lookup' }],
+		);
+		assert.match(sh('ip', ['-n', hostNs, 'rule', 'show', 'pref', '91']), /91:\s+from all fwmark 0xe00\/0xf00 lookup 2051/);
+		assert.match(sh('ip', ['-n', hostNs, 'route', 'show', 'table', '2051']), /^local default dev lo scope host/m);
+		const routes = await host.routes(2051);
+		assert.deepEqual(
+			routes.map((r) => [r.dst, r.type, r.scope]),
+			[['0.0.0.0/0', 'local', 'host']],
+		);
+		assert.deepEqual(await host.routes(), [], 'the main table is not touched');
+		assert.equal(await host.ruleDel(rule), true);
+		assert.equal(await host.ruleDel(rule), false);
+		assert.equal(await host.routeDel(local), true);
+		assert.equal(await host.routeDel(local), false);
+		await assert.rejects(
+			async () => host.ruleAdd({ ...rule, fwmark: 0 }),
+			(e) => isNativeError(e, 'EINVAL'),
+		);
+		await assert.rejects(
+			async () => host.routeAdd({ ...local, type: 'blackhole' as 'local' }),
+			(e) => isNativeError(e, 'EINVAL'),
+		);
+	});
+
+	// A foreign source address (one no interface has) needs the capture's steering for
+	// the answers to come back: ztunnel-capture.test.ts shows it with pods.
+	test('IP_TRANSPARENT sockets made in a namespace, marked: Node listens on one and talks over another', async () => {
+		const netns = `/run/netns/${hostNs}`;
+		await host.addrAdd('lo', '10.9.9.1/32');
+		const fd = transparentListenerFd({ address: '10.9.9.1', port: 15001, mark: 0x539, netns });
+		const seen: string[] = [];
+		const server = createServer((s) => {
+			seen.push(`${s.remoteAddress} -> ${s.localAddress}:${s.localPort}`);
+			s.end('hi\n');
+		});
+		await new Promise<void>((r) => server.listen({ fd }, r));
+		try {
+			assert.match(sh('ip', ['netns', 'exec', hostNs, 'ss', '-Hltn', 'sport = 15001']), /10\.9\.9\.1:15001/);
+			const cfd = await transparentConnectFd({ source: '10.9.9.1', sourcePort: 40001, address: '10.9.9.1', port: 15001, mark: 0x539, netns });
+			const c = new Socket({ fd: cfd, readable: true, writable: true });
+			const got = await new Promise<string>((r) => c.once('data', (d: Buffer) => r(d.toString())));
+			c.destroy();
+			assert.equal(got, 'hi\n');
+			assert.deepEqual(seen, ['10.9.9.1 -> 10.9.9.1:15001']);
+			assert.match(sh('ip', ['netns', 'exec', hostNs, 'ss', '-Hltne', 'sport = 15001']), /fwmark:0x539/, 'the listener carries the mark');
+			// Errors: the port is taken; nobody listens; a bad address.
+			assert.throws(
+				() => transparentListenerFd({ address: '10.9.9.1', port: 15001, netns }),
+				(e) => isNativeError(e, 'EADDRINUSE') && e.op === 'bind',
+			);
+			await assert.rejects(
+				transparentConnectFd({ source: '10.9.9.1', address: '10.9.9.1', port: 15002, netns }),
+				(e) => isNativeError(e, 'ECONNREFUSED') && e.op === 'connect',
+			);
+			assert.throws(
+				() => transparentListenerFd({ address: 'nowhere', port: 1 }),
+				(e) => isNativeError(e, 'EINVAL'),
+			);
+		} finally {
+			await new Promise((r) => server.close(r));
+		}
 	});
 });

@@ -70,6 +70,7 @@ const constants: Array<[string, number]> = [
 	['WEIR_CT_F_FIN_REV', CtFlags.FinRev],
 	['WEIR_CT_F_RST', CtFlags.Rst],
 	['WEIR_CT_F_ICMP', CtFlags.Icmp],
+	['WEIR_CT_F_PROXY', CtFlags.Proxy],
 	['WEIR_POLICY_F_ALL_PROTOCOLS', PolicyFlags.AllProtocols],
 	['WEIR_IPCACHE_STATIC_PREFIX', IPCACHE_STATIC_PREFIX],
 	['WEIR_POLICY_FIXED_PREFIX', POLICY_FIXED_PREFIX],

@@ -9,6 +9,7 @@
 #include "pinned.h"
 #include "program.h"
 #include "ringbuf.h"
+#include "transparent.h"
 #include "util.h"
 
 namespace weir {
@@ -35,6 +36,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 	exports.Set("ifNameToIndex", Napi::Function::New<IfNameToIndex>(env, "ifNameToIndex"));
 	exports.Set("numPossibleCpus", Napi::Function::New<NumPossibleCpus>(env, "numPossibleCpus"));
 	exports.Set("netnsCookie", Napi::Function::New<NetnsCookieJs>(env, "netnsCookie"));
+	// the ztunnel's IP_TRANSPARENT sockets (transparent.h)
+	exports.Set("tcpListenTransparent", Napi::Function::New<TcpListenTransparent>(env, "tcpListenTransparent"));
+	exports.Set("tcpConnectTransparent", Napi::Function::New<TcpConnectTransparent>(env, "tcpConnectTransparent"));
 	// rtnetlink and per-netns sysctls for pod wiring (netlink.h)
 	static const struct {
 		const char *name;
@@ -43,7 +47,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports)
 		{"nlVethAdd", NlVethAdd},	  {"nlLinkSet", NlLinkSet},	  {"nlLinkDel", NlLinkDel},
 		{"nlLinkList", NlLinkList},	  {"nlAddrAdd", NlAddrAdd},	  {"nlAddrDel", NlAddrDel},
 		{"nlAddrList", NlAddrList},	  {"nlRouteAdd", NlRouteAdd},	  {"nlRouteDel", NlRouteDel},
-		{"nlRouteList", NlRouteList},	  {"nlNeighAdd", NlNeighAdd},	  {"nlNeighList", NlNeighList},
+		{"nlRouteList", NlRouteList},	  {"nlRuleAdd", NlRuleAdd},	  {"nlRuleDel", NlRuleDel},
+		{"nlRuleList", NlRuleList},	  {"nlNeighAdd", NlNeighAdd},	  {"nlNeighList", NlNeighList},
 		{"nlSysctlWrite", NlSysctlWrite}, {"nlSysctlRead", NlSysctlRead},
 	};
 	for (const auto &f : nl)

@@ -8,7 +8,8 @@
 //   netlink_socket.{h,cc}  the socket (send, ack, dumps) and the pool/netns plumbing
 //   netlink_link.cc        veth pairs and links
 //   netlink_addr.cc        addresses
-//   netlink_route.cc       routes
+//   netlink_route.cc       routes (unicast and local, any table)
+//   netlink_rule.cc        policy-routing rules (fwmark -> table)
 //   netlink_neigh.cc       neighbours
 //   sysctl.cc              per-netns net.* sysctls (procfs, not netlink)
 #pragma once
@@ -27,6 +28,9 @@ Napi::Value NlAddrList(const Napi::CallbackInfo &info);
 Napi::Value NlRouteAdd(const Napi::CallbackInfo &info);
 Napi::Value NlRouteDel(const Napi::CallbackInfo &info);
 Napi::Value NlRouteList(const Napi::CallbackInfo &info);
+Napi::Value NlRuleAdd(const Napi::CallbackInfo &info);
+Napi::Value NlRuleDel(const Napi::CallbackInfo &info);
+Napi::Value NlRuleList(const Napi::CallbackInfo &info);
 Napi::Value NlNeighAdd(const Napi::CallbackInfo &info);
 Napi::Value NlNeighList(const Napi::CallbackInfo &info);
 Napi::Value NlSysctlWrite(const Napi::CallbackInfo &info);

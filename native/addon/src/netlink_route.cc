@@ -1,4 +1,6 @@
-// Routes over rtnetlink: add, delete (idempotent), dump of the main table.
+// Routes over rtnetlink: add, delete (idempotent), dump of one table (main by default).
+// A route is unicast, or local (`local default dev lo table T`: the capture table,
+// src/kernel/capture.ts).
 #include "netlink.h"
 
 #include "netlink_socket.h"
@@ -21,6 +23,7 @@ struct RouteSpec {
 	int scope = RT_SCOPE_UNIVERSE;
 	bool onlink = false;
 	uint32_t table = RT_TABLE_MAIN;
+	int type = RTN_UNICAST;
 };
 
 RouteSpec ArgRoute(const Napi::CallbackInfo &info, const char *op)
@@ -47,6 +50,14 @@ RouteSpec ArgRoute(const Napi::CallbackInfo &info, const char *op)
 		Throw(env, op, scope, EINVAL, "scope must be 'universe', 'link' or 'host'");
 	r.onlink = OptBool(env, o, "onlink", op) == 1;
 	r.table = (uint32_t)OptInt(env, o, "table", op, RT_TABLE_MAIN);
+	std::string type = OptString(env, o, "type", op, false);
+	if (type == "local") {
+		r.type = RTN_LOCAL;
+		if (scope.empty())
+			r.scope = RT_SCOPE_HOST;
+	} else if (!type.empty() && type != "unicast") {
+		Throw(env, op, type, EINVAL, "type must be 'unicast' or 'local'");
+	}
 	return r;
 }
 
@@ -74,7 +85,7 @@ Napi::Value RouteChange(const Napi::CallbackInfo &info, bool add)
 			rt->rtm_table = r.table < 256 ? r.table : RT_TABLE_UNSPEC;
 			rt->rtm_protocol = RTPROT_BOOT;
 			rt->rtm_scope = add ? r.scope : RT_SCOPE_NOWHERE;
-			rt->rtm_type = RTN_UNICAST;
+			rt->rtm_type = add ? r.type : RTN_UNSPEC;
 			if (r.onlink)
 				rt->rtm_flags |= RTNH_F_ONLINK;
 			if (r.table >= 256)
@@ -110,9 +121,10 @@ Napi::Value NlRouteDel(const Napi::CallbackInfo &info)
 	return RouteChange(info, false);
 }
 
-/// nlRouteList(netns?) -> main-table routes [{family, dst, gateway, ifindex, scope, table, onlink}]
+/// nlRouteList(netns?, table?) -> routes of that table (default main) [{family, dst, gateway, ifindex, scope, table, onlink, type}]
 Napi::Value NlRouteList(const Napi::CallbackInfo &info)
 {
+	uint32_t want = ArgU32(info, 1, "nlRouteList", "table", true, RT_TABLE_MAIN);
 	struct Row {
 		int family, scope;
 		uint32_t table;
@@ -123,7 +135,7 @@ Napi::Value NlRouteList(const Napi::CallbackInfo &info)
 	};
 	return NlList<struct rtmsg, Row>(
 		info, "nlRouteList", RTM_GETROUTE, "RTM_GETROUTE", RTM_NEWROUTE,
-		[](struct nlmsghdr *h, std::vector<Row> *rows) {
+		[want](struct nlmsghdr *h, std::vector<Row> *rows) {
 			auto *rt = reinterpret_cast<struct rtmsg *>(NLMSG_DATA(h));
 			if (rt->rtm_family != AF_INET && rt->rtm_family != AF_INET6)
 				return;
@@ -141,7 +153,7 @@ Napi::Value NlRouteList(const Napi::CallbackInfo &info)
 				else if (a->rta_type == RTA_TABLE)
 					r.table = *(uint32_t *)RTA_DATA(a);
 			}
-			if (r.table != RT_TABLE_MAIN)
+			if (r.table != want)
 				return;
 			r.dst = dst + "/" + std::to_string(rt->rtm_dst_len);
 			rows->push_back(r);
@@ -158,6 +170,7 @@ Napi::Value NlRouteList(const Napi::CallbackInfo &info)
 								  : "universe");
 			o.Set("table", r.table);
 			o.Set("onlink", r.onlink);
+			o.Set("type", r.type == RTN_LOCAL ? "local" : r.type == RTN_UNICAST ? "unicast" : "other");
 			return o;
 		});
 }

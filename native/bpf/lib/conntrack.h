@@ -95,8 +95,11 @@ static __always_inline void weir_ct_account(struct weir_ct_entry *e, const struc
 			flags |= reply ? WEIR_CT_F_FIN_REV : WEIR_CT_F_FIN_FWD;
 		if ((p->tcp_flags & (WEIR_TCP_SYN | WEIR_TCP_ACK)) == WEIR_TCP_SYN &&
 		    (flags & (WEIR_CT_F_RST | WEIR_CT_F_FIN_FWD | WEIR_CT_F_FIN_REV))) {
-			/* A new SYN on a closed tuple: the port was reused. */
-			flags = WEIR_CT_F_SYN;
+			/*
+			 * A new SYN on a closed tuple: the port was reused. A connection
+			 * of the ztunnel stays one (capture fails closed, never open).
+			 */
+			flags = WEIR_CT_F_SYN | (flags & WEIR_CT_F_PROXY);
 		}
 		life = weir_ct_tcp_lifetime(flags);
 		if ((e->tcp_flags_seen | p->tcp_flags) != e->tcp_flags_seen)
@@ -150,10 +153,11 @@ static __always_inline int weir_ct_lookup4(const struct weir_pkt *p, __u8 scope,
 
 /**
  * weir_ct_create4() - admit a new connection.
+ * @extra_flags: WEIR_CT_F_PROXY for a connection of the ztunnel, else 0.
  * Return: WEIR_OK, or WEIR_DROP_CT_CREATE_FAILED when the table refused the entry.
  */
 static __always_inline int weir_ct_create4(const struct weir_pkt *p, __u8 scope, __u64 now, __u32 rule_id, __u32 ep_id,
-					   __u32 peer_identity, __u32 ifindex)
+					   __u32 peer_identity, __u32 ifindex, __u16 extra_flags)
 {
 	struct weir_ct4_key key = {
 		.saddr = p->saddr,
@@ -170,6 +174,7 @@ static __always_inline int weir_ct_create4(const struct weir_pkt *p, __u8 scope,
 		.ep_id = ep_id,
 		.peer_identity = peer_identity,
 		.ifindex = ifindex,
+		.flags = extra_flags,
 	};
 	__u32 life = weir_cfg_ct_other_lifetime;
 

@@ -52,6 +52,12 @@ struct weir_pkt {
 #define WEIR_TCP_PSH 0x08
 #define WEIR_TCP_ACK 0x10
 
+/* A TCP SYN that opens a connection (no ACK). */
+static __always_inline int weir_tcp_is_syn(const struct weir_pkt *p)
+{
+	return p->protocol == IPPROTO_TCP && (p->tcp_flags & (WEIR_TCP_SYN | WEIR_TCP_ACK)) == WEIR_TCP_SYN;
+}
+
 static __always_inline int weir_icmp_is_error(__u8 type)
 {
 	return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB ||

@@ -67,6 +67,13 @@
 #define WEIR_CT_F_FIN_REV    (1u << 3)
 #define WEIR_CT_F_RST	     (1u << 4)
 #define WEIR_CT_F_ICMP	     (1u << 5)
+/*
+ * The connection belongs to the ztunnel: its packets from the pod are steered to
+ * the ztunnel's socket (capture.h), and fail closed when that socket is gone. Set
+ * on a captured connection (tc ingress) and on one the ztunnel opened to the pod
+ * (tc egress sees its socket mark), so the pod's replies go back to it.
+ */
+#define WEIR_CT_F_PROXY	     (1u << 6)
 
 /* ipcache: LPM trie, prefix -> identity. */
 struct weir_ipcache_key {
@@ -211,6 +218,6 @@ struct weir_metrics_value {
 #define WEIR_MAP_POLICY	   weir_policy
 #define WEIR_MAP_CT4	   weir_ct4
 #define WEIR_MAP_EVENTS	   weir_events
-#define WEIR_MAP_METRICS   weir_metrics
+#define WEIR_MAP_METRICS   weir_metrics_v2 /* v2: WEIR_REASON_MAX 140 -> 160 */
 
 #endif /* WEIR_DATAPATH_H */

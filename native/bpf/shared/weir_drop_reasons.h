@@ -23,7 +23,13 @@
 #define WEIR_DROP_UNSUPPORTED_L4     -137 /* reserved, unused: every IP protocol is policed by L3 rules */
 #define WEIR_DROP_WRONG_INTERFACE    -138 /* destination pod is not behind the interface it reached */
 #define WEIR_DROP_NO_SERVICE_BACKEND -139 /* socket LB: the Service has no backend; its connect is refused */
+#define WEIR_DROP_PROXY_UNAVAILABLE  -140 /* meshed pod's TCP: no ztunnel socket to take it (fail closed) */
 
-#define WEIR_REASON_MAX 140 /* metrics array covers -code in [0, 139] */
+/*
+ * The metrics array covers -code in [0, 159]: room for codes up to -159 without
+ * resizing the pinned map (a resize is a new map name: weir_metrics_v2 was made for
+ * this headroom when -140 arrived).
+ */
+#define WEIR_REASON_MAX 160
 
 #endif /* WEIR_DROP_REASONS_H */

@@ -105,7 +105,7 @@ struct weir_lb4_addressed_value {
  * refused: LRU hash, (client netns, frontend) -> the last refusal event it gave and
  * the refusals counted since without one. A connect refused for want of a backend
  * emits a WEIR_EVENT_SOCK_DROP at most once per key per weir_cfg_lb_refuse_interval_ms;
- * the ones in between only count here (and, like every refusal, in weir_metrics), and
+ * the ones in between only count here (and, like every refusal, in weir_metrics_v2), and
  * the next event carries their number. Written only by the programs.
  */
 struct weir_lb4_refused_key {
