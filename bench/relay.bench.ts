@@ -11,7 +11,9 @@
 //              merges (received) and serves to the follower, relay RSS
 // Baseline for throughput in the same run: the same follower reading one node's
 // observer API directly at the max rate (what the node side can make and send).
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+// Then the heap each of the relay's bounded structures holds when full at the defaults
+// (bench/relay-memory.ts, in its own process).
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -195,6 +197,8 @@ async function main(): Promise<void> {
 	await browser.close();
 	relay.kill('SIGTERM');
 	nodes.kill('SIGTERM');
+	console.log('');
+	process.stdout.write(execFileSync(process.execPath, ['--expose-gc', join(repoRoot, 'dist', 'bench', 'relay-memory.js')], { encoding: 'utf8' }));
 }
 
 main().then(

@@ -9,7 +9,7 @@
 #   upgrade   stream stalls during an in-place agent upgrade vs before it
 #   services  connect() p50/p99 to a ClusterIP (1000 Services x 10 backends): socket LB vs
 #             direct vs kube-proxy-style iptables DNAT (nft and legacy)
-#   relay     flows/s the relay merges and serves with the web UI open; its RSS; the page's frame time at 1 000 flows/s
+#   relay     flows/s the relay merges and serves with the web UI open; its RSS; the page's frame time at 1 000 flows/s; the heap of its bounds when full
 set -euo pipefail
 . "$(dirname "$0")/as-root.sh" "$0" "$@"
 cd "$(dirname "$0")/.."

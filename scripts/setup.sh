@@ -48,12 +48,13 @@ npx cmake-js compile -d native/addon -O build/addon --log-level error >/dev/null
 step "compiling TypeScript"
 npx tsc -p tsconfig.json
 # The web UI (ui/, its own package and build): bundled into ui/dist, which
-# weir-controller serves and the agent image carries. Rebuilt only when a source changed.
+# weir-controller serves and the agent image carries. Rebuilt only when a source changed,
+# the wire types it shares with the server (src/shared/wire.ts) included.
 if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
 	step "installing the web UI's npm packages"
 	(cd ui && npm ci --no-audit --no-fund)
 fi
-if [ ! -f ui/dist/index.html ] || [ -n "$(find ui/src ui/index.html ui/vite.config.ts ui/tsconfig.json ui/package-lock.json -newer ui/dist/index.html -print -quit)" ]; then
+if [ ! -f ui/dist/index.html ] || [ -n "$(find ui/src ui/index.html ui/vite.config.ts ui/tsconfig.json ui/package-lock.json src/shared/wire.ts -newer ui/dist/index.html -print -quit)" ]; then
 	step "building the web UI (ui/dist)"
 	(cd ui && npm run --silent build >/dev/null)
 fi

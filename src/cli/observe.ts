@@ -5,8 +5,8 @@
 // same either way). Every verdict names its policy: the rule that allowed the flow,
 // the policies that isolate the pod a drop was for, or that no policy applies.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { Flow } from '../observe/flow.js';
 import { endpointName, suppressedText } from '../observe/flow.js';
+import type { Flow, FlowsResponse } from '../shared/wire.js';
 import { flowMatches, type RelayFilter } from '../relay/filter.js';
 import { toRequest, type FlowQuery } from '../relay/query.js';
 import { DEFAULTS, RELAY_DEFAULTS } from '../shared/defaults.js';
@@ -252,7 +252,7 @@ export async function observe(o: ObserveOpts, out: (s: string) => void, err: (s:
 		else if (l['event'] === 'lost') err(`weir: ${l['lost']} flows lost: ${l['reason'] ?? ''}`);
 	};
 	if (!o.follow) {
-		const body = JSON.parse(await bodyText(res)) as { flows: Flow[]; nodes?: Array<{ name: string; state: string; error?: string }> };
+		const body = JSON.parse(await bodyText(res)) as FlowsResponse;
 		let flows = body.flows;
 		if (!relay && o.first !== undefined) flows = flows.filter((f) => flowMatches(f, filter)).slice(0, o.first);
 		else if (!relay && o.last !== undefined) flows = flows.filter((f) => flowMatches(f, filter)).slice(-o.last);

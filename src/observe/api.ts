@@ -7,6 +7,7 @@ import { FastifyInstance, FastifyPluginAsync, FastifySchemaValidationError } fro
 import { FlowFilter, FlowVerdict, matchesFilter } from './flow.js';
 import { FlowRing } from './flow-ring.js';
 import { FollowSink } from '../shared/follow-sink.js';
+import type { FlowsResponse } from '../shared/wire.js';
 
 /** lines held per follower while it reads slowly */
 const FOLLOW_QUEUE = 4096;
@@ -105,7 +106,7 @@ export const observeApi: FastifyPluginAsync<ObserveApiOptions> = async (app: Fas
 		async (req, reply) => {
 			const filter = toFilter(req.query);
 			const past = opts.ring.recent(filter, req.query.limit);
-			if (!req.query.follow) return { flows: past };
+			if (!req.query.follow) return { flows: past } satisfies FlowsResponse;
 			reply.hijack();
 			const res = reply.raw;
 			res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });

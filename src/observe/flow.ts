@@ -5,69 +5,10 @@
 // backend, Hubble's "Service backend not found"), which have no packet.
 import { DatapathEvent, DatapathRecord, IPPROTO, SockDropEvent } from '../kernel/codecs.js';
 import { DROP_REASON_TEXT, DropReasonName, Identity } from '../kernel/layout.js';
+import type { Flow, FlowEndpoint, FlowPolicyRef, FlowServiceRef, FlowVerdict } from '../shared/wire.js';
 
-export type FlowVerdict = 'FORWARDED' | 'DROPPED' | 'AUDIT';
-
-export interface FlowEndpoint {
-	ip: string;
-	port?: number;
-	identity: number;
-	namespace?: string;
-	pod?: string;
-	workload?: string;
-	labels: string[];
-	/** for non-pod ends: host, remote-node, world or cidr:<prefix> */
-	reserved?: string;
-	/** (destination) the Service the client addressed; the socket load balancer chose this backend */
-	service?: FlowServiceRef;
-}
-
-export interface FlowServiceRef {
-	namespace: string;
-	name: string;
-	/** the Service port's name (or number) */
-	port: string;
-	/** the ClusterIP and port the client connected to */
-	vip: string;
-	vipPort: number;
-}
-
-export interface FlowPolicyRef {
-	kind: 'NetworkPolicy';
-	namespace: string;
-	name: string;
-	/** which rule matched, e.g. ingress[0] */
-	rule?: string;
-}
-
-export interface Flow {
-	time: string;
-	node: string;
-	verdict: FlowVerdict;
-	dropReason?: string;
-	dropReasonDesc?: string;
-	direction: 'ingress' | 'egress';
-	isReply: boolean;
-	ipVersion: 'IPv4';
-	protocol: 'TCP' | 'UDP' | 'SCTP' | 'ICMPv4' | string;
-	tcpFlags?: string[];
-	icmp?: { type: number; code: number };
-	source: FlowEndpoint;
-	destination: FlowEndpoint;
-	/** the policy whose rule allowed the flow */
-	allowedBy?: FlowPolicyRef;
-	/** for policy drops: the policies that isolate the endpoint in this direction */
-	isolatedBy?: FlowPolicyRef[];
-	/** how the verdict was reached (datapath match kind) */
-	match: string;
-	/**
-	 * (refusals of the socket load balancer) refusals of the same client to the same
-	 * frontend since the previous such flow, counted without a flow of their own: the
-	 * datapath reports one per client netns and frontend per interval (docs/services.md)
-	 */
-	suppressed?: number;
-	summary: string;
-}
+// The record's shape is the API's wire (src/shared/wire.ts), shared with the web UI.
+export type { Flow, FlowEndpoint, FlowPolicyRef, FlowServiceRef, FlowVerdict } from '../shared/wire.js';
 
 /** What the enricher may ask of the agent's state. */
 export interface FlowContext {

@@ -9,6 +9,7 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { FollowSink } from '../shared/follow-sink.js';
+import type { FlowsResponse, HeartbeatEvent, NamespacesResponse, NodeEvent, NodesResponse } from '../shared/wire.js';
 import { badQuery, BadQueryError, FLOW_QUERY_SCHEMA, preValidate, toRequest, type FlowQuery } from './query.js';
 import type { Relay } from './relay.js';
 
@@ -44,7 +45,7 @@ export const relayApi: FastifyPluginAsync<RelayApiOptions> = async (app: Fastify
 		async (req, reply) => {
 			const r = toRequest(req.query);
 			const past = relay.query(r.filter, { ...(r.first !== undefined ? { first: r.first } : {}), ...(r.last !== undefined ? { last: r.last } : {}) });
-			if (!r.follow) return { flows: past.map((p) => p.flow), nodes: relay.nodes().filter((n) => n.state !== 'connected') };
+			if (!r.follow) return { flows: past.map((p) => p.flow), nodes: relay.nodes().filter((n) => n.state !== 'connected') } satisfies FlowsResponse;
 			// The stream is written by hand: lines go out as flows arrive, with backpressure.
 			const res = reply.raw;
 			const sink = new FollowSink(res, opts.followQueue);
@@ -53,8 +54,12 @@ export const relayApi: FastifyPluginAsync<RelayApiOptions> = async (app: Fastify
 			res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
 			res.flushHeaders();
 			for (const n of relay.nodes())
-				if (n.state !== 'connected') sink.send(JSON.stringify({ event: 'node', node: n.name, state: n.state, error: n.error, time: n.since }));
-			const beat = setInterval(() => sink.send(JSON.stringify({ event: 'heartbeat', time: new Date().toISOString() })), opts.heartbeatMs ?? 15_000);
+				if (n.state !== 'connected')
+					sink.send(JSON.stringify({ event: 'node', node: n.name, state: n.state, error: n.error, time: n.since } satisfies NodeEvent));
+			const beat = setInterval(
+				() => sink.send(JSON.stringify({ event: 'heartbeat', time: new Date().toISOString() } satisfies HeartbeatEvent)),
+				opts.heartbeatMs ?? 15_000,
+			);
 			live.add(res);
 			const end = (): void => {
 				clearInterval(beat);
@@ -66,8 +71,8 @@ export const relayApi: FastifyPluginAsync<RelayApiOptions> = async (app: Fastify
 		},
 	);
 
-	app.get('/v1/nodes', async () => ({ nodes: relay.nodes() }));
-	app.get('/v1/namespaces', async () => ({ namespaces: relay.namespaces() }));
+	app.get('/v1/nodes', async () => ({ nodes: relay.nodes() }) satisfies NodesResponse);
+	app.get('/v1/namespaces', async () => ({ namespaces: relay.namespaces() }) satisfies NamespacesResponse);
 
 	app.get<{ Querystring: { namespace?: string[]; since?: string } }>(
 		'/v1/service-map',

@@ -5,28 +5,8 @@
 // millisecond that were seen already are skipped), so a node that returns rejoins with
 // what it recorded meanwhile, as far as its own ring still holds it.
 import type { IncomingMessage } from 'node:http';
-import type { Flow } from '../observe/flow.js';
+import type { Flow, NodeState, NodeStatusView } from '../shared/wire.js';
 import type { AgentTarget, ObserverTransport } from './transport.js';
-
-export type NodeState = 'connecting' | 'connected' | 'unavailable';
-
-export interface NodeStatusView {
-	name: string;
-	state: NodeState;
-	/** when the node entered this state */
-	since: string;
-	/** where the relay reads it */
-	endpoint?: string;
-	pod?: string;
-	/** why it is unavailable */
-	error?: string;
-	flows: number;
-	lastFlowTime?: string;
-	/** times the stream was re-opened */
-	reconnects: number;
-	/** flows the node dropped from its stream to the relay because the relay read too slowly */
-	lost?: number;
-}
 
 export interface NodeStreamOptions {
 	transport: ObserverTransport;

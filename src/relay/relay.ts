@@ -6,13 +6,13 @@
 // queue (`merge.capacity` flows), the service map (`mapEdges` edges), and per follower
 // `followQueue` lines, with at most `maxFollowers` followers. docs/relay.md states the
 // figures that follow from the defaults.
-import type { Flow } from '../observe/flow.js';
+import type { Flow, NodeEvent, NodeStatusView, ServiceMapView } from '../shared/wire.js';
 import { flowMatches, type RelayFilter } from './filter.js';
 import { FollowSink } from '../shared/follow-sink.js';
 import { FlowHistory, type StoredFlow } from './history.js';
 import { DEFAULT_MERGE, FlowMerger, type MergedFlow } from './merge.js';
-import { NODE_STREAM_DEFAULTS, NodeStream, type NodeStatusView, type NodeStreamOptions } from './node-stream.js';
-import { ServiceMap, type ServiceMapView } from './service-map.js';
+import { NODE_STREAM_DEFAULTS, NodeStream, type NodeStreamOptions } from './node-stream.js';
+import { ServiceMap } from './service-map.js';
 import type { AgentTarget, ObserverTransport } from './transport.js';
 
 export interface RelayLogger {
@@ -147,7 +147,7 @@ export class Relay {
 	private nodeChanged(v: NodeStatusView): void {
 		if (v.state === 'unavailable') this.o.log.warn({ node: v.name, error: v.error }, 'node unavailable');
 		else this.o.log.info({ node: v.name, state: v.state }, 'node state');
-		const line = JSON.stringify({ event: 'node', node: v.name, state: v.state, ...(v.error ? { error: v.error } : {}), time: v.since });
+		const line = JSON.stringify({ event: 'node', node: v.name, state: v.state, ...(v.error ? { error: v.error } : {}), time: v.since } satisfies NodeEvent);
 		for (const f of this.followers) f.sink.send(line);
 	}
 

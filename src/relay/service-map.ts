@@ -4,40 +4,7 @@
 // edges. Bounded: past `maxEdges` the edge seen longest ago is forgotten. Room is left
 // on an edge for mutual TLS and golden metrics (requests, errors, latency) once the
 // ztunnel reports them. Pure.
-import type { Flow, FlowEndpoint, FlowVerdict } from '../observe/flow.js';
-
-export interface MapNode {
-	/** 'namespace/workload', or 'reserved:world', 'reserved:host' …, or 'ip:<address>' */
-	id: string;
-	kind: 'workload' | 'reserved' | 'ip';
-	namespace?: string;
-	name: string;
-	/** labels of the last pod seen for this workload */
-	labels: string[];
-}
-
-export interface MapEdge {
-	id: string;
-	source: string;
-	destination: string;
-	port?: number;
-	protocol: string;
-	counts: Record<FlowVerdict, number>;
-	dropReasons: Record<string, number>;
-	/** 'namespace/name' of the policies that allowed (FORWARDED) or isolated (DROPPED, AUDIT) */
-	policies: { allowedBy: string[]; isolatedBy: string[] };
-	firstSeen: string;
-	lastSeen: string;
-	/** reserved for the ztunnel: the share of flows carried over mutual TLS */
-	mtls?: { flows: number };
-}
-
-export interface ServiceMapView {
-	nodes: MapNode[];
-	edges: MapEdge[];
-	/** edges forgotten because the map was full */
-	evicted: number;
-}
+import type { Flow, FlowEndpoint, MapEdge, MapNode, ServiceMapView } from '../shared/wire.js';
 
 interface EdgeState {
 	edge: MapEdge;

@@ -5,6 +5,7 @@
 // it reads again. A slow client therefore costs the server at most `maxQueued` lines
 // and never slows anyone else.
 import type { Writable } from 'node:stream';
+import type { LostEvent } from './wire.js';
 
 export const DEFAULT_MAX_QUEUED = 2048;
 
@@ -80,7 +81,9 @@ export class FollowSink {
 			if (this.lostUnreported) {
 				const n = this.lostUnreported;
 				this.lostUnreported = 0;
-				this.write(JSON.stringify({ event: 'lost', lost: n, time: new Date(this.now()).toISOString(), reason: 'the client read too slowly' }));
+				this.write(
+					JSON.stringify({ event: 'lost', lost: n, time: new Date(this.now()).toISOString(), reason: 'the client read too slowly' } satisfies LostEvent),
+				);
 				continue;
 			}
 			if (this.queued === 0) break;

@@ -89,7 +89,7 @@ function sources(dir: string, base = dir, out = new Map<string, string>()): Map<
 	for (const name of readdirSync(dir)) {
 		const path = join(dir, name);
 		if (statSync(path).isDirectory()) sources(path, base, out);
-		else if (name.endsWith('.ts')) out.set(relative(base, path), readFileSync(path, 'utf8'));
+		else if (/\.tsx?$/.test(name)) out.set(relative(base, path), readFileSync(path, 'utf8'));
 	}
 	return out;
 }
@@ -123,6 +123,56 @@ test('only src/kernel/addon.ts loads the native addon', () => {
 		if (file === 'kernel/addon.ts') continue;
 		assert.doesNotMatch(source, /weir_native\.node|createRequire/, `${file} must go through src/kernel/addon.ts`);
 	}
+});
+
+/** The web UI's only door into src/: the wire types. */
+export const UI_MAY_IMPORT = 'src/shared/wire.ts';
+
+/** Imports of ui/src/ files (path relative to the repository → its source) that leave ui/ for anything but the wire types. */
+export function checkUiImports(files: ReadonlyMap<string, string>): Violation[] {
+	const out: Violation[] = [];
+	for (const [file, source] of files) {
+		for (const spec of importsOf(source)) {
+			const target = relative('.', join(dirname(file), spec)).replace(/\.js$/, '.ts');
+			if (target.startsWith('ui/')) continue;
+			if (target === UI_MAY_IMPORT || `${target}.ts` === UI_MAY_IMPORT) continue;
+			out.push({ file, imports: spec, why: `the web UI talks to the relay through its API: from outside ui/ it may import only ${UI_MAY_IMPORT}` });
+		}
+	}
+	return out;
+}
+
+function uiSources(): Map<string, string> {
+	const out = new Map<string, string>();
+	const dir = resolve(repoRoot, 'ui', 'src');
+	for (const [file, source] of sources(dir)) out.set(join('ui', 'src', file), source);
+	return out;
+}
+
+test('the web UI imports nothing from src/ but the wire types, and those import nothing', () => {
+	const ui = uiSources();
+	assert.ok(
+		[...ui.keys()].some((f) => f.endsWith('api.ts')),
+		'ui/src/ has its sources',
+	);
+	assert.deepEqual(checkUiImports(ui), []);
+	assert.ok(
+		[...ui.values()].some((s) => importsOf(s).some((spec) => spec.endsWith('src/shared/wire'))),
+		'the UI reads the wire types from src/shared/wire.ts',
+	);
+	const wire = readFileSync(resolve(repoRoot, UI_MAY_IMPORT), 'utf8');
+	assert.doesNotMatch(wire, /^\s*(import|export\s[^\n]*\sfrom)\s/m, `${UI_MAY_IMPORT} imports nothing (the browser build has no Node types)`);
+	assert.doesNotMatch(wire, /^\s*export\s+(const|let|var|function|class|enum)\s/m, `${UI_MAY_IMPORT} holds types only`);
+	assert.deepEqual(
+		checkUiImports(
+			new Map([
+				['ui/src/a.ts', "import type { Flow } from '../../src/shared/wire';\nimport { x } from './b';"],
+				['ui/src/c.tsx', "import { relayApi } from '../../src/relay/api.js';"],
+				['ui/src/d.ts', "export { y } from '../../src/shared/defaults';"],
+			]),
+		).map((v) => `${v.file} ${v.imports}`),
+		['ui/src/c.tsx ../../src/relay/api.js', 'ui/src/d.ts ../../src/shared/defaults'],
+	);
 });
 
 test('the checker finds what it must: a sibling import, a dynamic one, a folder missing from the map', () => {

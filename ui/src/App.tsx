@@ -137,7 +137,7 @@ function withoutHost(map: ServiceMap): ServiceMap {
 	const hidden = new Set(HOST_SOURCES.map((r) => `reserved:${r}`));
 	const edges = map.edges.filter((e) => !hidden.has(e.source));
 	const used = new Set(edges.flatMap((e) => [e.source, e.destination]));
-	return { nodes: map.nodes.filter((n) => used.has(n.id)), edges };
+	return { nodes: map.nodes.filter((n) => used.has(n.id)), edges, evicted: map.evicted };
 }
 
 export function App() {
@@ -145,7 +145,7 @@ export function App() {
 	const [namespaces, setNamespaces] = useState<string[]>([]);
 	const [nodes, setNodes] = useState<NodeStatus[]>([]);
 	const [relayError, setRelayError] = useState<string | undefined>();
-	const [map, setMap] = useState<ServiceMap>({ nodes: [], edges: [] });
+	const [map, setMap] = useState<ServiceMap>({ nodes: [], edges: [], evicted: 0 });
 	const [rows, setRows] = useState<Row[]>([]);
 	const [paused, setPaused] = useState(false);
 	const [held, setHeld] = useState(0);

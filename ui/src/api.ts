@@ -1,83 +1,26 @@
 // The relay's public API as the UI reads it (GET only, relative URLs: the UI works
-// under any prefix the relay is reached through). These are the shapes of the wire,
-// written down on the UI's side of it.
+// under any prefix the relay is reached through). The shapes of the wire are the
+// server's own, src/shared/wire.ts (types only): a change there is checked here too.
 
-export type Verdict = 'FORWARDED' | 'DROPPED' | 'AUDIT';
+import type {
+	Flow,
+	FlowEndpoint,
+	FlowPolicyRef,
+	FlowVerdict,
+	NamespacesResponse,
+	NodeEvent,
+	NodesResponse,
+	NodeStatusView,
+	ServiceMapView,
+	StreamLine,
+} from '../../src/shared/wire';
 
-export interface Endpoint {
-	ip: string;
-	port?: number;
-	identity: number;
-	namespace?: string;
-	pod?: string;
-	workload?: string;
-	labels: string[];
-	reserved?: string;
-	service?: { namespace: string; name: string; port: string; vip: string; vipPort: number };
-}
-
-export interface PolicyRef {
-	kind: string;
-	namespace: string;
-	name: string;
-	rule?: string;
-}
-
-export interface Flow {
-	time: string;
-	node: string;
-	verdict: Verdict;
-	dropReason?: string;
-	dropReasonDesc?: string;
-	direction: 'ingress' | 'egress';
-	isReply: boolean;
-	protocol: string;
-	tcpFlags?: string[];
-	icmp?: { type: number; code: number };
-	source: Endpoint;
-	destination: Endpoint;
-	allowedBy?: PolicyRef;
-	isolatedBy?: PolicyRef[];
-	match: string;
-	summary: string;
-}
-
-export interface NodeStatus {
-	name: string;
-	state: 'connecting' | 'connected' | 'unavailable';
-	since: string;
-	endpoint?: string;
-	pod?: string;
-	error?: string;
-	flows: number;
-	lastFlowTime?: string;
-}
-
-export interface MapNode {
-	id: string;
-	kind: 'workload' | 'reserved' | 'ip';
-	namespace?: string;
-	name: string;
-	labels: string[];
-}
-
-export interface MapEdge {
-	id: string;
-	source: string;
-	destination: string;
-	port?: number;
-	protocol: string;
-	counts: Record<Verdict, number>;
-	dropReasons: Record<string, number>;
-	policies: { allowedBy: string[]; isolatedBy: string[] };
-	firstSeen: string;
-	lastSeen: string;
-}
-
-export interface ServiceMap {
-	nodes: MapNode[];
-	edges: MapEdge[];
-}
+export type { Flow, MapEdge, MapNode } from '../../src/shared/wire';
+export type Verdict = FlowVerdict;
+export type Endpoint = FlowEndpoint;
+export type PolicyRef = FlowPolicyRef;
+export type NodeStatus = NodeStatusView;
+export type ServiceMap = ServiceMapView;
 
 export interface Filters {
 	/** empty: all namespaces */
@@ -140,8 +83,8 @@ async function getJson<T>(path: string, signal?: AbortSignal): Promise<T> {
 }
 
 export const api = {
-	nodes: (signal?: AbortSignal) => getJson<{ nodes: NodeStatus[] }>('v1/nodes', signal).then((r) => r.nodes),
-	namespaces: (signal?: AbortSignal) => getJson<{ namespaces: string[] }>('v1/namespaces', signal).then((r) => r.namespaces),
+	nodes: (signal?: AbortSignal) => getJson<NodesResponse>('v1/nodes', signal).then((r) => r.nodes),
+	namespaces: (signal?: AbortSignal) => getJson<NamespacesResponse>('v1/namespaces', signal).then((r) => r.namespaces),
 	serviceMap: (namespaces: string[], signal?: AbortSignal) => {
 		const q = new URLSearchParams();
 		for (const ns of namespaces) q.append('namespace', ns);
@@ -149,7 +92,8 @@ export const api = {
 	},
 };
 
-export type StreamEvent = { kind: 'flow'; flow: Flow } | { kind: 'node'; node: string; state: string; error?: string } | { kind: 'lost'; lost: number };
+export type StreamEvent =
+	{ kind: 'flow'; flow: Flow } | { kind: 'node'; node: string; state: NodeEvent['state']; error?: string } | { kind: 'lost'; lost: number };
 
 /**
  * Follows GET v1/flows?follow=true: calls `on` for every line until `signal` aborts.
@@ -178,10 +122,10 @@ export async function followFlows(q: URLSearchParams, on: (e: StreamEvent) => vo
 			const line = buf.slice(0, nl);
 			buf = buf.slice(nl + 1);
 			if (!line) continue;
-			const o = JSON.parse(line) as Record<string, unknown>;
-			if (o['event'] === 'node') on({ kind: 'node', node: String(o['node']), state: String(o['state']), ...(o['error'] ? { error: String(o['error']) } : {}) });
-			else if (o['event'] === 'lost') on({ kind: 'lost', lost: Number(o['lost']) });
-			else if (o['event'] === undefined) on({ kind: 'flow', flow: o as unknown as Flow });
+			const o = JSON.parse(line) as StreamLine;
+			if (!('event' in o)) on({ kind: 'flow', flow: o });
+			else if (o.event === 'node') on({ kind: 'node', node: o.node, state: o.state, ...(o.error ? { error: o.error } : {}) });
+			else if (o.event === 'lost') on({ kind: 'lost', lost: o.lost });
 		}
 	}
 }
