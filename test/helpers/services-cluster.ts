@@ -176,7 +176,8 @@ export function lbFrontend(entries: readonly LbMapEntry[], vip: string, port: nu
 
 /**
  * Waits until, on every node, the map holds exactly `want()` (ip:port) as the frontend's
- * backends and nothing leaked anywhere; returns how long that took and the entries.
+ * backends, its master and slots 1..count and nothing else; returns how long that took
+ * and every node's entries. (Leaks of other frontends are for `lbMapProblems`.)
  */
 export async function waitLbFrontend(
 	k: Cluster,
@@ -200,7 +201,7 @@ export async function waitLbFrontend(
 					const entries = await lbMapEntries(k, n.name);
 					byNode.set(n.name, entries);
 					const f = lbFrontend(entries, vip, port);
-					const problems = lbMapProblems(entries);
+					const problems = lbMapProblems(entries.filter((e) => e.vip === vip && e.port === port));
 					last = `${n.name}: ${vip}:${port} holds ${f ? `id ${f.id} [${f.backends.join(' ')}]` : 'nothing'}, want [${expect.join(' ')}]${problems.length ? `; ${problems.join('; ')}` : ''}`;
 					if (!f || problems.length || f.backends.join(' ') !== expect.join(' ')) return undefined;
 					id = f.id;
