@@ -30,60 +30,71 @@ export function placement(nodes: readonly string[]): Workload[] {
 
 type Obj = Record<string, unknown>;
 
+/** A Deployment of the workload image (HTTP echo :8080, TCP echo :9000, Redis :6379), pods labelled app=<name>. */
+export function workloadDeployment(image: string, w: Workload, replicas = 1): Obj {
+	const labels = { app: w.name };
+	return {
+		apiVersion: 'apps/v1',
+		kind: 'Deployment',
+		metadata: { name: w.name, namespace: w.namespace, labels },
+		spec: {
+			replicas,
+			selector: { matchLabels: labels },
+			template: {
+				metadata: { labels },
+				spec: {
+					...(w.node ? { nodeSelector: { 'kubernetes.io/hostname': w.node } } : {}),
+					terminationGracePeriodSeconds: 1,
+					// Service links would set REDIS_PORT=tcp://… in the redis pod (its
+					// Service is called redis), which the workload reads as its port.
+					enableServiceLinks: false,
+					containers: [
+						{
+							name: w.name,
+							image,
+							imagePullPolicy: 'IfNotPresent',
+							env: [
+								{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+								{ name: 'VERSION', value: 'v1' },
+							],
+							ports: [
+								{ name: 'http', containerPort: 8080 },
+								{ name: 'echo', containerPort: 9000 },
+								{ name: 'redis', containerPort: 6379 },
+							],
+							readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 2 },
+						},
+					],
+				},
+			},
+		},
+	};
+}
+
+/** The workload's Service: selector app=<name>, its three ports under their names. */
+export function workloadService(w: Workload, spec: Obj = {}): Obj {
+	return {
+		apiVersion: 'v1',
+		kind: 'Service',
+		metadata: { name: w.name, namespace: w.namespace },
+		spec: {
+			selector: { app: w.name },
+			ports: [
+				{ name: 'http', port: 8080, targetPort: 8080 },
+				{ name: 'echo', port: 9000, targetPort: 9000 },
+				{ name: 'redis', port: 6379, targetPort: 6379 },
+			],
+			...spec,
+		},
+	};
+}
+
 export function scenarioManifests(image: string, workloads: readonly Workload[]): Obj {
 	const items: Obj[] = [];
 	for (const w of workloads) {
 		items.push({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: w.namespace } });
-		const labels = { app: w.name };
-		items.push({
-			apiVersion: 'apps/v1',
-			kind: 'Deployment',
-			metadata: { name: w.name, namespace: w.namespace, labels },
-			spec: {
-				replicas: 1,
-				selector: { matchLabels: labels },
-				template: {
-					metadata: { labels },
-					spec: {
-						...(w.node ? { nodeSelector: { 'kubernetes.io/hostname': w.node } } : {}),
-						terminationGracePeriodSeconds: 1,
-						// Service links would set REDIS_PORT=tcp://… in the redis pod (its
-						// Service is called redis), which the workload reads as its port.
-						enableServiceLinks: false,
-						containers: [
-							{
-								name: w.name,
-								image,
-								imagePullPolicy: 'IfNotPresent',
-								env: [
-									{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-									{ name: 'VERSION', value: 'v1' },
-								],
-								ports: [
-									{ name: 'http', containerPort: 8080 },
-									{ name: 'echo', containerPort: 9000 },
-									{ name: 'redis', containerPort: 6379 },
-								],
-								readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 2 },
-							},
-						],
-					},
-				},
-			},
-		});
-		items.push({
-			apiVersion: 'v1',
-			kind: 'Service',
-			metadata: { name: w.name, namespace: w.namespace },
-			spec: {
-				selector: labels,
-				ports: [
-					{ name: 'http', port: 8080, targetPort: 8080 },
-					{ name: 'echo', port: 9000, targetPort: 9000 },
-					{ name: 'redis', port: 6379, targetPort: 6379 },
-				],
-			},
-		});
+		items.push(workloadDeployment(image, w));
+		items.push(workloadService(w));
 	}
 	return { apiVersion: 'v1', kind: 'List', items };
 }

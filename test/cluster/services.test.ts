@@ -6,17 +6,13 @@
 // at once; a Service deleted and recreated is translated to its new backends.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startCluster, clusterStatus, type Cluster } from '../../hack/cluster/cluster.js';
 import { leftovers } from '../../hack/cluster/resources.js';
 import { waitFor } from '../../hack/cluster/exec.js';
-import { applyDeploy, loadAgentImage, noKubeProxyOverlay, waitWeirReady, WEIR_NS } from '../../hack/demo/install.js';
 import { forwardObservers } from '../../hack/demo/observer-forward.js';
 import { scenarioManifests, type Workload } from '../../hack/demo/scenario.js';
-import { coreDnsManifests } from '../../hack/cluster/configs.js';
 import type { Flow } from '../../src/observe/flow.js';
+import { assertNoKubeProxy, getByName, inPod, installWeir, podOf } from '../helpers/services-cluster.js';
 
 const WORKLOADS: (nodes: string[]) => Workload[] = (nodes) => [
 	{ namespace: 'x', name: 'client', node: nodes[0]! },
@@ -45,55 +41,10 @@ const EGRESS_POLICY = {
 	},
 };
 
-async function podOf(k: Cluster, ns: string, app: string): Promise<{ pod: string; ip: string }> {
-	return waitFor(
-		`${ns}/${app} Ready`,
-		180_000,
-		async () => {
-			const r = await k.kubectl(['-n', ns, 'get', 'pods', '-l', `app=${app}`, '-o', 'json'], { allowFail: true });
-			if (r.code !== 0) return undefined;
-			const items = (
-				JSON.parse(r.stdout) as {
-					items: Array<{
-						metadata: { name: string; deletionTimestamp?: string };
-						status: { podIP?: string; conditions?: Array<{ type: string; status: string }> };
-					}>;
-				}
-			).items;
-			const p = items.find((i) => !i.metadata.deletionTimestamp && i.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
-			return p?.status.podIP ? { pod: p.metadata.name, ip: p.status.podIP } : undefined;
-		},
-		1000,
-	);
-}
-
-/**
- * An HTTP GET by Service name. The workload image's wget is a static busybox whose libc
- * resolver crashes on names (and whose -T crashes too: `timeout` bounds it instead), so
- * busybox's own nslookup resolves (UDP to the kube-dns ClusterIP from resolv.conf) and
- * wget connects to the ClusterIP it answered.
- */
-function getByName(host: string, timeoutSec: number): string {
-	return `ip=$(nslookup ${host} | awk '/^Address:/{a=$2} END{print a}'); echo "resolved ${host} to $ip"; timeout ${timeoutSec} wget -O - "http://$ip:8080/" 2>&1`;
-}
-
-/** Runs a shell command in the client pod; the exit code and what it printed. */
-async function inClient(k: Cluster, pod: string, cmd: string): Promise<{ code: number; out: string }> {
-	const r = await k.kubectl(['-n', 'x', 'exec', pod, '--', 'sh', '-c', cmd], { allowFail: true, timeoutMs: 30_000 });
-	return { code: r.code, out: `${r.stdout}${r.stderr}`.trim() };
-}
-
 async function flows(url: string, q: string): Promise<Flow[]> {
 	const r = await fetch(`${url}/v1/flows?${q}`);
 	assert.equal(r.status, 200);
 	return ((await r.json()) as { flows: Flow[] }).flows;
-}
-
-/** The API server as pods reach it: the `kubernetes` Service's endpoint. */
-async function apiServerEndpoint(k: Cluster): Promise<{ ip: string; port: number }> {
-	const r = await k.kubectl(['get', 'endpointslices', '-n', 'default', '-l', 'kubernetes.io/service-name=kubernetes', '-o', 'json']);
-	const s = (JSON.parse(r.stdout) as { items: Array<{ endpoints: Array<{ addresses: string[] }>; ports: Array<{ port: number }> }> }).items[0]!;
-	return { ip: s.endpoints[0]!.addresses[0]!, port: s.ports[0]!.port };
 }
 
 for (const kubeProxy of [true, false]) {
@@ -113,48 +64,8 @@ for (const kubeProxy of [true, false]) {
 			c = await startCluster({ name, cni: 'none', kubeProxy, log: () => {} });
 			pids = clusterStatus(name).processes.map((p) => p.pid);
 			const k = c;
-			if (!kubeProxy) {
-				assert.equal(k.kubeProxy, false);
-				assert.deepEqual(
-					clusterStatus(name).processes.filter((p) => p.name.startsWith('kube-proxy')),
-					[],
-					'the harness started no kube-proxy',
-				);
-				for (const n of k.nodes) {
-					// kube-proxy would have made its chains in the node; kubelet's canary shows the rules are the node's.
-					const ipt = await k.nodeExec(n.name, ['iptables-save']);
-					assert.match(ipt.stdout, /KUBE-KUBELET-CANARY/);
-					assert.doesNotMatch(ipt.stdout, /KUBE-SERVICES|KUBE-SVC-/, `${n.name}: no kube-proxy chain`);
-				}
-			}
-			await loadAgentImage(k, (m) => t.diagnostic(m));
-			if (kubeProxy) await applyDeploy(k);
-			else {
-				// With nothing to translate the kubernetes Service before Weir runs, the agent is
-				// told where the API server is (Cilium's k8sServiceHost): deploy/no-kube-proxy/,
-				// with this cluster's address in place of kind's, as its api-server.env says.
-				const api = await apiServerEndpoint(k);
-				const dir = mkdtempSync(join(tmpdir(), 'weir-no-kube-proxy-'));
-				try {
-					await applyDeploy(k, noKubeProxyOverlay(dir, { host: api.ip, port: api.port }));
-				} finally {
-					rmSync(dir, { recursive: true, force: true });
-				}
-				const env = await k.kubectl([
-					'-n',
-					WEIR_NS,
-					'get',
-					'daemonset/weir-agent',
-					'-o',
-					'jsonpath={.spec.template.spec.containers[0].envFrom[0].configMapRef.name}',
-				]);
-				const cm = await k.kubectl(['-n', WEIR_NS, 'get', 'configmap', env.stdout.trim(), '-o', 'jsonpath={.data.KUBERNETES_SERVICE_HOST}']);
-				assert.equal(cm.stdout.trim(), api.ip, "the agent's API server address comes from deploy/no-kube-proxy's ConfigMap");
-			}
-			await waitWeirReady(k, (m) => t.diagnostic(m), 300_000);
-			// A cluster started with no CNI has no CoreDNS yet: it comes up on Weir, through the
-			// kubernetes Service the socket load balancer translates.
-			await k.kubectl(['apply', '-f', '-'], { input: JSON.stringify(coreDnsManifests(k.images.coredns)) });
+			if (!kubeProxy) await assertNoKubeProxy(k);
+			await installWeir(k, (m) => t.diagnostic(m));
 			await k.kubectl(['apply', '-f', '-'], { input: JSON.stringify(scenarioManifests(k.images.workload, WORKLOADS(k.nodes.map((n) => n.name)))) });
 			const client = await podOf(k, 'x', 'client');
 			const sy = await podOf(k, 'y', 's');
@@ -174,7 +85,7 @@ for (const kubeProxy of [true, false]) {
 				's.z reachable by name before the policy',
 				60_000,
 				async () => {
-					const r = await inClient(k, client.pod, getByName('s.z.svc.cluster.local', 5));
+					const r = await inPod(k, 'x', client.pod, getByName('s.z.svc.cluster.local', 5));
 					return r.code === 0 && r.out.includes('status=200') ? r : undefined;
 				},
 				1000,
@@ -185,17 +96,17 @@ for (const kubeProxy of [true, false]) {
 				's.y reachable by name under the policy',
 				60_000,
 				async () => {
-					const r = await inClient(k, client.pod, getByName('s.y.svc.cluster.local', 5));
+					const r = await inPod(k, 'x', client.pod, getByName('s.y.svc.cluster.local', 5));
 					return r.code === 0 && r.out.includes('status=200') ? r : undefined;
 				},
 				1000,
 			);
 			assert.match(y.out, new RegExp(`pod=${sy.pod}`), 'the backend in y answered');
-			const dns = await inClient(k, client.pod, 'nslookup s.z.svc.cluster.local');
+			const dns = await inPod(k, 'x', client.pod, 'nslookup s.z.svc.cluster.local');
 			assert.equal(dns.code, 0, `DNS (UDP 53 to kube-system through the kube-dns ClusterIP) works: ${dns.out}`);
-			const z = await inClient(k, client.pod, getByName('s.z.svc.cluster.local', 4));
+			const z = await inPod(k, 'x', client.pod, getByName('s.z.svc.cluster.local', 4));
 			assert.notEqual(z.code, 0, `s.z is refused by the egress policy: ${z.out}`);
-			const direct = await inClient(k, client.pod, `timeout 5 wget -q -O - http://${sy.ip}:8080/`);
+			const direct = await inPod(k, 'x', client.pod, `timeout 5 wget -q -O - http://${sy.ip}:8080/`);
 			assert.equal(direct.code, 0, 'a pod IP in y still works');
 
 			// The forwarders live in the cluster's cgroup: stopping the cluster stops them.
@@ -239,7 +150,7 @@ for (const kubeProxy of [true, false]) {
 				's.y with no backend refused',
 				60_000,
 				async () => {
-					const r = await inClient(k, client.pod, getByName('s.y.svc.cluster.local', 10));
+					const r = await inPod(k, 'x', client.pod, getByName('s.y.svc.cluster.local', 10));
 					return r.code !== 0 && /refused/i.test(r.out) ? r : undefined;
 				},
 				1000,
@@ -271,7 +182,7 @@ for (const kubeProxy of [true, false]) {
 				's.y back with its new backend',
 				60_000,
 				async () => {
-					const r = await inClient(k, client.pod, getByName('s.y.svc.cluster.local', 5));
+					const r = await inPod(k, 'x', client.pod, getByName('s.y.svc.cluster.local', 5));
 					return r.code === 0 && r.out.includes(`pod=${sy2.pod}`) ? r : undefined;
 				},
 				1000,
