@@ -19,6 +19,7 @@ import { waitFor } from '../../hack/cluster/exec.js';
 import { WorkloadCa } from '../../src/ca/ca.js';
 import { KubeCaCluster } from '../../src/ca/kube.js';
 import { CaClientError, HttpsCaClient } from '../../src/identity/ca-client.js';
+import { CertificateManager, type WorkloadCertificate } from '../../src/identity/cert-manager.js';
 import { createCsr, generateKeyPair } from '../../src/identity/csr.js';
 import { parseSpiffeId } from '../../src/identity/spiffe.js';
 import { repoRoot } from '../../src/shared/package.js';
@@ -27,6 +28,8 @@ const NAME = 'zca';
 const NS = 'weir-system';
 const APP = 'spiffe://cluster.local/ns/c-app/sa/app';
 const REDIS = 'spiffe://cluster.local/ns/d-redis/sa/redis';
+/** short, so that the certificate manager rotates within the test */
+const TTL_S = 6;
 
 function b64url(b: Buffer | string): string {
 	return Buffer.from(b).toString('base64url');
@@ -158,7 +161,7 @@ test('workload CA with a real API server: TokenReview, pods on nodes, one root, 
 				'--via',
 				'pod-proxy',
 				'--cert-ttl-seconds',
-				'30',
+				String(TTL_S),
 			],
 			{ stdio: ['ignore', 'pipe', 'pipe'] },
 		);
@@ -203,7 +206,7 @@ test('workload CA with a real API server: TokenReview, pods on nodes, one root, 
 		assert.equal(leaf.subjectAltName, `URI:${APP}`);
 		assert.ok(leaf.verify(new X509Certificate(bundle).publicKey), 'chains to the trust bundle');
 		const life = signed.notAfter.getTime() - t0;
-		assert.ok(life > 25_000 && life <= 31_000, `a 30 s certificate, got ${life} ms`);
+		assert.ok(life > TTL_S * 1000 - 2000 && life <= TTL_S * 1000 + 100, `a ${TTL_S} s certificate, got ${life} ms`);
 		assert.ok((await client(tokens.n2).sign(await csr(REDIS), REDIS)).certChain.length === 1);
 
 		const refusals: [string, string, string, string, number, string][] = [
@@ -233,6 +236,21 @@ test('workload CA with a real API server: TokenReview, pods on nodes, one root, 
 			assert.deepEqual([err.status, err.code], [status, code], `${what}: ${err.message}`);
 			t.diagnostic(`${what}: ${status} ${code}: ${err.message}`);
 		}
+		// The ztunnel's certificate manager on the real clock: a certificate, then a new one at half-life while the old is still valid.
+		const mgr = new CertificateManager({ ca: client(tokens.n1), backoff: { initialMs: 200, maxMs: 1000 } });
+		const got: [number, WorkloadCertificate | undefined][] = [];
+		mgr.onChange((_id, cert) => got.push([Date.now(), cert]));
+		mgr.setIdentities([parseSpiffeId(APP)]);
+		await waitFor('a rotated certificate', 20_000, async () => (got.length >= 2 ? true : undefined));
+		mgr.stop();
+		const [[, a], [rotatedAt, b]] = got as [[number, WorkloadCertificate], [number, WorkloadCertificate]];
+		assert.notEqual(a.certChain[0], b.certChain[0]);
+		assert.notEqual(a.keyPem, b.keyPem);
+		assert.ok(rotatedAt < a.notAfter, 'renewed while the first was still valid');
+		const half = a.notBefore + (a.notAfter - a.notBefore) / 2;
+		assert.ok(rotatedAt >= half - 50 && rotatedAt < half + 2000, `renewed at half-life (${rotatedAt - half} ms after it)`);
+		t.diagnostic(`certificate manager: renewed ${rotatedAt - half} ms after half-life, ${a.notAfter - rotatedAt} ms before the first expired`);
+
 		// Each refusal is one log line with its code and context; the deny for the other node names the node.
 		const logged = lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { component?: string; code?: string; node?: string; identity?: string });
 		for (const [, , , , , code] of refusals)
@@ -243,8 +261,8 @@ test('workload CA with a real API server: TokenReview, pods on nodes, one root, 
 		assert.ok(logged.some((l) => l.code === 'WEIR_ERR_CA_NO_POD_ON_NODE' && l.node === 'n1' && l.identity === REDIS));
 		assert.equal(
 			logged.filter((l) => l.component === 'ca' && (l as { msg?: string }).msg === 'signed a workload certificate').length,
-			2,
-			'two certificates signed, no more',
+			4,
+			'two certificates signed, and two for the manager; no more',
 		);
 	} finally {
 		if (ctrl && ctrl.exitCode === null) {
