@@ -141,6 +141,7 @@ test('the endpoint signs for a pod on the caller’s node, and refuses everythin
 		const ttl = leaf.notAfter.getTime() - Date.now();
 		assert.ok(ttl > 3590_000 && ttl <= 3600_000, `1 h certificate, got ${ttl} ms`);
 		assert.deepEqual(ok.body.trustBundle, [ca.rootCert().certPem]);
+		assert.deepEqual((await app.inject({ method: 'GET', url: '/v1/trust-bundle' })).json(), { trustBundle: [ca.rootCert().certPem] });
 		assert.deepEqual(cluster.reviews.at(-1)?.audiences, ['weir-ca'], 'the token is reviewed for the CA audience');
 
 		// The node comes from the bound pod when the token carries no node name.
