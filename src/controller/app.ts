@@ -1,5 +1,6 @@
 // weir-controller's composition root: the relay (discovery through the API server, or
-// nodes given on the command line), its API and the web UI on one fastify server.
+// nodes given on the command line), its API and the web UI on one fastify server; and,
+// when it talks to the API server, the workload CA on its own HTTPS port.
 import * as k8s from '@kubernetes/client-node';
 import fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -9,6 +10,10 @@ import { Relay } from '../relay/relay.js';
 import { staticUi } from '../relay/static-ui.js';
 import { DirectTransport, PodProxyTransport, type AgentTarget, type ObserverTransport } from '../relay/transport.js';
 import { packageVersion } from '../shared/package.js';
+import { WorkloadCa } from '../ca/ca.js';
+import { KubeCaCluster } from '../ca/kube.js';
+import { buildCaServer, caDnsNames } from '../ca/server.js';
+import { backoffDelay } from '../identity/cert-manager.js';
 
 export interface ControllerConfig {
 	host: string;
@@ -28,11 +33,24 @@ export interface ControllerConfig {
 	mergeWindowMs: number;
 	mergeCapacity: number;
 	mapEdges: number;
+	/** the workload CA; absent: no CA (static nodes, or --no-ca) */
+	ca?: CaConfig;
+}
+
+export interface CaConfig {
+	host: string;
+	port: number;
+	trustDomain: string;
+	certTtlMs: number;
+	ztunnelServiceAccount: string;
+	audience: string;
 }
 
 export interface Controller {
 	http: FastifyInstance;
 	relay: Relay;
+	/** The CA's address once it has its root and listens (never settles without a CA). */
+	caListening: Promise<string>;
 	start(): Promise<string>;
 	stop(): Promise<void>;
 }
@@ -70,10 +88,57 @@ export async function buildController(cfg: ControllerConfig, log: Logger): Promi
 	const http = fastify({ logger: false, forceCloseConnections: true });
 	await http.register(relayApi, { relay, followQueue: cfg.followQueue, version: packageVersion() });
 	await http.register(staticUi, { dir: cfg.uiDir });
+
+	// The CA needs its root from the API server before it can serve; until then (RBAC not
+	// applied yet, API server away) it retries with backoff and the relay runs regardless.
+	const caLog = log.child({ component: 'ca' });
+	let caServer: FastifyInstance | undefined;
+	let stopping = false;
+	let wake: (() => void) | undefined;
+	let listening: (addr: string) => void = () => {};
+	const caListening = new Promise<string>((resolve) => (listening = resolve));
+	const startCa = async (c: CaConfig, kc: k8s.KubeConfig): Promise<void> => {
+		const ca = new WorkloadCa({
+			cluster: new KubeCaCluster(kc),
+			trustDomain: c.trustDomain,
+			namespace: cfg.namespace,
+			ztunnelServiceAccount: c.ztunnelServiceAccount,
+			audience: c.audience,
+			certTtlMs: c.certTtlMs,
+			log: caLog,
+		});
+		for (let failures = 1; !stopping; failures++) {
+			try {
+				await ca.init();
+				break;
+			} catch (err) {
+				const retryInMs = backoffDelay(failures, { initialMs: 1000, maxMs: 30_000 }, Math.random);
+				caLog.error(
+					{ err: (err as Error).message, code: (err as { code?: unknown }).code, retryInMs },
+					`the CA cannot load or create its root in ${cfg.namespace} (check its RBAC: deploy/base/ca.yaml)`,
+				);
+				await new Promise<void>((r) => {
+					wake = r;
+					setTimeout(r, retryInMs).unref();
+				});
+			}
+		}
+		if (stopping) return;
+		caServer = await buildCaServer(ca, caLog, caDnsNames(cfg.namespace));
+		const addr = await caServer.listen({ host: c.host, port: c.port });
+		caLog.info({ addr, trustDomain: c.trustDomain, certTtlMs: c.certTtlMs, ztunnel: `${cfg.namespace}/${c.ztunnelServiceAccount}` }, 'CA listening');
+		listening(addr);
+	};
+	let caTask: Promise<void> | undefined;
+
 	return {
 		http,
 		relay,
+		caListening,
 		async start() {
+			if (cfg.ca && kc) {
+				caTask = startCa(cfg.ca, kc).catch((err: unknown) => caLog.error({ err: (err as Error).message }, 'the CA stopped'));
+			}
 			relay.start();
 			if (discovery) discovery.start();
 			else relay.setTargets([...cfg.nodes].map(([node, url]): AgentTarget => ({ node, url })));
@@ -82,6 +147,10 @@ export async function buildController(cfg: ControllerConfig, log: Logger): Promi
 			return addr;
 		},
 		async stop() {
+			stopping = true;
+			wake?.();
+			await caTask;
+			await caServer?.close();
 			await discovery?.stop();
 			relay.stop();
 			await http.close();

@@ -1,12 +1,15 @@
 #!/usr/bin/env node
-// weir-controller: the cluster-wide flow relay and the web UI (a Deployment in
-// weir-system, deploy/base/controller.yaml). src/controller/app.ts wires it.
+// weir-controller: the cluster-wide flow relay, the web UI and the workload CA (a
+// Deployment in weir-system, deploy/base/controller.yaml and ca.yaml).
+// src/controller/app.ts wires it.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { join } from 'node:path';
 import { RELAY_DEFAULTS as RELAY_BOUNDS } from '../relay/relay.js';
 import { DEFAULTS, RELAY_DEFAULTS } from '../shared/defaults.js';
 import { repoRoot } from '../shared/package.js';
+import { CA_DEFAULTS } from '../ca/ca.js';
+import { checkTrustDomain, DEFAULT_TRUST_DOMAIN, SpiffeIdError } from '../identity/spiffe.js';
 import { buildController, type ControllerConfig } from './app.js';
 
 function int(min: number, max: number) {
@@ -38,11 +41,26 @@ interface Opts {
 	mergeWindowMs: number;
 	mergeBuffer: number;
 	mapEdges: number;
+	ca: boolean;
+	caPort: number;
+	trustDomain: string;
+	certTtlSeconds: number;
+	ztunnelServiceAccount: string;
+	caAudience: string;
 	logLevel: string;
 }
 
+function trustDomain(v: string): string {
+	try {
+		return checkTrustDomain(v);
+	} catch (err) {
+		if (err instanceof SpiffeIdError) throw new InvalidArgumentError(err.message);
+		throw err;
+	}
+}
+
 const program = new Command('weir-controller')
-	.description('the cluster-wide flow relay (every node agent’s flows, merged) and the web UI; read-only')
+	.description('the cluster-wide flow relay (every node agent’s flows, merged), the web UI and the workload CA')
 	.option('--host <addr>', 'listen address', '0.0.0.0')
 	.option('--port <port>', 'relay API and web UI port', int(0, 65535), RELAY_DEFAULTS.port)
 	.option('--namespace <ns>', "Weir's namespace (where the weir-agent pods run)", RELAY_DEFAULTS.namespace)
@@ -62,6 +80,12 @@ const program = new Command('weir-controller')
 	.option('--merge-window-ms <ms>', 'how long a flow waits for earlier flows of other nodes', int(0, 60_000), RELAY_BOUNDS.merge.windowMs)
 	.option('--merge-buffer <n>', 'flows held at most while merging', int(1, 1_000_000), RELAY_BOUNDS.merge.capacity)
 	.option('--map-edges <n>', 'service map edges kept', int(1, 1_000_000), RELAY_BOUNDS.mapEdges)
+	.option('--no-ca', 'do not run the workload CA (it runs whenever the controller talks to the API server)')
+	.option('--ca-port <port>', "the workload CA's HTTPS port (0: any)", int(0, 65535), CA_DEFAULTS.port)
+	.option('--trust-domain <td>', 'the SPIFFE trust domain of workload identities', trustDomain, DEFAULT_TRUST_DOMAIN)
+	.option('--cert-ttl-seconds <s>', 'lifetime of workload certificates', int(1, 366 * 24 * 3600), CA_DEFAULTS.certTtlMs / 1000)
+	.option('--ztunnel-service-account <name>', 'the only ServiceAccount (in --namespace) the CA signs for: the node ztunnel', CA_DEFAULTS.ztunnelServiceAccount)
+	.option('--ca-audience <aud>', 'the audience the ztunnel’s projected token must be for', CA_DEFAULTS.audience)
 	.option('--log-level <level>', 'pino log level', 'info')
 	.action(async (o: Opts) => {
 		// Each part logs with its own component (children of a root without one).
@@ -82,11 +106,24 @@ const program = new Command('weir-controller')
 			mergeCapacity: o.mergeBuffer,
 			mapEdges: o.mapEdges,
 			...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
+			...(o.ca && o.node.size === 0
+				? {
+						ca: {
+							host: o.host,
+							port: o.caPort,
+							trustDomain: o.trustDomain,
+							certTtlMs: o.certTtlSeconds * 1000,
+							ztunnelServiceAccount: o.ztunnelServiceAccount,
+							audience: o.caAudience,
+						},
+					}
+				: {}),
 		};
 		const c = await buildController(cfg, root);
 		const addr = await c.start();
 		// The test harness and `weir ui` read this line to find the port.
 		process.stdout.write(`weir-controller listening on ${addr}\n`);
+		void c.caListening.then((caAddr) => process.stdout.write(`weir-controller CA listening on ${caAddr}\n`));
 		const shutdown = (sig: string): void => {
 			log.info({ sig }, 'stopping');
 			c.stop().then(
