@@ -9,6 +9,7 @@
 // when the benchmark is interrupted (SIGINT, SIGTERM).
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { Agent, request, type RequestOptions } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -59,6 +60,54 @@ export async function inFlight<T>(items: readonly T[], n: number, f: (item: T, i
 		}
 	};
 	await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+}
+
+/**
+ * JSON requests to an API server over kept-alive TLS connections, for writes timed as
+ * the API server's own: client-node builds a new https.Agent for every call, so each one
+ * pays a TLS handshake (client certificate included) on both sides.
+ */
+export class ApiClient {
+	private constructor(
+		private readonly server: URL,
+		private readonly agent: Agent,
+	) {}
+
+	/** The kubeconfig's current cluster and user; at most `sockets` connections. */
+	static async open(kc: k8s.KubeConfig, sockets: number): Promise<ApiClient> {
+		const opts: RequestOptions = {};
+		await kc.applyToHTTPSOptions(opts);
+		const server = kc.getCurrentCluster()?.server;
+		if (!server) throw new Error('the kubeconfig names no server');
+		return new ApiClient(new URL(server), new Agent({ keepAlive: true, maxSockets: sockets, ca: opts.ca, cert: opts.cert, key: opts.key }));
+	}
+
+	/** Sends `body` as JSON (or as `contentType`, e.g. a merge patch); resolves to the answer, rejects on a status >= 300. */
+	send<T = unknown>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+		const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+		return new Promise<T>((res, rej) => {
+			const req = request(
+				new URL(path, this.server),
+				{ method, agent: this.agent, headers: { accept: 'application/json', ...(data ? { 'content-type': contentType, 'content-length': data.length } : {}) } },
+				(r) => {
+					const chunks: Buffer[] = [];
+					r.on('data', (c: Buffer) => chunks.push(c));
+					r.on('error', rej);
+					r.on('end', () => {
+						const text = Buffer.concat(chunks).toString('utf8');
+						if ((r.statusCode ?? 0) >= 300) rej(new Error(`${method} ${path}: ${r.statusCode} ${text.slice(0, 300)}`));
+						else res((text ? JSON.parse(text) : undefined) as T);
+					});
+				},
+			);
+			req.on('error', rej);
+			req.end(data);
+		});
+	}
+
+	close(): void {
+		this.agent.destroy();
+	}
 }
 
 export class ApiAgentLab {
