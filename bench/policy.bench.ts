@@ -3,15 +3,12 @@
 //
 // 1. Full compile of 1 000 pods x 500 NetworkPolicies (pure compiler), and the first
 //    apply of its result to real pinned maps.
-// 2. Change to datapath: a real kube-apiserver (local cluster, control-plane mode) and
-//    a real weir-agent holding the same 1 000 pods and 500 policies; 100 times, one
-//    policy's port is patched through the API and the time until the new entry is in
-//    the pinned policy map is measured (p50/p99).
+// 2. Change to datapath (bench/api-agent.ts): a real kube-apiserver (local cluster,
+//    control-plane mode) and a real weir-agent holding the same 1 000 pods and 500
+//    policies; 100 times, one policy's port is patched through the API and the time
+//    until the new entry is in the pinned policy map is measured (p50/p99).
 // 3. The agent's resident memory at that scale.
-import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { Datapath, removePinRoot } from '../src/kernel/datapath.js';
 import { IPPROTO, ipcacheKey, policyKeys } from '../src/kernel/codecs.js';
@@ -21,11 +18,9 @@ import { IdentityAllocator } from '../src/policy/identity.js';
 import { RuleIdAllocator, compile } from '../src/policy/compiler.js';
 import { NamespaceInfo, NetworkPolicy, PodInfo } from '../src/policy/model.js';
 import { MapReconciler, toTrie } from '../src/policy/reconcile.js';
-import { repoRoot } from '../src/shared/package.js';
-import { AGENT_ENV, AGENT_NODE_FLAGS } from '../src/agent/runtime.js';
-import { freePort, startCluster } from '../hack/cluster/cluster.js';
 import { ensureBpffs, requireRoot, testPinRoot } from '../test/helpers/bpf.js';
 import { typedPolicy as typed } from '../test/helpers/policy-lab.js';
+import { ApiAgentLab, inFlight } from './api-agent.js';
 
 const PODS = 1000;
 const POLICIES = 500;
@@ -33,7 +28,6 @@ const NAMESPACES = 20;
 const LOCAL = 100; // pods on the measured node
 const CHANGES = 100;
 const NODE = 'bench-node';
-let PORT = 0; // a free port, found at start (fixed ports collide with other labs on this machine)
 
 interface World {
 	namespaces: NamespaceInfo[];
@@ -127,26 +121,17 @@ async function compileBench(w: World): Promise<void> {
 }
 
 async function changeBench(w: World): Promise<void> {
-	const work = mkdtempSync(join(tmpdir(), 'weir-policy-bench-'));
-	PORT = await freePort();
-	const cluster = await startCluster({ name: 'wbench', mode: 'control-plane', log: () => undefined });
-	const pinRoot = testPinRoot('bench-agent');
-	let agent: ChildProcess | undefined;
+	const lab = await ApiAgentLab.start('wbench', 'bench-agent');
 	try {
-		const kc = new k8s.KubeConfig();
-		kc.loadFromFile(cluster.kubeconfig);
-		const core = kc.makeApiClient(k8s.CoreV1Api);
-		const net = kc.makeApiClient(k8s.NetworkingV1Api);
+		const core = lab.kc.makeApiClient(k8s.CoreV1Api);
+		const net = lab.kc.makeApiClient(k8s.NetworkingV1Api);
 		const t0 = performance.now();
 		await core.createNode({ body: { metadata: { name: NODE }, status: { addresses: [{ type: 'InternalIP', address: '198.18.9.1' }] } } });
 		for (const n of w.namespaces) {
 			await core.createNamespace({ body: { metadata: { name: n.name, labels: n.labels } } });
 			await core.createNamespacedServiceAccount({ namespace: n.name, body: { metadata: { name: 'default' } } });
 		}
-		const inFlight = async <T>(items: T[], f: (x: T) => Promise<unknown>): Promise<void> => {
-			for (let i = 0; i < items.length; i += 20) await Promise.all(items.slice(i, i + 20).map(f));
-		};
-		await inFlight(w.pods, async (p) => {
+		await inFlight(w.pods, 20, async (p) => {
 			await core.createNamespacedPod({
 				namespace: p.namespace,
 				body: {
@@ -163,56 +148,19 @@ async function changeBench(w: World): Promise<void> {
 				k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
 			);
 		});
-		await inFlight(w.policies, (p) => net.createNamespacedNetworkPolicy({ namespace: p.metadata!.namespace!, body: typed(p) }));
+		await inFlight(w.policies, 20, (p) => net.createNamespacedNetworkPolicy({ namespace: p.metadata!.namespace!, body: typed(p) }));
 		const loadS = (performance.now() - t0) / 1000;
 
 		const locals = w.pods.filter((p) => p.nodeName === NODE);
-		writeFileSync(
-			join(work, 'endpoints.json'),
-			JSON.stringify(locals.map((p, i) => ({ namespace: p.namespace, pod: p.name, ip: p.ips[0], epId: i + 1, ifindex: 1000 + i }))),
-		);
-		// The agent runs as the DaemonSet runs it: with a bounded V8 heap (AGENT_NODE_FLAGS).
-		agent = spawn(
-			process.execPath,
-			[
-				...AGENT_NODE_FLAGS,
-				resolve(repoRoot, 'dist/src/agent/main.js'),
-				// A host process in the machine's root cgroup: the socket load balancer would attach there,
-				// for every process of the machine. It is tested from deploy/ (test/cluster/services.test.ts).
-				'--kube-proxy-replacement',
-				'false',
-				'--node-name',
-				NODE,
-				'--pin-root',
-				pinRoot,
-				'--kubeconfig',
-				cluster.kubeconfig,
-				'--endpoints-file',
-				join(work, 'endpoints.json'),
-				'--observer-host',
-				'127.0.0.1',
-				'--observer-port',
-				String(PORT),
-				'--log-level',
-				'warn',
-			],
-			{ stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...AGENT_ENV } },
-		);
-		const tReady = performance.now();
-		for (;;) {
-			try {
-				if ((await fetch(`http://127.0.0.1:${PORT}/readyz`)).ok) break;
-			} catch {
-				/* starting */
-			}
-			if (performance.now() - tReady > 60_000) throw new Error('agent did not become ready');
-			await new Promise((r) => setTimeout(r, 50));
-		}
-		const readyS = (performance.now() - tReady) / 1000;
+		// The agent runs as the DaemonSet runs it (bounded V8 heap), as a host process: no socket load balancer.
+		const readyS = await lab.startAgent({
+			node: NODE,
+			endpoints: locals.map((p, i) => ({ namespace: p.namespace, pod: p.name, ip: p.ips[0]!, epId: i + 1, ifindex: 1000 + i })),
+		});
 
 		// The measured policy: pol0 selects app0 pods in ns0; local pod0 is one of them.
-		const policyMap = native().openPinnedMap(join(pinRoot, 'weir_policy'));
-		const ipcache = native().openPinnedMap(join(pinRoot, 'weir_ipcache'));
+		const policyMap = native().openPinnedMap(join(lab.pinRoot, 'weir_policy'));
+		const ipcache = native().openPinnedMap(join(lab.pinRoot, 'weir_ipcache'));
 		const idOf = (ip: string): number => {
 			const v = ipcache.lookup(ipcacheKey(`${ip}/32`));
 			if (!v) throw new Error(`${ip} not in ipcache`);
@@ -246,26 +194,18 @@ async function changeBench(w: World): Promise<void> {
 			}
 			latencies.push(performance.now() - start);
 		}
-		const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agent.pid}/status`, 'utf8'))![1]);
+		const rssMb = lab.agentRssMb();
 		console.log(
 			`\n## change to datapath: real kube-apiserver, real weir-agent, ${PODS} pods x ${POLICIES} policies (objects created in ${loadS.toFixed(1)} s; agent ready ${readyS.toFixed(2)} s after start)`,
 		);
 		console.log(
 			`API write -> entry in the pinned policy map, ${CHANGES} changes: p50 ${pct(latencies, 50).toFixed(1)} ms, p99 ${pct(latencies, 99).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms (target p99 <= 100 ms)`,
 		);
-		console.log(`agent RSS at that scale: ${(rssKb / 1024).toFixed(0)} MB (target <= 200 MB)`);
+		console.log(`agent RSS at that scale: ${rssMb.toFixed(0)} MB (target <= 200 MB)`);
 		policyMap.close();
 		ipcache.close();
 	} finally {
-		agent?.kill('SIGKILL');
-		await cluster.stop();
-		try {
-			(await Datapath.open({ pinRoot })).destroy();
-		} catch {
-			/* nothing pinned */
-		}
-		removePinRoot(pinRoot);
-		rmSync(work, { recursive: true, force: true });
+		await lab.destroy();
 	}
 }
 

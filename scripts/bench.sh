@@ -8,7 +8,9 @@
 #   cni       ADD/DEL latency p50/p99 next to the reference ptp + host-local
 #   upgrade   stream stalls during an in-place agent upgrade vs before it
 #   services  connect() p50/p99 to a ClusterIP (1000 Services x 10 backends): socket LB vs
-#             direct vs kube-proxy-style iptables DNAT (nft and legacy)
+#             direct vs kube-proxy-style iptables DNAT (nft and legacy); then the agent's time
+#             to apply 1000 EndpointSlice changes (real API server -> pinned map; --quick: 100)
+#             vs the API server's own time for the same writes with no agent
 #   relay     flows/s the relay merges and serves with the web UI open; its RSS; the page's frame time at 1 000 flows/s; the heap of its bounds when full
 set -euo pipefail
 . "$(dirname "$0")/as-root.sh" "$0" "$@"
@@ -30,7 +32,11 @@ for b in "${which[@]}"; do
 	flows) node --enable-source-maps dist/bench/flows.bench.js ;;
 	cni) node --enable-source-maps dist/bench/cni.bench.js ;;
 	upgrade) node --enable-source-maps dist/bench/upgrade.bench.js ;;
-	services) node --enable-source-maps dist/bench/services.bench.js "${flags[@]}" ;;
+	services)
+		node --enable-source-maps dist/bench/services.bench.js "${flags[@]}"
+		echo
+		node --enable-source-maps dist/bench/services-apply.bench.js "${flags[@]}"
+		;;
 	relay) node --enable-source-maps dist/bench/relay.bench.js ;;
 	esac
 	echo
