@@ -186,9 +186,9 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 	let controller: PolicyController | undefined;
 	// eslint-disable-next-line prefer-const
 	let lb: ServiceLb | undefined;
-	const watches = new ClusterWatches(kc, log.child({ component: 'watch' }), () => {
-		controller?.schedule();
-		lb?.controller.schedule();
+	const watches = new ClusterWatches(kc, log.child({ component: 'watch' }), {
+		policy: () => controller?.schedule(),
+		services: () => lb?.controller.schedule(),
 	});
 	lb = config.kubeProxyReplacement ? await openServiceLb(config, watches, log) : await closeServiceLb(config, log);
 	const flowIndex = new FlowIndex(

@@ -1,9 +1,18 @@
 // The cluster as a node agent sees it: one supervised informer per kind it reads.
 // Pods, Namespaces, NetworkPolicies and Nodes feed the policy controller and the flow
-// index; Services and EndpointSlices are listed for the service load balancer
-// (Services in eBPF), which is built on them next.
+// index; Services and EndpointSlices feed the service load balancer. A change wakes
+// only the consumer of its kind (a Service change costs no policy compile), except
+// the change that completes the sync of every watch, which wakes both.
 import * as k8s from '@kubernetes/client-node';
 import { BackoffOptions, DEFAULT_BACKOFF, SupervisedInformer, WatchLogger } from './informers.js';
+
+/** Who is told of a change: the consumers of each group of kinds. */
+export interface WatchListeners {
+	/** pods, namespaces, NetworkPolicies, nodes */
+	policy(): void;
+	/** Services, EndpointSlices */
+	services(): void;
+}
 
 /** Every watch a node agent keeps, over one KubeConfig. */
 export class ClusterWatches {
@@ -14,7 +23,20 @@ export class ClusterWatches {
 	readonly services: SupervisedInformer<k8s.V1Service>;
 	readonly endpointSlices: SupervisedInformer<k8s.V1EndpointSlice>;
 
-	constructor(kc: k8s.KubeConfig, log: WatchLogger, onChange: () => void, backoff: BackoffOptions = DEFAULT_BACKOFF) {
+	private allSynced = false;
+
+	constructor(kc: k8s.KubeConfig, log: WatchLogger, listeners: WatchListeners, backoff: BackoffOptions = DEFAULT_BACKOFF) {
+		const notify = (own: () => void) => (): void => {
+			if (!this.allSynced && this.isSynced) {
+				this.allSynced = true;
+				listeners.policy();
+				listeners.services();
+				return;
+			}
+			own();
+		};
+		const onChange = notify(() => listeners.policy());
+		const onServiceChange = notify(() => listeners.services());
 		const core = kc.makeApiClient(k8s.CoreV1Api);
 		const net = kc.makeApiClient(k8s.NetworkingV1Api);
 		const disc = kc.makeApiClient(k8s.DiscoveryV1Api);
@@ -30,14 +52,14 @@ export class ClusterWatches {
 			backoff,
 		);
 		this.nodes = new SupervisedInformer('nodes', kc, '/api/v1/nodes', () => core.listNode(), log, onChange, backoff);
-		this.services = new SupervisedInformer('services', kc, '/api/v1/services', () => core.listServiceForAllNamespaces(), log, onChange, backoff);
+		this.services = new SupervisedInformer('services', kc, '/api/v1/services', () => core.listServiceForAllNamespaces(), log, onServiceChange, backoff);
 		this.endpointSlices = new SupervisedInformer(
 			'endpointslices',
 			kc,
 			'/apis/discovery.k8s.io/v1/endpointslices',
 			() => disc.listEndpointSliceForAllNamespaces(),
 			log,
-			onChange,
+			onServiceChange,
 			backoff,
 		);
 	}
