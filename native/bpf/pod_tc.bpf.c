@@ -7,10 +7,12 @@
  * delivered to the pod and enforces its ingress policy. Both share weir_handle(),
  * which the compiler specialises for each direction.
  *
- * A meshed pod's TCP is captured after its policy allowed it: weir_from_pod hands
- * it to the node ztunnel's socket (lib/capture.h), and the conntrack entry remembers
- * that, so every later packet of the connection goes the same way, or is dropped if
- * the ztunnel is gone. Why in tc with bpf_sk_assign, not Istio's in-pod sockets:
+ * A meshed pod's TCP to a meshed pod (an ipcache entry flagged WEIR_IPCACHE_F_MESHED)
+ * is captured after its policy allowed it: weir_from_pod hands it to the node
+ * ztunnel's socket (lib/capture.h), and the conntrack entry remembers that, so every
+ * later packet of the connection goes the same way, or is dropped if the ztunnel is
+ * gone. Its TCP to anything else is policed like any pod's. Why in tc with
+ * bpf_sk_assign, not Istio's in-pod sockets, and why only meshed destinations:
  * docs/ztunnel.md.
  */
 #include "lib/common.h"
@@ -42,6 +44,7 @@ static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 	struct weir_endpoint_info *ep;
 	struct weir_ct_entry *ct;
 	__u32 peer, isolated;
+	__u32 dst_flags = 0; /* WEIR_IPCACHE_F_* of the destination (egress only) */
 	__u16 ct_flags = 0;
 	__u64 now;
 	__u16 ethertype;
@@ -133,7 +136,7 @@ static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 
 	/* A new connection (or a tuple first seen on another interface): the policy decides. */
 	if (dir == WEIR_DIR_EGRESS) {
-		v.dst_identity = weir_ipcache_identity4(p.daddr);
+		v.dst_identity = weir_ipcache_lookup4(p.daddr, &dst_flags);
 		peer = v.dst_identity;
 		isolated = ep->flags & WEIR_EP_EGRESS_ISOLATED;
 	} else {
@@ -159,15 +162,20 @@ static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 
 	/*
 	 * Policy first, then capture: what the pod may not open never reaches the
-	 * ztunnel. A SYN without a ztunnel listener leaves no conntrack entry behind.
+	 * ztunnel. Only a meshed destination is captured, so the ztunnel being down
+	 * never stops a meshed pod's TCP to anything else. A SYN without a ztunnel
+	 * listener leaves no conntrack entry behind.
 	 */
-	if (dir == WEIR_DIR_EGRESS && weir_capture_eligible(skb, &p, ep->flags)) {
+	if (dir == WEIR_DIR_EGRESS && weir_capture_eligible(skb, &p, ep->flags, dst_flags)) {
 		ret = weir_capture(skb, &p, weir_tcp_is_syn(&p));
 		if (ret == WEIR_OK)
 			ct_flags = WEIR_CT_F_PROXY;
 		else if (weir_tcp_is_syn(&p))
 			goto drop_err;
-		/* Else a packet of a connection the ztunnel does not own (opened before the pod was meshed): as before. */
+		/*
+		 * Else a packet of a connection the ztunnel does not own (opened before the
+		 * pod or its destination was meshed): as before.
+		 */
 	} else if (dir == WEIR_DIR_INGRESS && weir_cfg_ztunnel_mark && skb->mark == weir_cfg_ztunnel_mark &&
 		   p.protocol == IPPROTO_TCP) {
 		/* The ztunnel connects to the pod: the pod's replies must go back to its socket. */

@@ -35,8 +35,19 @@ export function decodeIpcacheKey(buf: Buffer): string {
 	return `${intToIpv4(addr)}/${(d['prefixlen'] as number) - IPCACHE_STATIC_PREFIX}`;
 }
 
-export function ipcacheValue(identity: number): Buffer {
-	return encode('weir_ipcache_value', { identity });
+/** An ipcache entry's value: the prefix's identity and its IpcacheFlags. */
+export interface IpcacheValue {
+	identity: number;
+	flags: number;
+}
+
+export function ipcacheValue(identity: number, flags = 0): Buffer {
+	return encode('weir_ipcache_value', { identity, flags });
+}
+
+export function decodeIpcacheValue(buf: Buffer): IpcacheValue {
+	const d = decode('weir_ipcache_value', buf);
+	return { identity: d['identity'] as number, flags: d['flags'] as number };
 }
 
 export function endpointKey(ip: string): Buffer {

@@ -14,14 +14,16 @@ import {
 	decodeEndpointKey,
 	decodeRecord,
 	decodeIpcacheKey,
+	decodeIpcacheValue,
 	endpointInfo,
 	endpointKey,
 	ipcacheKey,
 	ipcacheValue,
 	Ct4Key,
 	CtEntry,
+	IpcacheValue,
 } from './codecs.js';
-import { Dir, MapName, METRICS_EVENTS_LOST, REASON_MAX, Structs, dropReasonName, decode } from './layout.js';
+import { Dir, MapName, METRICS_EVENTS_LOST, REASON_MAX, Structs, dropReasonName } from './layout.js';
 import { NativeError, NativeLink, NativeMap, NativeObject, NativeRingBuffer, TcDirection, native } from './addon.js';
 
 /** Load-time configuration of the pod programs (rodata, fixed for the object's life). */
@@ -323,16 +325,17 @@ export class Datapath {
 		return [...new Set(readdirSync(dir).map((f) => Number(f.split('-')[0])))].filter(Number.isInteger);
 	}
 
-	setIpcache(cidr: string, identity: number): void {
-		this.ipcache.update(ipcacheKey(cidr), ipcacheValue(identity));
+	/** Maps a prefix to an identity; `flags` are IpcacheFlags (Meshed: the ztunnel captures a meshed pod's TCP to it). */
+	setIpcache(cidr: string, identity: number, flags = 0): void {
+		this.ipcache.update(ipcacheKey(cidr), ipcacheValue(identity, flags));
 	}
 
 	deleteIpcache(cidr: string): boolean {
 		return this.ipcache.delete(ipcacheKey(cidr));
 	}
 
-	ipcacheEntries(): Array<{ cidr: string; identity: number }> {
-		return this.ipcache.entries().map(([k, v]) => ({ cidr: decodeIpcacheKey(k), identity: decode('weir_ipcache_value', v)['identity'] as number }));
+	ipcacheEntries(): Array<{ cidr: string } & IpcacheValue> {
+		return this.ipcache.entries().map(([k, v]) => ({ cidr: decodeIpcacheKey(k), ...decodeIpcacheValue(v) }));
 	}
 
 	setEndpoint(ip: string, info: EndpointInfo): void {

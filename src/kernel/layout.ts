@@ -26,6 +26,8 @@ export const Verdict = { Forwarded: 1, Dropped: 2, Audit: 3 } as const;
 export const Match = { None: 0, NotIsolated: 1, L3L4: 2, L3Only: 3, L4Only: 4, All: 5, Host: 6 } as const;
 export const CtFlags = { SeenReply: 1, Syn: 2, FinFwd: 4, FinRev: 8, Rst: 16, Icmp: 32, Proxy: 64 } as const;
 export const PolicyFlags = { AllProtocols: 1 } as const;
+/** Flags of an ipcache entry (weir_ipcache_value.flags): Meshed, a meshed pod's address, the only destination whose TCP the ztunnel captures. */
+export const IpcacheFlags = { Meshed: 1 } as const;
 
 export const IPCACHE_STATIC_PREFIX = 32;
 export const POLICY_FIXED_PREFIX = 72;

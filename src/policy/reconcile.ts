@@ -2,16 +2,16 @@
 // maps hold, in an order that never opens a window for traffic that both the old and
 // the new state deny:
 //   1. new and changed policy entries   (only admit more, under the new state)
-//   2. ipcache and endpoint upserts     (identities and isolation flags switch over)
+//   2. ipcache and endpoint upserts     (identities, isolation and mesh flags switch over)
 //   3. removed policy entries, then removed ipcache prefixes
 // Anything both states deny is denied at every step: step 1 adds only entries the
 // new state wants, and step 3 removes only entries the new state does not want.
-import { EndpointInfo, PolicyEntry, policyKeys, policyValue } from '../kernel/codecs.js';
+import { EndpointInfo, IpcacheValue, PolicyEntry, policyKeys, policyValue } from '../kernel/codecs.js';
 
 /** The narrow slice of Datapath the reconciler needs. */
 export interface PolicyMaps {
-	ipcacheEntries(): Array<{ cidr: string; identity: number }>;
-	setIpcache(cidr: string, identity: number): void;
+	ipcacheEntries(): Array<{ cidr: string } & IpcacheValue>;
+	setIpcache(cidr: string, identity: number, flags: number): void;
 	deleteIpcache(cidr: string): boolean;
 	endpointEntries(): Array<{ ip: string } & EndpointInfo>;
 	setEndpoint(ip: string, info: EndpointInfo): void;
@@ -47,7 +47,14 @@ export function toTrie(entries: readonly PolicyEntry[]): Map<string, TrieEntry> 
 }
 
 export interface DesiredMaps {
+	/** prefix -> identity */
 	ipcache: ReadonlyMap<string, number>;
+	/**
+	 * IpcacheFlags of prefixes of `ipcache` (Meshed: a meshed pod's address); a prefix
+	 * not here, or every prefix when this is absent, has none. An entry whose identity
+	 * is unchanged is rewritten when its flags change.
+	 */
+	ipcacheFlags?: ReadonlyMap<string, number> | undefined;
 	/** endpoints whose identity/flags the policy decides (other fields come from the CNI) */
 	endpoints: ReadonlyMap<string, EndpointInfo>;
 	policy: ReadonlyMap<string, TrieEntry>;
@@ -72,6 +79,8 @@ export interface ApplyStats {
 
 export class MapReconciler {
 	private ipcache = new Map<string, number>();
+	/** non-zero ipcache flags, by prefix */
+	private ipcacheFlags = new Map<string, number>();
 	private endpoints = new Map<string, EndpointInfo>();
 	private policy = new Map<string, string>();
 
@@ -81,7 +90,9 @@ export class MapReconciler {
 
 	/** Re-reads what the maps hold (at start, and after any doubt). */
 	resync(): void {
-		this.ipcache = new Map(this.maps.ipcacheEntries().map((e) => [e.cidr, e.identity]));
+		const ipcache = this.maps.ipcacheEntries();
+		this.ipcache = new Map(ipcache.map((e) => [e.cidr, e.identity]));
+		this.ipcacheFlags = new Map(ipcache.filter((e) => e.flags !== 0).map((e) => [e.cidr, e.flags]));
 		this.endpoints = new Map(this.maps.endpointEntries().map(({ ip, ...info }) => [ip, info]));
 		this.policy = new Map(this.maps.policyRaw().map(([k, v]) => [k.toString('hex'), v.toString('hex')]));
 	}
@@ -108,9 +119,12 @@ export class MapReconciler {
 			stats.policyAdded++;
 		}
 		for (const [cidr, id] of desired.ipcache) {
-			if (this.ipcache.get(cidr) === id) continue;
-			this.maps.setIpcache(cidr, id);
+			const flags = desired.ipcacheFlags?.get(cidr) ?? 0;
+			if (this.ipcache.get(cidr) === id && (this.ipcacheFlags.get(cidr) ?? 0) === flags) continue;
+			this.maps.setIpcache(cidr, id, flags);
 			this.ipcache.set(cidr, id);
+			if (flags) this.ipcacheFlags.set(cidr, flags);
+			else this.ipcacheFlags.delete(cidr);
 			stats.ipcacheSet++;
 		}
 		for (const [ip, info] of desired.endpoints) {
@@ -130,6 +144,7 @@ export class MapReconciler {
 			if (desired.ipcache.has(cidr)) continue;
 			this.maps.deleteIpcache(cidr);
 			this.ipcache.delete(cidr);
+			this.ipcacheFlags.delete(cidr);
 			stats.ipcacheRemoved++;
 		}
 		if (desired.liveEndpoints) {

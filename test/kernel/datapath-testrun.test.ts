@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DEFAULT_CONFIG, Datapath, removePinRoot } from '../../src/kernel/datapath.js';
 import { DatapathEvent, IPPROTO } from '../../src/kernel/codecs.js';
-import { CtFlags, Dir, DropReason, EndpointFlags, Identity } from '../../src/kernel/layout.js';
+import { CtFlags, Dir, DropReason, EndpointFlags, Identity, IpcacheFlags } from '../../src/kernel/layout.js';
 import { repoRoot } from '../../src/shared/package.js';
 import { TestDatapath, allowRule, ensureBpffs, requireRoot, testPinRoot } from '../helpers/bpf.js';
 import { PacketSpec, TCP_FLAGS, frame, reverse, skbCtx } from '../helpers/packets.js';
@@ -316,6 +316,8 @@ describe('load-time configuration', () => {
 describe('capture of meshed pods (no ztunnel socket here: test runs see none)', () => {
 	// No socket of the test's namespace listens on the proxy port (1, tcpmux), so every
 	// packet the programs would capture fails closed. Real sockets: ztunnel-capture.test.ts.
+	// A is a meshed pod, B a pod that is not; C is a meshed pod elsewhere (its ipcache
+	// entry is flagged meshed, it has no endpoint here). Only TCP from A to C is captured.
 	const ZT_MARK = DEFAULT_CONFIG.ztunnelMark;
 	let t: TestDatapath;
 	let dp: Datapath;
@@ -327,12 +329,14 @@ describe('capture of meshed pods (no ztunnel socket here: test runs see none)', 
 		dp = t.dp;
 		dp.setEndpoint(A.ip, { epId: A.ep, identity: A.id, ifindex: LO, flags: EndpointFlags.Meshed });
 		dp.setEndpoint(B.ip, { epId: B.ep, identity: B.id, ifindex: LO, flags: 0 });
-		for (const p of [A, B]) dp.setIpcache(`${p.ip}/32`, p.id);
+		dp.setIpcache(`${A.ip}/32`, A.id, IpcacheFlags.Meshed);
+		dp.setIpcache(`${B.ip}/32`, B.id);
+		dp.setIpcache(`${C.ip}/32`, C.id, IpcacheFlags.Meshed);
 	});
 	after(() => t?.destroy());
 
-	test("a meshed pod's SYN with no ztunnel listener is dropped as PROXY_UNAVAILABLE, with an event and no conntrack entry", async () => {
-		const spec = tcp(A.ip, '198.19.0.10', 80);
+	test("a meshed pod's SYN to a meshed pod with no ztunnel listener is dropped as PROXY_UNAVAILABLE, with an event and no conntrack entry", async () => {
+		const spec = tcp(A.ip, C.ip, 80);
 		assert.equal(runCtx('weir_from_pod', spec), TC_ACT_SHOT);
 		const ev = await t.waitEvent((e) => e.sport === spec.sport);
 		assert.equal(ev.type, 'drop');
@@ -341,20 +345,54 @@ describe('capture of meshed pods (no ztunnel socket here: test runs see none)', 
 		assert.equal(ev.direction, 'egress');
 		assert.equal(ev.epId, A.ep);
 		assert.equal(ev.srcIdentity, A.id);
+		assert.equal(ev.dstIdentity, C.id);
 		assert.ok(!dp.conntrack().some((c) => c.key.sport === spec.sport), 'the refused SYN left no entry');
 		const counted = dp.readMetrics().samples.find((m) => m.reasonName === 'PROXY_UNAVAILABLE' && m.direction === 'egress');
 		assert.ok(counted && counted.packets >= 1n);
 	});
 
+	test("a meshed pod's SYN to an address whose ipcache entry is not flagged meshed is policed, not captured: it needs no ztunnel", async () => {
+		const ai = { epId: A.ep, identity: A.id, ifindex: LO };
+		dp.setEndpoint(A.ip, { ...ai, flags: EndpointFlags.Meshed | EndpointFlags.EgressIsolated });
+		try {
+			allowRule(dp, { epId: A.ep, identity: B.id, direction: Dir.Egress, protocol: IPPROTO.TCP, port: 80, ruleId: 21 });
+			allowRule(dp, { epId: A.ep, identity: Identity.World, direction: Dir.Egress, protocol: IPPROTO.TCP, port: 443, ruleId: 22 });
+			await t.drain();
+			for (const [spec, what, ruleId, dstIdentity] of [
+				[tcp(A.ip, B.ip, 80), 'a pod that is not meshed', 21, B.id],
+				[tcp(A.ip, '198.19.0.10', 443), 'an address outside the cluster (no ipcache entry)', 22, Identity.World],
+			] as const) {
+				assert.equal(runCtx('weir_from_pod', spec), TC_ACT_OK, what);
+				const ev = await t.waitEvent((e) => e.sport === spec.sport);
+				assert.deepEqual([ev.type, ev.verdict, ev.ruleId, ev.dstIdentity], ['policy-verdict', 'FORWARDED', ruleId, dstIdentity], what);
+				const ct = dp.conntrack().find((c) => c.key.sport === spec.sport && c.key.scope === Dir.Egress);
+				assert.ok(ct, `${what}: a conntrack entry`);
+				assert.equal(ct.entry.flags & CtFlags.Proxy, 0, `${what}: not the ztunnel's`);
+			}
+			// The policy still decides: another port to the same pod is denied as such.
+			const denied = tcp(A.ip, B.ip, 81);
+			assert.equal(runCtx('weir_from_pod', denied), TC_ACT_SHOT);
+			assert.equal((await t.waitEvent((e) => e.sport === denied.sport)).reasonName, 'POLICY_DENIED');
+			// The ipcache flag is what decides: B flagged meshed, the same SYN is captured (and fails closed here).
+			dp.setIpcache(`${B.ip}/32`, B.id, IpcacheFlags.Meshed);
+			const now = tcp(A.ip, B.ip, 80);
+			assert.equal(runCtx('weir_from_pod', now), TC_ACT_SHOT);
+			assert.equal((await t.waitEvent((e) => e.sport === now.sport)).reasonName, 'PROXY_UNAVAILABLE');
+		} finally {
+			dp.setEndpoint(A.ip, { ...ai, flags: EndpointFlags.Meshed });
+			dp.setIpcache(`${B.ip}/32`, B.id);
+		}
+	});
+
 	test("a non-meshed pod's TCP, a meshed pod's UDP, and a meshed pod's packet of a connection it had before are not captured", () => {
-		assert.equal(runCtx('weir_from_pod', tcp(B.ip, A.ip, 80)), TC_ACT_OK, 'not meshed');
-		assert.equal(runCtx('weir_from_pod', { src: A.ip, dst: B.ip, protocol: 'udp', sport: nextPort(), dport: 53 }), TC_ACT_OK, 'UDP');
-		assert.equal(runCtx('weir_from_pod', tcp(A.ip, B.ip, 80, TCP_FLAGS.ACK)), TC_ACT_OK, 'an ACK the ztunnel has no socket for');
+		assert.equal(runCtx('weir_from_pod', tcp(B.ip, C.ip, 80)), TC_ACT_OK, 'not meshed');
+		assert.equal(runCtx('weir_from_pod', { src: A.ip, dst: C.ip, protocol: 'udp', sport: nextPort(), dport: 53 }), TC_ACT_OK, 'UDP');
+		assert.equal(runCtx('weir_from_pod', tcp(A.ip, C.ip, 80, TCP_FLAGS.ACK)), TC_ACT_OK, 'an ACK the ztunnel has no socket for');
 	});
 
 	test("a packet with the ztunnel's own mark is not captured", () => {
-		assert.equal(runCtx('weir_from_pod', tcp(A.ip, B.ip, 80), ZT_MARK), TC_ACT_OK);
-		assert.equal(runCtx('weir_from_pod', tcp(A.ip, B.ip, 80), ZT_MARK + 1), TC_ACT_SHOT, 'another mark is');
+		assert.equal(runCtx('weir_from_pod', tcp(A.ip, C.ip, 80), ZT_MARK), TC_ACT_OK);
+		assert.equal(runCtx('weir_from_pod', tcp(A.ip, C.ip, 80), ZT_MARK + 1), TC_ACT_SHOT, 'another mark is');
 	});
 
 	test("a connection the ztunnel opens to a pod is its own in conntrack, and the pod's replies fail closed without its socket", () => {
@@ -374,7 +412,8 @@ describe('capture of meshed pods (no ztunnel socket here: test runs see none)', 
 		const off = await TestDatapath.open('capture-off', { capture: false, proxyPort: 1 });
 		try {
 			off.dp.setEndpoint(A.ip, { epId: A.ep, identity: A.id, ifindex: LO, flags: EndpointFlags.Meshed });
-			assert.equal(off.dp.program('weir_from_pod').testRun({ data: frame(tcp(A.ip, B.ip, 80)), ctx: skbCtx(LO), repeat: 1 }).retval, TC_ACT_OK);
+			off.dp.setIpcache(`${C.ip}/32`, C.id, IpcacheFlags.Meshed);
+			assert.equal(off.dp.program('weir_from_pod').testRun({ data: frame(tcp(A.ip, C.ip, 80)), ctx: skbCtx(LO), repeat: 1 }).retval, TC_ACT_OK);
 		} finally {
 			off.destroy();
 		}

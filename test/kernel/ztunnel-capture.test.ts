@@ -1,18 +1,20 @@
 // Transparent capture for real: lab pod namespaces on a lab node namespace, the pod
 // programs attached, the capture rule and table installed through the addon, and a
 // real Node process as the ztunnel, listening on an IP_TRANSPARENT socket the addon
-// made (test/helpers/ztunnel-lab.ts). A meshed pod's connections land in it with their
-// original destination; its own marked connections are not captured again; non-meshed
-// pods and UDP are untouched; with the ztunnel gone, meshed connects fail closed and
-// are counted; a restarted ztunnel takes over; its transparent connect delivers with
-// a foreign source address.
+// made (test/helpers/ztunnel-lab.ts). A meshed pod's connections to meshed pods (their
+// ipcache entries flagged meshed) land in it with their original destination; its
+// connections to a pod that is not meshed and to a host outside the cluster go direct;
+// the ztunnel's own marked connections are not captured again; non-meshed pods and
+// UDP are untouched; with the ztunnel gone, connects to meshed pods fail closed and
+// are counted while the others still work; a restarted ztunnel takes over; its
+// transparent connect delivers with a foreign source address.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Datapath } from '../../src/kernel/datapath.js';
-import { CtFlags, Dir, EndpointFlags, Identity } from '../../src/kernel/layout.js';
+import { CtFlags, Dir, EndpointFlags, Identity, IpcacheFlags } from '../../src/kernel/layout.js';
 import { IPPROTO } from '../../src/kernel/codecs.js';
 import { DEFAULT_CAPTURE_ROUTING, captureRoutingInstalled, installCaptureRouting, removeCaptureRouting } from '../../src/kernel/capture.js';
 import { Netlink } from '../../src/kernel/netlink.js';
@@ -22,7 +24,8 @@ import { repoRoot } from '../../src/shared/package.js';
 
 const run = promisify(execFile);
 const lab = resolve(repoRoot, 'dist/test/helpers/ztunnel-lab.js');
-const CLUSTER_IP = '198.19.0.10';
+/** A host outside the cluster: no Weir program on its link, no ipcache entry (world). */
+const OUTSIDE_IP = '198.19.0.10';
 const identityOf = (i: number): number => Identity.FirstPod + 300 + i;
 const epOf = (i: number): number => 300 + i;
 
@@ -167,7 +170,7 @@ describe('transparent capture into a ztunnel process', () => {
 	let t: TestDatapath;
 	let dp: Datapath;
 	let zt: Ztunnel | undefined;
-	let meshed: Pod, server: Pod, plain: Pod;
+	let meshed: Pod, server: Pod, plain: Pod, outside: Pod;
 	let nodeNs: string;
 
 	before(async () => {
@@ -178,16 +181,19 @@ describe('transparent capture into a ztunnel process', () => {
 		t = await TestDatapath.open('capture');
 		dp = t.dp;
 		topo.pods.forEach((p, i) => {
-			// The client and the server are meshed; `plain` is not.
-			const flags = p === plain ? 0 : EndpointFlags.Meshed;
-			dp.setEndpoint(p.ip, { epId: epOf(i), identity: identityOf(i), ifindex: p.hostIfindex, flags });
-			dp.setIpcache(`${p.ip}/32`, identityOf(i));
+			// The client and the server are meshed, as endpoints and as destinations; `plain` is not.
+			const isMeshed = p !== plain;
+			dp.setEndpoint(p.ip, { epId: epOf(i), identity: identityOf(i), ifindex: p.hostIfindex, flags: isMeshed ? EndpointFlags.Meshed : 0 });
+			dp.setIpcache(`${p.ip}/32`, identityOf(i), isMeshed ? IpcacheFlags.Meshed : 0);
 		});
 		dp.setIpcache(`${NODE_IP}/32`, Identity.Host);
 		for (const p of topo.pods) dp.attach(p.hostIfindex, { netns: nodeNs });
+		// Wired like a pod, but nothing of Weir's on its link: the node's uplink side.
+		outside = topo.addPod('outside', OUTSIDE_IP);
 		assert.equal(await installCaptureRouting(nodeNs), true);
 		await whoami(server, 8080, children);
 		await whoami(plain, 8080, children);
+		await whoami(outside, 8080, children);
 		await topo.serve(server, 9053);
 		zt = await Ztunnel.start(topo.nodeNs, children);
 	});
@@ -245,21 +251,31 @@ describe('transparent capture into a ztunnel process', () => {
 		);
 	});
 
-	test('a connection to a ClusterIP-like address lands in the ztunnel with that address', async () => {
-		const r = await client(meshed, CLUSTER_IP, 80, 'marker-vip');
-		assert.equal(r.ok, true, JSON.stringify(r));
-		assert.match(r.data, new RegExp(`^captured ${CLUSTER_IP.replace(/\./g, '\\.')}:80 from ${meshed.ip.replace(/\./g, '\\.')}\n`));
-		const port = Number(r.local!.split(':')[1]);
-		const cap = await zt!.wait((e) => e.event === 'captured' && e.src?.port === port);
-		assert.deepEqual(cap.dst, { address: CLUSTER_IP, port: 80 });
+	test("a meshed pod's connections to a pod that is not meshed and to a host outside the cluster are not captured: they arrive from the pod's address", async () => {
+		const before = zt!.events.filter((e) => e.event === 'captured').length;
+		for (const [dst, what] of [
+			[plain, 'a pod that is not meshed'],
+			[outside, 'a host outside the cluster'],
+		] as const) {
+			const r = await client(meshed, dst.ip, 8080, `marker-${dst.name}`);
+			assert.equal(r.ok, true, `${what}: ${JSON.stringify(r)}`);
+			assert.match(r.data, new RegExp(`^peer ${meshed.ip.replace(/\./g, '\\.')}:\\d+\nmarker-${dst.name}$`), `${what} sees the pod itself`);
+			const port = Number(r.local!.split(':')[1]);
+			const ct = dp.conntrack().find((c) => c.key.saddr === meshed.ip && c.key.sport === port && c.key.scope === Dir.Egress);
+			assert.ok(ct, `${what}: policed into conntrack`);
+			assert.equal(ct.entry.flags & CtFlags.Proxy, 0, `${what}: not the ztunnel's`);
+		}
+		await new Promise((r2) => setTimeout(r2, 100));
+		assert.equal(zt!.events.filter((e) => e.event === 'captured').length, before, 'nothing captured');
 	});
 
 	test('the return path of a captured connection carries many segments both ways (established-socket lookup)', async () => {
 		// 2 MB through the ztunnel's accepted socket and back: every segment from the pod
 		// after the SYN is steered to that socket by its own tuple.
-		const r = await client(meshed, CLUSTER_IP, 81, 'abcdefghij', 10_000, 200_000);
+		// Port 81 is no proxy port of the lab ztunnel: it answers the connection itself.
+		const r = await client(meshed, server.ip, 81, 'abcdefghij', 10_000, 200_000);
 		assert.equal(r.ok, true, r.error);
-		const head = `captured ${CLUSTER_IP}:81 from ${meshed.ip}\n`;
+		const head = `captured ${server.ip}:81 from ${meshed.ip}\n`;
 		assert.ok(r.data.startsWith(head), r.data);
 		assert.equal(r.bytes, head.length + 2_000_000);
 	});
@@ -270,7 +286,7 @@ describe('transparent capture into a ztunnel process', () => {
 		assert.equal(r.ok, true, JSON.stringify(r));
 		assert.match(r.data, new RegExp(`^peer ${plain.ip.replace(/\./g, '\\.')}:`), 'the server sees the plain pod itself');
 		assert.ok(topo.probe(meshed, 'udp', server.ip, 9053), 'UDP from a meshed pod goes straight to the server');
-		assert.ok(!topo.probe(meshed, 'udp', CLUSTER_IP, 9053), 'and UDP to an address nobody has stays unanswered');
+		assert.ok(!topo.probe(meshed, 'udp', server.ip, 9054), 'and UDP to a port nobody has stays unanswered (the ztunnel would answer TCP)');
 		await new Promise((r2) => setTimeout(r2, 100));
 		assert.equal(zt!.events.filter((e) => e.event === 'captured').length, before);
 	});
@@ -287,35 +303,40 @@ describe('transparent capture into a ztunnel process', () => {
 			allowRule(dp, { epId: epOf(mi), identity: identityOf(1), direction: Dir.Egress, protocol: IPPROTO.TCP, port: 8080, ruleId: 41 });
 			await t.drain();
 			assert.equal((await client(meshed, server.ip, 8080, 'allowed')).ok, true);
-			const denied = await client(meshed, plain.ip, 8080, 'denied', 1000);
+			// Port 81 of the meshed server: the ztunnel would answer it, were it allowed.
+			const to81 = (): number => zt!.events.filter((e) => e.event === 'captured' && e.dst?.address === server.ip && e.dst.port === 81).length;
+			const before = to81();
+			const denied = await client(meshed, server.ip, 81, 'denied', 1000);
 			assert.equal(denied.ok, false);
-			const drop = await t.waitEvent((e) => e.type === 'drop' && e.src === meshed.ip && e.dst === plain.ip);
+			const drop = await t.waitEvent((e) => e.type === 'drop' && e.src === meshed.ip && e.dst === server.ip && e.dport === 81);
 			assert.equal(drop.reasonName, 'POLICY_DENIED');
-			assert.ok(!zt!.events.some((e) => e.event === 'captured' && e.dst?.address === plain.ip));
+			assert.equal(to81(), before, 'never captured');
 		} finally {
 			dp.setEndpoint(meshed.ip, { epId: epOf(mi), identity: identityOf(mi), ifindex: meshed.hostIfindex, flags: EndpointFlags.Meshed });
 		}
 	});
 
-	test('meshing a pod, or no longer, changes its new connections; the open ones keep their path until they close', async () => {
-		const mi = topo.pods.indexOf(meshed);
-		const setMeshed = (on: boolean): void =>
-			dp.setEndpoint(meshed.ip, { epId: epOf(mi), identity: identityOf(mi), ifindex: meshed.hostIfindex, flags: on ? EndpointFlags.Meshed : 0 });
+	/**
+	 * Switches the capture of the meshed pod's connections to the server off, on and off
+	 * again with `set`, opening a stream in each state: every new connection follows the
+	 * switch, every open one keeps its path until it closes.
+	 */
+	async function onlyNewConnectionsFollow(set: (on: boolean) => void, what: string): Promise<void> {
 		const peerOf = (out: string): string | undefined => /^peer (\S+):\d+$/m.exec(out)?.[1];
 		const viaZtunnel = NODE_IP;
 		try {
-			setMeshed(false);
+			set(false);
 			const direct = stream(meshed, server.ip, 8080, children);
 			await waitFor(() => direct.lines() > 3, 'the direct stream runs');
-			assert.equal(peerOf(direct.out()), meshed.ip, 'opened while not meshed: direct');
-			setMeshed(true);
+			assert.equal(peerOf(direct.out()), meshed.ip, `opened while not ${what}: direct`);
+			set(true);
 			assert.match((await client(meshed, server.ip, 8080, 'now-meshed')).data, new RegExp(`^peer ${viaZtunnel}:`), 'a new connection is captured');
 			const n = direct.lines();
 			await waitFor(() => direct.lines() > n + 3, 'the direct stream goes on, still direct');
 			const captured = stream(meshed, server.ip, 8080, children);
 			await waitFor(() => captured.lines() > 3, 'the captured stream runs');
-			assert.equal(peerOf(captured.out()), viaZtunnel, 'opened while meshed: through the ztunnel');
-			setMeshed(false);
+			assert.equal(peerOf(captured.out()), viaZtunnel, `opened while ${what}: through the ztunnel`);
+			set(false);
 			assert.match((await client(meshed, server.ip, 8080, 'unmeshed')).data, new RegExp(`^peer ${meshed.ip}:`), 'a new connection goes direct');
 			const m = captured.lines();
 			await waitFor(() => captured.lines() > m + 3, 'the captured stream goes on through the ztunnel');
@@ -324,8 +345,21 @@ describe('transparent capture into a ztunnel process', () => {
 			direct.stop();
 			captured.stop();
 		} finally {
-			setMeshed(true);
+			set(true);
 		}
+	}
+
+	test('meshing a pod, or no longer, changes its new connections; the open ones keep their path until they close', async () => {
+		const mi = topo.pods.indexOf(meshed);
+		await onlyNewConnectionsFollow(
+			(on) => dp.setEndpoint(meshed.ip, { epId: epOf(mi), identity: identityOf(mi), ifindex: meshed.hostIfindex, flags: on ? EndpointFlags.Meshed : 0 }),
+			'meshed',
+		);
+	});
+
+	test("flagging a destination's ipcache entry meshed, or no longer, changes only new connections to it; the open ones keep their path", async () => {
+		const si = topo.pods.indexOf(server);
+		await onlyNewConnectionsFollow((on) => dp.setIpcache(`${server.ip}/32`, identityOf(si), on ? IpcacheFlags.Meshed : 0), 'flagged meshed');
 	});
 
 	test("the ztunnel's transparent connect reaches a pod with a foreign source address, which the pod sees as its peer", async () => {
@@ -339,7 +373,7 @@ describe('transparent capture into a ztunnel process', () => {
 		assert.deepEqual([refused.event, refused.code, refused.op], ['failed', 'ECONNREFUSED', 'connect']);
 	});
 
-	test('with the ztunnel killed, new connects of a meshed pod fail closed and are counted; a restarted ztunnel recovers', async () => {
+	test("with the ztunnel killed, a meshed pod's new connects to meshed pods fail closed and are counted, its others still connect; a restarted ztunnel recovers", async () => {
 		await zt!.kill();
 		await t.drain();
 		const counted = proxyUnavailable(dp);
@@ -352,9 +386,14 @@ describe('transparent capture into a ztunnel process', () => {
 		assert.equal(drop.epId, epOf(0));
 		assert.equal(drop.verdict, 'DROPPED');
 		assert.ok(proxyUnavailable(dp) > counted, 'counted under PROXY_UNAVAILABLE');
-		const vip = await client(meshed, CLUSTER_IP, 80, 'no-bypass', 1000);
-		assert.equal(vip.ok, false);
-		// Others are unaffected.
+		// What is not meshed never needed the ztunnel: reached directly, from the pod's address.
+		for (const dst of [plain, outside]) {
+			const direct = await client(meshed, dst.ip, 8080, `direct-${dst.name}`);
+			assert.equal(direct.ok, true, `${dst.name}: ${JSON.stringify(direct)}`);
+			assert.match(direct.data, new RegExp(`^peer ${meshed.ip.replace(/\./g, '\\.')}:`));
+		}
+		assert.ok(!t.events.some((e) => e.reasonName === 'PROXY_UNAVAILABLE' && e.dst !== server.ip), 'only the meshed destination failed closed');
+		// Other pods are unaffected.
 		assert.equal((await client(plain, server.ip, 8080, 'still-plain')).ok, true);
 
 		zt = await Ztunnel.start(topo.nodeNs, children);

@@ -7,12 +7,14 @@ import {
 	decodeEndpointKey,
 	decodeEvent,
 	decodeIpcacheKey,
+	decodeIpcacheValue,
 	decodeLb4Addressed,
 	decodeLb4Key,
 	decodeLb4Service,
 	endpointInfo,
 	endpointKey,
 	ipcacheKey,
+	ipcacheValue,
 	lb4AddressedKey,
 	lb4Key,
 	lb4Master,
@@ -22,7 +24,7 @@ import {
 	portRangeToPrefixes,
 } from '../../src/kernel/codecs.js';
 import { intToIpv4, ipv4ToInt, parseCidr4 } from '../../src/shared/ipv4.js';
-import { Dir, DropReason, POLICY_FIXED_PREFIX, PolicyFlags, Structs, decode, encode, dropReasonName } from '../../src/kernel/layout.js';
+import { Dir, DropReason, IpcacheFlags, POLICY_FIXED_PREFIX, PolicyFlags, Structs, decode, encode, dropReasonName } from '../../src/kernel/layout.js';
 
 test('IPv4 text and integer forms round-trip', () => {
 	for (const ip of ['0.0.0.0', '10.244.1.7', '203.0.113.255', '255.255.255.255']) {
@@ -49,6 +51,14 @@ test('ipcache keys put the prefix after the 32 fixed bits and the address in net
 	assert.equal(k.readUInt8(7), 4);
 	assert.deepEqual([...k.subarray(8, 12)], [203, 0, 113, 0]);
 	assert.equal(decodeIpcacheKey(k), '203.0.113.0/24');
+});
+
+test('ipcache values carry the identity and the flags, which default to none', () => {
+	const v = ipcacheValue(300, IpcacheFlags.Meshed);
+	assert.equal(v.length, Structs.weir_ipcache_value.size);
+	assert.equal(v.readUInt32LE(4), IpcacheFlags.Meshed);
+	assert.deepEqual(decodeIpcacheValue(v), { identity: 300, flags: IpcacheFlags.Meshed });
+	assert.deepEqual(decodeIpcacheValue(ipcacheValue(301)), { identity: 301, flags: 0 });
 });
 
 test('endpoint key and info round-trip', () => {

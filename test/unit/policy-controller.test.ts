@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import * as k8s from '@kubernetes/client-node';
 // The model serializer client-node applies to list results (not exported at the top level).
 import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
-import { EndpointInfo } from '../../src/kernel/codecs.js';
-import { Dir, EndpointFlags, Identity } from '../../src/kernel/layout.js';
+import { EndpointInfo, IpcacheValue } from '../../src/kernel/codecs.js';
+import { Dir, EndpointFlags, Identity, IpcacheFlags } from '../../src/kernel/layout.js';
 import { PolicyController, Snapshot, networkPolicy, podInfo } from '../../src/policy/controller.js';
 import { workloadOf } from '../../src/cluster/objects.js';
 import { FlowIndex } from '../../src/observe/flow-index.js';
-import { PolicyMaps } from '../../src/policy/reconcile.js';
+import { MapReconciler, PolicyMaps } from '../../src/policy/reconcile.js';
 
 const raw = {
 	apiVersion: 'networking.k8s.io/v1',
@@ -28,16 +28,16 @@ test('a listed policy (client-node typed model, `_from`) reads the same as a wat
 });
 
 class MemoryMaps implements PolicyMaps {
-	ipcache = new Map<string, number>();
+	ipcache = new Map<string, IpcacheValue>();
 	endpoints = new Map<string, EndpointInfo>();
 	policy = new Map<string, Buffer>();
 	writes: string[] = [];
 	ipcacheEntries() {
-		return [...this.ipcache].map(([cidr, identity]) => ({ cidr, identity }));
+		return [...this.ipcache].map(([cidr, v]) => ({ cidr, ...v }));
 	}
-	setIpcache(cidr: string, identity: number) {
+	setIpcache(cidr: string, identity: number, flags: number) {
 		this.writes.push(`ipcache ${cidr}`);
-		this.ipcache.set(cidr, identity);
+		this.ipcache.set(cidr, { identity, flags });
 	}
 	deleteIpcache(cidr: string) {
 		return this.ipcache.delete(cidr);
@@ -103,7 +103,7 @@ test('the controller enforces nothing before sync, then writes policy before ide
 	const redis = maps.endpoints.get('10.0.0.3')!;
 	assert.equal(redis.flags, EndpointFlags.IngressIsolated);
 	assert.equal(redis.ifindex, 13);
-	assert.equal(maps.ipcache.get('198.18.0.1/32'), Identity.Host);
+	assert.deepEqual(maps.ipcache.get('198.18.0.1/32'), { identity: Identity.Host, flags: 0 });
 	assert.equal(maps.policy.size, 1, 'one entry: the app identity on TCP 6379 (not a wildcard)');
 	const index = new FlowIndex('n1', () => 0);
 	index.update(objects.pods, c.verdictLookups());
@@ -131,6 +131,40 @@ test('the controller enforces nothing before sync, then writes policy before ide
 	assert.equal(maps.endpoints.has('10.0.0.2'), false);
 	assert.equal(maps.endpoints.has('10.0.0.3'), true);
 	void Dir;
+});
+
+test('the reconciler rewrites an ipcache entry whose flags alone changed, and nothing else; a restarted one reads the flags back', () => {
+	const maps = new MemoryMaps();
+	const ipcache = new Map([
+		['10.0.0.1/32', 300],
+		['10.0.0.2/32', 301],
+	]);
+	const desired = (flags?: Map<string, number>) => ({ ipcache, ipcacheFlags: flags, endpoints: new Map<string, EndpointInfo>(), policy: new Map() });
+	const r = new MapReconciler(maps);
+	assert.equal(r.apply(desired()).ipcacheSet, 2);
+	assert.deepEqual(maps.ipcache.get('10.0.0.2/32'), { identity: 301, flags: 0 });
+	maps.writes.length = 0;
+
+	const meshed = new Map([['10.0.0.2/32', IpcacheFlags.Meshed]]);
+	assert.equal(r.apply(desired(meshed)).ipcacheSet, 1, 'same identity, new flags: rewritten');
+	assert.deepEqual(maps.writes, ['ipcache 10.0.0.2/32']);
+	assert.deepEqual(maps.ipcache.get('10.0.0.2/32'), { identity: 301, flags: IpcacheFlags.Meshed });
+	assert.deepEqual(maps.ipcache.get('10.0.0.1/32'), { identity: 300, flags: 0 });
+	assert.equal(r.apply(desired(meshed)).ipcacheSet, 0, 'applied again: nothing to write');
+	assert.deepEqual(r.appliedIpcache(), ipcache, 'the numbering hints are identities only');
+
+	// A restarted agent's reconciler starts from the map, flags included.
+	maps.writes.length = 0;
+	const again = new MapReconciler(maps);
+	assert.equal(again.apply(desired(meshed)).ipcacheSet, 0);
+	assert.equal(again.apply(desired()).ipcacheSet, 1, 'flags no longer wanted: rewritten with none');
+	assert.deepEqual(maps.writes, ['ipcache 10.0.0.2/32']);
+	assert.deepEqual(maps.ipcache.get('10.0.0.2/32'), { identity: 301, flags: 0 });
+
+	// A prefix removed and added back starts with no flags remembered.
+	assert.equal(again.apply({ ...desired(), ipcache: new Map([['10.0.0.1/32', 300]]) }).ipcacheRemoved, 1);
+	assert.equal(again.apply(desired(meshed)).ipcacheSet, 1);
+	assert.deepEqual(maps.ipcache.get('10.0.0.2/32'), { identity: 301, flags: IpcacheFlags.Meshed });
 });
 
 test('pods: terminal phases are gone, ports and host networking are read', () => {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * capture: transparent steering of a meshed pod's TCP into the node's ztunnel.
+ * capture: transparent steering of a meshed pod's TCP to a meshed pod into the node's
+ * ztunnel.
  *
  * Weir steers at the host side of the pod's veth (tc ingress: what the pod sends)
  * into sockets of the ztunnel that live in the node's network namespace, the way
@@ -29,15 +30,30 @@
 
 /**
  * weir_capture_eligible() - whether a new packet from a pod is steered at all.
- * Return: non-zero for TCP from an endpoint flagged WEIR_EP_MESHED, when capture is
- * on, unless the packet carries the ztunnel's own socket mark. (A mark set in the
- * pod's namespace does not survive the veth: the kernel clears it when a packet
- * changes namespace. The check matters for packets of the node's own sockets, i.e.
- * if these programs ever see the ztunnel's traffic, and costs one compare.)
+ * @ep_flags: the sending endpoint's WEIR_EP_* flags.
+ * @dst_flags: the destination address's WEIR_IPCACHE_F_* flags, from the ipcache
+ *             lookup the policy made (weir_ipcache_lookup4()).
+ *
+ * Only a meshed destination is captured. The ztunnel delivers with the client pod's
+ * address as source, so the replies of a connection to a non-meshed host elsewhere
+ * would come back over the node's uplink, where nothing steers them to the ztunnel's
+ * socket (they would reach the pod, which resets them); and delivering from the
+ * node's address instead would show the node, not the pod, to the destination's
+ * NetworkPolicy. Anything else a meshed pod sends leaves as plain TCP, policed as for
+ * any pod.
+ *
+ * Return: non-zero for TCP from an endpoint flagged WEIR_EP_MESHED to an address
+ * flagged WEIR_IPCACHE_F_MESHED, when capture is on, unless the packet carries the
+ * ztunnel's own socket mark. (A mark set in the pod's namespace does not survive the
+ * veth: the kernel clears it when a packet changes namespace. The check matters for
+ * packets of the node's own sockets, i.e. if these programs ever see the ztunnel's
+ * traffic, and costs one compare.)
  */
-static __always_inline int weir_capture_eligible(const struct __sk_buff *skb, const struct weir_pkt *p, __u32 ep_flags)
+static __always_inline int weir_capture_eligible(const struct __sk_buff *skb, const struct weir_pkt *p, __u32 ep_flags,
+						 __u32 dst_flags)
 {
-	if (!weir_cfg_capture || p->protocol != IPPROTO_TCP || !(ep_flags & WEIR_EP_MESHED))
+	if (!weir_cfg_capture || p->protocol != IPPROTO_TCP || !(ep_flags & WEIR_EP_MESHED) ||
+	    !(dst_flags & WEIR_IPCACHE_F_MESHED))
 		return 0;
 	return !weir_cfg_ztunnel_mark || skb->mark != weir_cfg_ztunnel_mark;
 }

@@ -75,7 +75,7 @@
  */
 #define WEIR_CT_F_PROXY	     (1u << 6)
 
-/* ipcache: LPM trie, prefix -> identity. */
+/* ipcache: LPM trie, prefix -> identity and flags. */
 struct weir_ipcache_key {
 	__u32 prefixlen; /* 32 + prefix length of addr */
 	__u16 pad1;
@@ -86,9 +86,16 @@ struct weir_ipcache_key {
 
 #define WEIR_IPCACHE_STATIC_PREFIX 32 /* bits of pad1, pad2, family */
 
+/*
+ * ipcache entry flags. WEIR_IPCACHE_F_MESHED: the prefix is a meshed pod's address.
+ * A meshed pod's new TCP connection is captured by the node's ztunnel only to such an
+ * address (capture.h); to anything else it leaves as plain TCP. Why: docs/ztunnel.md.
+ */
+#define WEIR_IPCACHE_F_MESHED (1u << 0)
+
 struct weir_ipcache_value {
 	__u32 identity;
-	__u32 flags; /* reserved */
+	__u32 flags; /* WEIR_IPCACHE_F_*; the other bits are reserved (0) */
 };
 
 /* endpoints: local pod address -> endpoint. */
