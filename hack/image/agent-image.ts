@@ -7,8 +7,9 @@
 // compiled TypeScript (dist/src), the production node_modules (type declarations, maps
 // and docs left out), the addon, the eBPF objects, the weir-cni executable, the CNI
 // plugins Weir chains with (Debian's containernetworking-plugins: host-local, loopback,
-// portmap), busybox (a shell, `mount` for bpffs) and the built web UI (ui/dist, served
-// by weir-controller, which runs from the same image). No compiler, headers or npm.
+// portmap), busybox (a shell, `mount` for bpffs), the built web UI (ui/dist, served
+// by weir-controller, which runs from the same image) and Istio's vendored CRDs
+// (deploy/crds/, which weir-controller creates where absent). No compiler, headers or npm.
 // deploy/image/Dockerfile builds the same layout for people with Docker.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -19,6 +20,7 @@ import { buildImage } from '../cluster/images.js';
 import { executables, packageVersion, repoRoot } from '../../src/shared/package.js';
 import { DEFAULTS } from '../../src/shared/defaults.js';
 import { AGENT_ENV, AGENT_NODE_FLAGS } from '../../src/agent/runtime.js';
+import { ISTIO_CRDS_FILE } from '../../src/controller/crds.js';
 
 export const AGENT_IMAGE_REPO = 'weir.local/weir-agent';
 
@@ -39,6 +41,8 @@ export interface AgentImageInputs {
 	distDir: string;
 	/** the built web UI (ui/dist), served by weir-controller */
 	uiDir: string | undefined;
+	/** Istio's vendored CRDs (deploy/crds/istio-security.yaml), which weir-controller creates where absent */
+	istioCrds: string;
 	/** production package directories (absolute) */
 	packages: string[];
 }
@@ -76,6 +80,7 @@ export function gatherInputs(): AgentImageInputs {
 	const uiDir = join(repoRoot, 'ui', 'dist');
 	return {
 		uiDir: existsSync(join(uiDir, 'index.html')) ? uiDir : undefined,
+		istioCrds: ISTIO_CRDS_FILE,
 		node: realpathSync(NODE),
 		addon,
 		bpfObjects: readdirSync(bpfDir)
@@ -108,6 +113,7 @@ export function inputsDigest(i: AgentImageInputs): string {
 	for (const f of [i.node, ...sharedLibs(i.node), ...sharedLibs(i.addon), i.addon, ...i.bpfObjects, join(repoRoot, 'package.json'), '/bin/busybox']) add(f);
 	if (i.weirCni) add(i.weirCni);
 	if (i.uiDir) for (const f of walk(i.uiDir).sort()) add(f);
+	add(i.istioCrds);
 	for (const p of CNI_PLUGINS) add(join(CNI_PLUGIN_DIR, p));
 	for (const f of walk(i.distDir)
 		.filter((f) => f.endsWith('.js'))
@@ -170,6 +176,8 @@ export async function stageAgentRoot(root: string, i: AgentImageInputs): Promise
 	}
 	if (i.weirCni) copyExec(i.weirCni, join(app, 'build', 'cni', 'weir-cni'));
 	if (i.uiDir) cpSync(i.uiDir, join(app, 'ui', 'dist'), { recursive: true });
+	mkdirSync(join(app, 'deploy', 'crds'), { recursive: true });
+	copyFileSync(i.istioCrds, join(app, relative(repoRoot, ISTIO_CRDS_FILE)));
 	for (const p of CNI_PLUGINS) copyExec(join(CNI_PLUGIN_DIR, p), join(app, 'cni-plugins', p));
 	const nm = join(repoRoot, 'node_modules');
 	for (const p of i.packages) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// weir-controller: the cluster-wide flow relay, the web UI and the workload CA (a
-// Deployment in weir-system, deploy/base/controller.yaml and ca.yaml).
+// weir-controller: the cluster-wide flow relay, the web UI, the workload CA and Istio's
+// security CRDs where absent (a Deployment in weir-system, deploy/base/controller.yaml,
+// ca.yaml and crds.yaml).
 // src/controller/app.ts wires it.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
@@ -11,6 +12,7 @@ import { repoRoot } from '../shared/package.js';
 import { CA_DEFAULTS } from '../ca/ca.js';
 import { checkTrustDomain, DEFAULT_TRUST_DOMAIN, SpiffeIdError } from '../identity/spiffe.js';
 import { buildController, type ControllerConfig } from './app.js';
+import { ISTIO_CRDS_FILE } from './crds.js';
 
 function int(min: number, max: number) {
 	return (v: string): number => {
@@ -42,6 +44,7 @@ interface Opts {
 	mergeBuffer: number;
 	mapEdges: number;
 	ca: boolean;
+	istioCrds: boolean;
 	caPort: number;
 	trustDomain: string;
 	certTtlSeconds: number;
@@ -81,6 +84,7 @@ const program = new Command('weir-controller')
 	.option('--merge-buffer <n>', 'flows held at most while merging', int(1, 1_000_000), RELAY_BOUNDS.merge.capacity)
 	.option('--map-edges <n>', 'service map edges kept', int(1, 1_000_000), RELAY_BOUNDS.mapEdges)
 	.option('--no-ca', 'do not run the workload CA (it runs whenever the controller talks to the API server)')
+	.option('--no-istio-crds', "do not create Istio's AuthorizationPolicy and PeerAuthentication CRDs where the cluster lacks them")
 	.option('--ca-port <port>', "the workload CA's HTTPS port (0: any)", int(0, 65535), CA_DEFAULTS.port)
 	.option('--trust-domain <td>', 'the SPIFFE trust domain of workload identities', trustDomain, DEFAULT_TRUST_DOMAIN)
 	.option('--cert-ttl-seconds <s>', 'lifetime of workload certificates', int(1, 366 * 24 * 3600), CA_DEFAULTS.certTtlMs / 1000)
@@ -106,6 +110,7 @@ const program = new Command('weir-controller')
 			mergeCapacity: o.mergeBuffer,
 			mapEdges: o.mapEdges,
 			...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
+			...(o.istioCrds && o.node.size === 0 ? { istioCrdsFile: ISTIO_CRDS_FILE } : {}),
 			...(o.ca && o.node.size === 0
 				? {
 						ca: {

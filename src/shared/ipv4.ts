@@ -62,10 +62,15 @@ export function normaliseCidr(cidr: string): string {
 	return `${intToIpv4(c.addr)}/${c.prefix}`;
 }
 
+/** True when the address (a 32-bit value, ipv4ToInt) lies inside the prefix. */
+export function cidrContains(c: Cidr4, addr: number): boolean {
+	return (addr & mask(c.prefix)) >>> 0 === c.addr;
+}
+
 /** True when prefix `inner` lies inside prefix `outer` (both normalised or not). */
 export function cidrWithin(inner: string, outer: string): boolean {
 	const i = parseCidr4(inner);
 	const o = parseCidr4(outer);
 	if (i.prefix < o.prefix) return false;
-	return (i.addr & mask(o.prefix)) >>> 0 === o.addr;
+	return cidrContains(o, i.addr);
 }

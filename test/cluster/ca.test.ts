@@ -23,6 +23,7 @@ import { CertificateManager, type WorkloadCertificate } from '../../src/identity
 import { createCsr, generateKeyPair } from '../../src/identity/csr.js';
 import { parseSpiffeId } from '../../src/identity/spiffe.js';
 import { repoRoot } from '../../src/shared/package.js';
+import { tokenKubeconfig } from '../helpers/controller.js';
 
 const NAME = 'zca';
 const NS = 'weir-system';
@@ -125,16 +126,14 @@ test('workload CA with a real API server: TokenReview, pods on nodes, one root, 
 		assert.deepEqual(review.status?.user?.extra?.['authentication.kubernetes.io/node-name'], ['n1'], 'the token names the pod’s node');
 
 		// The controller as its own ServiceAccount, with deploy/'s RBAC only.
+		const kubeconfig = tokenKubeconfig(
+			admin,
+			'weir-controller',
+			await tokenFor(NS, 'weir-controller', undefined, undefined, []),
+			join(dir, 'controller.kubeconfig'),
+		);
 		const ctrlKc = new k8s.KubeConfig();
-		const cluster = admin.getCurrentCluster()!;
-		ctrlKc.loadFromOptions({
-			clusters: [cluster],
-			users: [{ name: 'weir-controller', token: await tokenFor(NS, 'weir-controller', undefined, undefined, []) }],
-			contexts: [{ name: 'c', cluster: cluster.name, user: 'weir-controller' }],
-			currentContext: 'c',
-		});
-		const kubeconfig = join(dir, 'controller.kubeconfig');
-		writeFileSync(kubeconfig, ctrlKc.exportConfig());
+		ctrlKc.loadFromFile(kubeconfig);
 
 		// Two CAs starting at once: one root Secret, both hold it.
 		const log = pino({ level: 'silent' });
@@ -162,6 +161,7 @@ test('workload CA with a real API server: TokenReview, pods on nodes, one root, 
 				'pod-proxy',
 				'--cert-ttl-seconds',
 				String(TTL_S),
+				'--no-istio-crds', // test/cluster/istio-crds.test.ts's
 			],
 			{ stdio: ['ignore', 'pipe', 'pipe'] },
 		);

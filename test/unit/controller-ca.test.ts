@@ -1,6 +1,6 @@
-// weir-controller with its CA while the API server cannot be reached: the relay serves
-// regardless, the CA retries (never listens without its root), and stop() ends the
-// retry loop at once.
+// weir-controller with its CA and Istio's CRDs while the API server cannot be reached:
+// the relay serves regardless, the CA and the CRDs retry (the CA never listens without
+// its root), and stop() ends both retry loops at once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { buildController } from '../../src/controller/app.js';
-import { repoRoot } from '../../src/shared/package.js';
+import { ISTIO_CRDS_FILE } from '../../src/controller/crds.js';
+import { testControllerConfig } from '../helpers/controller.js';
 
-test('the relay serves while the CA cannot load its root; stop() ends the CA’s retries', async () => {
+test('the relay serves while the CA cannot load its root nor the CRDs be created; stop() ends their retries', async () => {
 	const dir = mkdtempSync(join(tmpdir(), 'weir-ctrl-'));
 	try {
 		// An API server on a loopback port nothing listens on.
@@ -27,23 +28,10 @@ test('the relay serves while the CA cannot load its root; stop() ends the CA’s
 			}),
 		);
 		const c = await buildController(
-			{
-				host: '127.0.0.1',
-				port: 0,
-				namespace: 'weir-system',
-				nodes: new Map(),
-				kubeconfig,
-				via: 'pod-proxy',
-				agentPort: 9962,
-				uiDir: join(repoRoot, 'ui', 'dist'),
-				historySize: 100,
-				maxFollowers: 4,
-				followQueue: 16,
-				mergeWindowMs: 100,
-				mergeCapacity: 100,
-				mapEdges: 100,
+			testControllerConfig(kubeconfig, {
 				ca: { host: '127.0.0.1', port: 0, trustDomain: 'cluster.local', certTtlMs: 60_000, ztunnelServiceAccount: 'weir-ztunnel', audience: 'weir-ca' },
-			},
+				istioCrdsFile: ISTIO_CRDS_FILE,
+			}),
 			pino({ level: 'silent' }),
 		);
 		const addr = await c.start();
@@ -51,6 +39,8 @@ test('the relay serves while the CA cannot load its root; stop() ends the CA’s
 		assert.equal(res.status, 200, 'the relay answers');
 		const listened = await Promise.race([c.caListening.then(() => true), new Promise((r) => setTimeout(() => r(false), 1500))]);
 		assert.equal(listened, false, 'no CA without its root');
+		const crds = await Promise.race([c.istioCrds.then(() => true), new Promise((r) => setTimeout(() => r(false), 10))]);
+		assert.equal(crds, false, 'no CRDs without the API server');
 		const t0 = Date.now();
 		await c.stop();
 		assert.ok(Date.now() - t0 < 2000, `stop() took ${Date.now() - t0} ms`);
