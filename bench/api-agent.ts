@@ -174,6 +174,9 @@ export class ApiAgentLab {
 				...AGENT_NODE_FLAGS,
 				AGENT,
 				...lbArgs,
+				// A host process: its capture routing would go into the machine's own namespace.
+				'--mesh',
+				'false',
 				'--node-name',
 				o.node,
 				'--pin-root',

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Removes Weir from a cluster and restores every node: weir-controller, then the agent DaemonSet go first
 # (pods keep running; nothing new is wired), then a cleanup DaemonSet detaches Weir's
-# eBPF programs and removes its pins, its CNI config, the executables it installed and
-# /var/run/weir on every node, then everything of Weir's is deleted.
+# eBPF programs and removes its pins, the capture's routing rule and table, its CNI
+# config, the executables it installed and /var/run/weir on every node, then
+# everything of Weir's is deleted.
 #   deploy/uninstall.sh            (uses kubectl from PATH and the current context)
 #   KUBECTL="kubectl --context kind-weir" deploy/uninstall.sh
 # Other CNI configs and plugins on the nodes are left as they were. Pods that Weir

@@ -24,6 +24,8 @@ import { SocketLb, netnsCookie } from '../kernel/service-lb.js';
 import { ServiceController } from '../services/controller.js';
 import { resolveCgroupRoot } from './cgroup.js';
 import { serviceLookups } from './service-lb.js';
+import { installCaptureRouting, removeCaptureRouting } from '../kernel/capture.js';
+import { NodeMesh } from './mesh.js';
 
 /** The socket load balancer as the agent runs it: the kernel side and the controller filling it. */
 export interface ServiceLb {
@@ -54,6 +56,12 @@ export interface AgentConfig {
 	kubeProxyReplacement: boolean;
 	/** cgroup v2 directory the socket load balancer attaches to; 'auto': this node's (src/agent/cgroup.ts) */
 	cgroupRoot: string;
+	/**
+	 * Mesh opt-in honoured (docs/ztunnel.md): pods that opt in (namespace label
+	 * weir.io/mesh=enabled …) have their TCP to meshed pods captured by the node's
+	 * ztunnel. false: no pod is meshed on this node and the capture's routing is removed.
+	 */
+	mesh: boolean;
 	/** the CNI server (socket, endpoint state, conf dir); none: endpoints come from elsewhere */
 	cni?: CniConfig;
 }
@@ -67,6 +75,7 @@ export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
 	logLevel: 'info',
 	kubeProxyReplacement: true,
 	cgroupRoot: 'auto',
+	mesh: true,
 };
 
 export class Agent {
@@ -86,6 +95,7 @@ export class Agent {
 		readonly metrics: AgentMetrics,
 		/** the datapath event stream's fatal error, read by the status */
 		readonly events: { lastError: string | undefined },
+		readonly mesh: NodeMesh,
 		readonly cni?: CniService,
 		readonly lb?: ServiceLb,
 	) {}
@@ -116,6 +126,8 @@ export class Agent {
 				);
 			},
 		);
+		// The capture's routing before the first compile can mesh a pod.
+		await this.mesh.start();
 		this.watches.start();
 		this.gcTimer = setInterval(() => {
 			const removed = this.datapath.gcConntrack();
@@ -159,6 +171,7 @@ export class Agent {
 		this.controller.stop();
 		this.lb?.controller.stop();
 		await this.watches.stop();
+		await this.mesh.settled();
 		await this.http.close();
 		// Maps and links stay pinned: enforcement and translation continue without the agent.
 		this.lb?.socketLb.close();
@@ -196,6 +209,11 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 		undefined,
 		lb ? serviceLookups(lb.socketLb, lb.controller, () => source.list(), netnsCookie, { identityOf: (ip) => datapath.endpoint(ip)?.identity }) : undefined,
 	);
+	const mesh = new NodeMesh(
+		config.mesh && datapath.config.capture,
+		{ install: () => installCaptureRouting(), remove: () => removeCaptureRouting() },
+		log.child({ component: 'mesh' }),
+	);
 	controller = new PolicyController({
 		node: config.nodeName,
 		snapshot: () => ({
@@ -208,10 +226,12 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 		endpoints: () => source.list(),
 		maps: datapath,
 		log: log.child({ component: 'policy' }),
+		mesh: () => mesh.active,
 		// Every applied run re-indexes what flows name: the pods and verdicts of that run.
 		observer: {
 			compiled: (seconds, stats, compiled) => {
 				metrics.compiled(seconds, stats, compiled);
+				mesh.applied();
 				flowIndex.update(watches.pods.list(), controller!.verdictLookups());
 			},
 		},
@@ -249,6 +269,7 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 		controller,
 		endpoints: source,
 		events,
+		mesh,
 		...(lb ? { services: { cgroup: lb.cgroup, controller: lb.controller } } : {}),
 	};
 	await http.register(statusApi, { sources });
@@ -262,7 +283,7 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 		reply.code(r.ready ? 200 : 503);
 		return r;
 	});
-	return new Agent(config, log, datapath, watches, controller, flows, flowIndex, http, metrics, events, cni, lb);
+	return new Agent(config, log, datapath, watches, controller, flows, flowIndex, http, metrics, events, mesh, cni, lb);
 }
 
 /**

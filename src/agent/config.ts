@@ -20,10 +20,11 @@ export const CONFIG_KEYS = {
 	'log-level': 'logLevel',
 	'kube-proxy-replacement': 'kubeProxyReplacement',
 	'cgroup-root': 'cgroupRoot',
+	mesh: 'mesh',
 } as const satisfies Record<string, keyof AgentConfig>;
 
 const NUMERIC = new Set<keyof AgentConfig>(['observerPort', 'flowBuffer', 'ctGcIntervalMs']);
-const BOOLEAN = new Set<keyof AgentConfig>(['kubeProxyReplacement']);
+const BOOLEAN = new Set<keyof AgentConfig>(['kubeProxyReplacement', 'mesh']);
 /** digits only: '' (an empty ConfigMap value), '1e3' or '0x10' are not settings */
 const WHOLE = /^\d+$/;
 
@@ -74,6 +75,7 @@ export interface MainOptions {
 	logLevel?: string;
 	kubeProxyReplacement?: boolean;
 	cgroupRoot?: string;
+	mesh?: boolean;
 	configDir?: string;
 	endpointsFile?: string;
 	cniSocket?: string;
@@ -136,6 +138,11 @@ export function buildMainCli(run: (cfg: AgentConfig, o: MainOptions) => Promise<
 			.option('--log-level <level>', 'pino log level')
 			.option('--kube-proxy-replacement <bool>', 'ClusterIP Services load-balanced at connect() by Weir (true), or left to kube-proxy (false)', bool)
 			.option('--cgroup-root <dir>', "cgroup v2 directory the socket load balancer attaches to ('auto': this node's, found from the agent's own cgroup)")
+			.option(
+				'--mesh <bool>',
+				"pods that opt in (namespace label weir.io/mesh=enabled …) have their TCP to meshed pods captured by the node's ztunnel (true), or no pod is meshed (false)",
+				bool,
+			)
 			.option('--config-dir <dir>', 'one file per setting (mounted ConfigMap)')
 			.option('--endpoints-file <path>', 'read local endpoints from a JSON file instead of the CNI server')
 			.option('--cni-socket <path>', 'CNI server socket (weir-cni talks to it)', DEFAULT_CNI_CONFIG.socketPath)

@@ -25,7 +25,7 @@ export interface StatusSources {
 		readonly lastApplied: Date | undefined;
 		readonly compiled:
 			| {
-					endpoints: ReadonlyMap<string, { isolatedBy: { ingress: string[]; egress: string[] } }>;
+					endpoints: ReadonlyMap<string, { isolatedBy: { ingress: string[]; egress: string[] }; mesh?: { meshed: boolean } }>;
 					problems: ReadonlyArray<{ policy: string; message: string }>;
 			  }
 			| undefined;
@@ -43,6 +43,12 @@ export interface StatusSources {
 	};
 	/** the datapath event stream: set once its poller has died (flows stopped) */
 	events?: { readonly lastError: string | undefined };
+	/** mesh opt-in on this node (src/agent/mesh.ts) */
+	mesh?: {
+		readonly active: boolean;
+		readonly routing: string;
+		readonly lastError: string | undefined;
+	};
 }
 
 export interface Readiness {
@@ -85,15 +91,18 @@ export function agentStatus(s: StatusSources): AgentStatus {
 	const compiled = s.controller.compiled;
 	const enforced = new Set<string>();
 	let isolated = 0;
+	let meshed = 0;
 	for (const ep of compiled?.endpoints.values() ?? []) {
 		const by = [...ep.isolatedBy.ingress, ...ep.isolatedBy.egress];
 		if (by.length) isolated++;
+		if (ep.mesh?.meshed) meshed++;
 		for (const p of by) enforced.add(p);
 	}
 	const { ready } = readiness(s);
 	const other = s.controller.lastError ?? (errors.length ? errors.join('; ') : undefined);
 	const lbError = s.services?.controller.lastError;
-	const lastError = [s.events?.lastError, other, lbError && `services: ${lbError}`].filter((e) => !!e).join('; ') || null;
+	const meshError = s.mesh?.lastError;
+	const lastError = [s.events?.lastError, other, lbError && `services: ${lbError}`, meshError && `mesh: ${meshError}`].filter((e) => !!e).join('; ') || null;
 	return {
 		schema: STATUS_SCHEMA_VERSION,
 		node: s.node,
@@ -109,7 +118,7 @@ export function agentStatus(s: StatusSources): AgentStatus {
 			endpointEntries,
 			policyEntries,
 		},
-		endpoints: { local: pick('endpoint source', () => [...s.endpoints.list()]), isolated },
+		endpoints: { local: pick('endpoint source', () => [...s.endpoints.list()]), isolated, meshed },
 		policy: {
 			networkPolicies: s.watches.policies.list().length,
 			enforcedHere: [...enforced].sort(),
@@ -123,6 +132,10 @@ export function agentStatus(s: StatusSources): AgentStatus {
 			frontends: s.services?.controller.frontends ?? 0,
 			runs: s.services?.controller.runs ?? 0,
 			problems: [...(s.services?.controller.problems ?? [])],
+		},
+		mesh: {
+			enabled: s.mesh?.active ?? false,
+			captureRouting: s.mesh?.routing ?? 'unknown',
 		},
 		lastError,
 	};

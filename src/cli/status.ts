@@ -166,7 +166,8 @@ export function formatStatus(r: StatusReport): string[] {
 		}
 		const agent = `${s.ready ? 'ready' : s.synced ? 'NOT READY' : 'NOT READY (syncing)'} v${s.version}${n.restarts ? ` (${n.restarts} restarts)` : ''}`;
 		const dp = s.datapath.loaded ? `loaded, ${s.datapath.attachments} veth${s.datapath.attachments === 1 ? '' : 's'}` : 'NOT LOADED';
-		const eps = `${s.endpoints.local} (${s.endpoints.isolated} isolated)`;
+		const meshed = s.endpoints.meshed ? `, ${s.endpoints.meshed} meshed` : '';
+		const eps = `${s.endpoints.local} (${s.endpoints.isolated} isolated${meshed})`;
 		const pol = `${s.policy.enforcedHere.length} enforced / ${s.policy.networkPolicies}`;
 		rows.push([n.node, agent, dp, eps, pol, s.lastError ?? (s.policy.problems.length ? `${s.policy.problems.length} policy problems` : '-')]);
 	}

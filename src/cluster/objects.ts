@@ -1,6 +1,8 @@
 // Reading Kubernetes API objects the same way everywhere: what client-node's typed
-// models rename, which owner names a pod's workload, which addresses a pod holds.
+// models rename, which owner names a pod's workload, which addresses a pod holds,
+// whether a pod is meshed.
 import type * as k8s from '@kubernetes/client-node';
+import { MeshMembership, meshMembership } from '../shared/mesh.js';
 
 /** The workload a pod belongs to: Deployment (through its ReplicaSet), else its owner, else the pod. */
 export function workloadOf(p: k8s.V1Pod): string {
@@ -21,6 +23,19 @@ export function podIps(p: k8s.V1Pod): string[] {
 	const ips = (p.status?.podIPs ?? []).map((x) => x.ip).filter((x): x is string => !!x);
 	if (ips.length === 0 && p.status?.podIP) ips.push(p.status.podIP);
 	return ips;
+}
+
+/** Whether an API pod is meshed, in its namespace (src/shared/mesh.ts): the ztunnel's reading, and the agent's. */
+export function podMeshMembership(p: k8s.V1Pod, ns: k8s.V1Namespace | undefined): MeshMembership {
+	return meshMembership(
+		{
+			namespace: p.metadata?.namespace ?? 'default',
+			...(p.metadata?.labels ? { labels: p.metadata.labels } : {}),
+			...(p.metadata?.annotations ? { annotations: p.metadata.annotations } : {}),
+			...(p.spec?.hostNetwork ? { hostNetwork: true } : {}),
+		},
+		ns?.metadata?.labels ? { labels: ns.metadata.labels } : {},
+	);
 }
 
 /** An ingress rule in the API's own field names (`from`, not client-node's `_from`). */

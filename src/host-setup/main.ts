@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // weir-host-setup: the DaemonSet's host steps (src/host-setup/setup.ts).
 //   weir-host-setup init        the init container: bpffs, weir-cni, missing chained plugins
-//   weir-host-setup uninstall   the cleanup DaemonSet: detach, remove pins, CNI files, socket dir
+//   weir-host-setup uninstall   the cleanup DaemonSet: detach, remove pins, capture routing, CNI files, socket dir
 import { Command } from 'commander';
 import { DEFAULT_NODE_PATHS, NodePaths, SetupReport, initNode, uninstallNode } from './setup.js';
 
@@ -29,8 +29,8 @@ export function buildSetupCli(): Command {
 	common(program.command('init').description('mount bpffs if missing, install weir-cni (and missing chained plugins)')).action((o: Partial<NodePaths>) =>
 		print('init', initNode(pathsFrom(o))),
 	);
-	common(program.command('uninstall').description("detach Weir's programs, remove its pins, CNI config and executables")).action((o: Partial<NodePaths>) =>
-		print('uninstall', uninstallNode(pathsFrom(o))),
+	common(program.command('uninstall').description("detach Weir's programs, remove its pins, capture routing, CNI config and executables")).action(
+		async (o: Partial<NodePaths>) => print('uninstall', await uninstallNode(pathsFrom(o))),
 	);
 	return program;
 }

@@ -4,13 +4,15 @@
 //              and the IPAM/loopback/portmap plugins Weir chains with when the node has
 //              none, create the agent's socket directory.
 //   uninstall  (cleanup DaemonSet) detach every pinned Weir program, remove the pins,
-//              Weir's CNI config, the executables init installed and the socket dir.
+//              the capture's routing rule and table, Weir's CNI config, the
+//              executables init installed and the socket dir.
 // Only what Weir itself put on the node is ever removed: other CNI configs and
 // plugins stay as they were.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBpffs, isBpffs } from '../kernel/bpffs.js';
 import { detachPinnedLink, uninstallPins } from '../kernel/datapath.js';
+import { DEFAULT_CAPTURE_ROUTING as CR, removeCaptureRouting } from '../kernel/capture.js';
 import { DEFAULTS } from '../shared/defaults.js';
 import { installExecutable } from '../shared/install.js';
 
@@ -93,16 +95,33 @@ export function initNode(p: NodePaths = DEFAULT_NODE_PATHS, mountBpffs: (root: s
 	return rep;
 }
 
+/** The kernel operations of an uninstall; tests pass their own. */
+export interface UninstallOps {
+	/** detaches a pinned link (src/kernel/datapath.ts) */
+	detach(path: string): void;
+	/** removes the capture's rule and table from this (the node's) network namespace; whether anything was there */
+	removeCaptureRouting(): Promise<boolean>;
+}
+
+export const KERNEL_UNINSTALL: UninstallOps = { detach: detachPinnedLink, removeCaptureRouting: () => removeCaptureRouting() };
+
 /**
- * Restores the node: programs detached, pins, Weir's CNI conf and executables, socket
- * dir removed. `detach` is the kernel's (src/kernel/datapath.ts); tests pass their own.
+ * Restores the node: programs detached, pins, the capture's routing (the pod programs
+ * that marked packets for it are gone first), Weir's CNI conf and executables, socket
+ * dir removed.
  */
-export function uninstallNode(p: NodePaths, detach: (path: string) => void = detachPinnedLink): SetupReport {
+export async function uninstallNode(p: NodePaths, ops: UninstallOps = KERNEL_UNINSTALL): Promise<SetupReport> {
 	const rep: SetupReport = { actions: [], warnings: [] };
 	if (existsSync(p.pinRoot)) {
-		const r = uninstallPins(p.pinRoot, detach);
+		const r = uninstallPins(p.pinRoot, (path) => ops.detach(path));
 		rep.actions.push(...r.detached.map((f) => `detached ${f}`), `removed pins under ${p.pinRoot}`);
 		rep.warnings.push(...r.warnings);
+	}
+	try {
+		if (await ops.removeCaptureRouting())
+			rep.actions.push(`removed the capture routing (rule pref ${CR.priority} fwmark 0x${CR.mark.toString(16)}/0x${CR.mask.toString(16)}, table ${CR.table})`);
+	} catch (err) {
+		rep.warnings.push(`the capture routing could not be removed: ${(err as Error).message}`);
 	}
 	if (existsSync(p.cniConfDir)) {
 		for (const f of readdirSync(p.cniConfDir)) {

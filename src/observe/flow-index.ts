@@ -13,6 +13,8 @@ export interface VerdictLookups {
 	isolatedBy(epId: number, direction: 'ingress' | 'egress'): string[];
 	/** a non-pod identity's description (host, world, cidr:<prefix>, remote-node) */
 	reservedName(identity: number): string | undefined;
+	/** whether the local pod at this address is meshed */
+	meshed?(ip: string): boolean;
 }
 
 type PodRef = { namespace: string; name: string; workload: string; labels: Record<string, string> };
@@ -62,6 +64,7 @@ export class FlowIndex {
 			reservedName: (id) => this.verdicts.reservedName(id),
 			rule: (id) => this.verdicts.rule(id),
 			isolatedBy: (epId, dir) => this.verdicts.isolatedBy(epId, dir),
+			meshed: (ip) => this.verdicts.meshed?.(ip) ?? false,
 			wallClockMs: this.wallClockMs,
 			...(this.services
 				? {

@@ -20,6 +20,8 @@ export interface FlowContext {
 	rule(ruleId: number): { namespace: string; name: string; direction: string; index: number } | undefined;
 	/** policies isolating an endpoint in a direction ('namespace/name') */
 	isolatedBy(epId: number, direction: 'ingress' | 'egress'): string[];
+	/** whether the local pod at this address is meshed (its TCP goes through the node's ztunnel) */
+	meshed?(ip: string): boolean;
 	/** converts the datapath's monotonic ns to wall-clock ms */
 	wallClockMs(monoNs: bigint): number;
 	/** the Service a local client reached this backend through (socket load balancing), if any */
@@ -77,6 +79,7 @@ function endpoint(ctx: FlowContext, ip: string, identity: number, port: number |
 		out.labels = Object.entries(pod.labels)
 			.map(([k, v]) => `${k}=${v}`)
 			.sort();
+		if (ctx.meshed?.(ip)) out.meshed = true;
 	} else {
 		const r = reservedFor(identity) ?? ctx.reservedName(identity);
 		if (r) out.reserved = r;

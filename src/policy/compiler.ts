@@ -15,13 +15,18 @@
 // - Named ports in egress rules are resolved on the destination pods; pods sharing an
 //   identity (same labels in the same namespace) contribute the union of their ports.
 // - Traffic from the node itself to its pods is always allowed (kubelet probes).
-import { Dir, DirValue, EndpointFlags, Identity } from '../kernel/layout.js';
+// Mesh membership (src/shared/mesh.ts: namespace labels, pod labels and annotations)
+// becomes two flags for the datapath's capture into the ztunnel: on a meshed local
+// endpoint (its TCP may be captured) and on every meshed pod's ipcache entry, on any
+// node (the only destinations whose TCP is captured, docs/ztunnel.md).
+import { Dir, DirValue, EndpointFlags, Identity, IpcacheFlags } from '../kernel/layout.js';
 import { IPPROTO, PolicyEntry } from '../kernel/codecs.js';
 import { IdentityAllocator, identityKey, identityLabels } from './identity.js';
 import { cidrWithin, normaliseCidr } from '../shared/ipv4.js';
 import { ContainerPort, IPBlock, NamespaceInfo, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NodeInfo, PodInfo } from './model.js';
 import { selectorMatches } from './selector.js';
 import { TrieEntry, toTrie } from './reconcile.js';
+import { MeshMembership, meshMembership } from '../shared/mesh.js';
 
 export type Direction = 'ingress' | 'egress';
 
@@ -56,6 +61,8 @@ export interface CompiledEndpoint {
 	flags: number;
 	namespace: string;
 	pod: string;
+	/** whether the pod is meshed (EndpointFlags.Meshed in flags) and why */
+	mesh: MeshMembership;
 	/** policies (namespace/name) that isolate the pod, per direction */
 	isolatedBy: { ingress: string[]; egress: string[] };
 }
@@ -80,11 +87,15 @@ export interface CompileInput {
 	cache?: CompileCache;
 	/** what the datapath's ipcache holds now (prefix -> identity): numbering hints */
 	previousIpcache?: ReadonlyMap<string, number>;
+	/** mesh membership honoured (default true); false: no endpoint is meshed (the agent's `mesh` option) */
+	mesh?: boolean;
 }
 
 export interface Compiled {
 	/** prefix -> identity */
 	ipcache: Map<string, number>;
+	/** prefix -> IpcacheFlags, for the prefixes that have any: Meshed on every meshed pod's /32 */
+	ipcacheFlags: Map<string, number>;
 	/** local pod IP -> endpoint */
 	endpoints: Map<string, CompiledEndpoint>;
 	entries: PolicyEntry[];
@@ -102,6 +113,8 @@ const PROTOCOLS: Record<string, number> = { TCP: IPPROTO.TCP, UDP: IPPROTO.UDP, 
 
 interface PodView {
 	pod: PodInfo;
+	/** whether the pod is meshed, and why */
+	mesh: MeshMembership;
 	identity: number;
 	ip: string | undefined;
 	/** the longest ipBlock prefix (of any policy) the pod's address lies in */
@@ -129,6 +142,8 @@ interface World {
 	cidrIds: Map<string, number>;
 	/** ipBlock prefix -> identities of the pods whose longest prefix it is */
 	podsWithin: Map<string, Set<number>>;
+	/** the /32 of every meshed pod */
+	meshedPrefixes: string[];
 	locals: Array<{ v: PodView; epId: number }>;
 	problems: CompileProblem[];
 }
@@ -143,7 +158,7 @@ function worldSignature(input: CompileInput, memo: WeakMap<PodInfo, string>): st
 	for (const p of input.pods) {
 		let sig = memo.get(p);
 		if (sig === undefined) {
-			sig = `${p.namespace}/${p.name}|${p.hostNetwork ? 1 : 0}|${p.nodeName ?? ''}|${p.ips.join(',')}|${JSON.stringify(p.labels)}|${JSON.stringify(p.ports)}`;
+			sig = `${p.namespace}/${p.name}|${p.hostNetwork ? 1 : 0}|${p.nodeName ?? ''}|${p.ips.join(',')}|${JSON.stringify(p.labels)}|${JSON.stringify(p.annotations ?? {})}|${JSON.stringify(p.ports)}`;
 			memo.set(p, sig);
 		}
 		parts.push(sig);
@@ -182,16 +197,20 @@ function buildWorld(input: CompileInput, sig: string): World {
 	// Pods with their identities; host-network pods are the node, not endpoints.
 	const views: PodView[] = [];
 	const podsWithin = new Map<string, Set<number>>();
+	const meshedPrefixes: string[] = [];
 	for (const pod of input.pods) {
 		if (pod.hostNetwork) continue;
-		const labels = identityLabels(pod, nsByName.get(pod.namespace));
+		const ns = nsByName.get(pod.namespace);
+		const labels = identityLabels(pod, ns);
+		const mesh = meshMembership(pod, ns);
 		const ip = pod.ips.find((x) => !x.includes(':'));
 		const within = ip === undefined ? undefined : longestPrefix(ip);
 		usedLabelKeys.add(identityKey(labels, within));
 		const identity = input.identities.forLabels(labels, ip ? input.previousIpcache?.get(`${ip}/32`) : undefined, within);
 		identityLabelMap.set(identity, labels);
-		views.push({ pod, identity, ip, within });
+		views.push({ pod, mesh, identity, ip, within });
 		if (ip) ipcache.set(`${ip}/32`, identity);
+		if (ip && mesh.meshed) meshedPrefixes.push(`${ip}/32`);
 		if (within !== undefined) {
 			const set = podsWithin.get(within) ?? new Set<number>();
 			set.add(identity);
@@ -228,7 +247,7 @@ function buildWorld(input: CompileInput, sig: string): World {
 		const epId = input.endpointIds.get(`${v.pod.namespace}/${v.pod.name}`);
 		if (epId !== undefined) locals.push({ v, epId });
 	}
-	return { sig, nsByName, views, ipcache, identityLabels: identityLabelMap, byIdentity, cidrIds, podsWithin, locals, problems };
+	return { sig, nsByName, views, ipcache, identityLabels: identityLabelMap, byIdentity, cidrIds, podsWithin, meshedPrefixes, locals, problems };
 }
 
 export function compile(input: CompileInput): Compiled {
@@ -241,14 +260,17 @@ export function compile(input: CompileInput): Compiled {
 	}
 
 	const endpoints = new Map<string, CompiledEndpoint>();
+	const meshOn = input.mesh ?? true;
 	for (const { v, epId } of world.locals) {
+		const mesh = meshOn ? v.mesh : { meshed: false, reason: 'mesh disabled on this node' };
 		endpoints.set(v.ip!, {
 			ip: v.ip!,
 			epId,
 			identity: v.identity,
-			flags: 0,
+			flags: mesh.meshed ? EndpointFlags.Meshed : 0,
 			namespace: v.pod.namespace,
 			pod: v.pod.name,
+			mesh,
 			isolatedBy: { ingress: [], egress: [] },
 		});
 	}
@@ -301,6 +323,7 @@ export function compile(input: CompileInput): Compiled {
 	}
 	const compiled: Compiled = {
 		ipcache: world.ipcache,
+		ipcacheFlags: new Map(meshOn ? world.meshedPrefixes.map((p) => [p, IpcacheFlags.Meshed]) : []),
 		endpoints,
 		entries: [],
 		policyTrie: cache.trie,

@@ -11,6 +11,7 @@ import { NamespaceInfo, NetworkPolicy, NodeInfo, PodInfo } from './model.js';
 import { ApplyStats, MapReconciler, PolicyMaps } from './reconcile.js';
 import type { LocalEndpoint } from '../shared/endpoint.js';
 import { Coalescer } from '../shared/coalesce.js';
+import { meshAnnotations } from '../shared/mesh.js';
 
 /** The objects the controller compiles from (informer caches, or fixtures). */
 export interface Snapshot {
@@ -47,6 +48,8 @@ export function podInfo(p: k8s.V1Pod): PodInfo | undefined {
 			})),
 		),
 	};
+	const annotations = meshAnnotations(p.metadata?.annotations);
+	if (Object.keys(annotations).length) info.annotations = annotations;
 	if (p.spec?.nodeName) info.nodeName = p.spec.nodeName;
 	if (p.spec?.hostNetwork) info.hostNetwork = true;
 	return info;
@@ -91,6 +94,8 @@ export class PolicyController {
 			maps: PolicyMaps;
 			log: ControllerLogger;
 			observer?: ControllerObserver;
+			/** whether mesh membership is honoured, read on every run (default: yes); false flags no endpoint or address as meshed */
+			mesh?: () => boolean;
 			/** coalesce bursts of changes (ms) */
 			debounceMs?: number;
 		},
@@ -133,6 +138,7 @@ export class PolicyController {
 				rules: this.rules,
 				previousIpcache: this.reconciler.appliedIpcache(),
 				cache: this.cache,
+				mesh: this.opts.mesh?.() ?? true,
 			});
 			const ifindex = new Map(local.map((e) => [e.ip, e.ifindex]));
 			const endpoints = new Map<string, EndpointInfo>();
@@ -142,6 +148,7 @@ export class PolicyController {
 			}
 			const stats = this.reconciler.apply({
 				ipcache: compiled.ipcache,
+				ipcacheFlags: compiled.ipcacheFlags,
 				endpoints,
 				policy: compiled.policyTrie,
 				policyChanges: compiled.policyChanges,
@@ -182,16 +189,18 @@ export class PolicyController {
 		return this.last;
 	}
 
-	/** What the last applied state says about verdicts: the rule behind a rule id, what isolates an endpoint. */
+	/** What the last applied state says about verdicts: the rule behind a rule id, what isolates an endpoint, which local pods are meshed. */
 	verdictLookups(): {
 		rule(ruleId: number): { namespace: string; name: string; direction: string; index: number } | undefined;
 		isolatedBy(epId: number, direction: 'ingress' | 'egress'): string[];
 		reservedName(identity: number): string | undefined;
+		meshed(ip: string): boolean;
 	} {
 		return {
 			rule: (id) => this.last?.rules.get(id),
 			isolatedBy: (epId, dir) => this.isolation.get(epId)?.[dir] ?? [],
 			reservedName: (id) => this.reservedByIdentity.get(id),
+			meshed: (ip) => this.last?.endpoints.get(ip)?.mesh.meshed === true,
 		};
 	}
 

@@ -61,6 +61,8 @@ export interface PodInfo {
 	namespace: string;
 	name: string;
 	labels: Record<string, string>;
+	/** the annotations mesh membership reads (src/shared/mesh.ts); others are not kept */
+	annotations?: Record<string, string>;
 	/** pod IPs (IPv4 used); empty until the CNI assigned one */
 	ips: string[];
 	nodeName?: string;

@@ -28,6 +28,8 @@ export interface AgentStatus {
 		local: number;
 		/** of those, isolated by at least one NetworkPolicy (either direction) */
 		isolated: number;
+		/** of those, meshed: their TCP is captured by the node's ztunnel (absent from agents before the mesh opt-in) */
+		meshed?: number;
 	};
 	policy: {
 		/** NetworkPolicies in the cluster (all namespaces) */
@@ -50,6 +52,13 @@ export interface AgentStatus {
 		runs: number;
 		/** Service ports Weir does not load-balance as written (SCTP, too many backends) */
 		problems: Array<{ service: string; message: string }>;
+	};
+	/** mesh opt-in on this node (absent from agents before it) */
+	mesh?: {
+		/** the agent's `mesh` option and the datapath's capture are on, and the capture routing is in place */
+		enabled: boolean;
+		/** the capture's rule and table: installed, removed (mesh off), failed (no pod meshed), unknown (not yet) */
+		captureRouting: string;
 	};
 	/** the last error the agent hit (datapath events, policy compile/apply, map reads), null when healthy */
 	lastError: string | null;

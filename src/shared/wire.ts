@@ -28,6 +28,8 @@ export interface FlowEndpoint {
 	reserved?: string;
 	/** (destination) the Service the client addressed; the socket load balancer chose this backend */
 	service?: FlowServiceRef;
+	/** a pod of the reporting node that is meshed: its TCP goes through that node's ztunnel (absent: not, or not known there) */
+	meshed?: boolean;
 }
 
 export interface FlowPolicyRef {

@@ -39,7 +39,7 @@ export interface ClusterObjects {
 	nodes: readonly k8s.V1Node[];
 }
 
-/** Decides whether a pod is in the mesh (the same rule the agent's datapath uses). */
+/** Decides whether a pod is in the mesh: the agent's rule, `(p, ns) => podMeshMembership(p, ns).meshed` (src/cluster/objects.ts). */
 export type Membership = (pod: k8s.V1Pod, namespace: k8s.V1Namespace | undefined) => boolean;
 
 export class StateSnapshot implements WorkloadLookup {

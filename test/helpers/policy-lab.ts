@@ -215,6 +215,10 @@ spec:
 					// for every process of the machine. It is tested from deploy/ (test/cluster/services.test.ts).
 					'--kube-proxy-replacement',
 					'false',
+					// Likewise its capture routing would go into the machine's own network namespace
+					// (test/kernel/mesh-agent.test.ts runs an agent in a lab node namespace for it).
+					'--mesh',
+					'false',
 					'--node-name',
 					NODE,
 					'--pin-root',

@@ -21,6 +21,7 @@ import { Netlink } from '../../src/kernel/netlink.js';
 import { TestDatapath, allowRule, requireRoot } from '../helpers/bpf.js';
 import { NODE_IP, Pod, Topology } from '../../hack/lab/topology.js';
 import { repoRoot } from '../../src/shared/package.js';
+import { Ztunnel } from '../helpers/ztunnel-process.js';
 
 const run = promisify(execFile);
 const lab = resolve(repoRoot, 'dist/test/helpers/ztunnel-lab.js');
@@ -28,71 +29,6 @@ const lab = resolve(repoRoot, 'dist/test/helpers/ztunnel-lab.js');
 const OUTSIDE_IP = '198.19.0.10';
 const identityOf = (i: number): number => Identity.FirstPod + 300 + i;
 const epOf = (i: number): number => 300 + i;
-
-interface ZtEvent {
-	event: string;
-	src?: { address: string; port: number };
-	dst?: { address: string; port: number };
-	local?: { address: string; port: number };
-	id?: number;
-	line?: string;
-	error?: string;
-	code?: string;
-	op?: string;
-}
-
-/** The ztunnel process: its events, and commands on stdin. */
-class Ztunnel {
-	readonly events: ZtEvent[] = [];
-	private buf = '';
-	private constructor(readonly child: ChildProcess) {
-		child.stdout!.on('data', (d: Buffer) => {
-			this.buf += d.toString();
-			let nl: number;
-			while ((nl = this.buf.indexOf('\n')) >= 0) {
-				this.events.push(JSON.parse(this.buf.slice(0, nl)) as ZtEvent);
-				this.buf = this.buf.slice(nl + 1);
-			}
-		});
-	}
-
-	static async start(nodeNs: string, children: Set<ChildProcess>): Promise<Ztunnel> {
-		const child = spawn('ip', ['netns', 'exec', nodeNs, process.execPath, lab, 'ztunnel', JSON.stringify({ proxyPorts: [8080] })], {
-			stdio: ['pipe', 'pipe', 'inherit'],
-		});
-		children.add(child);
-		child.on('exit', () => children.delete(child));
-		const z = new Ztunnel(child);
-		await z.wait((e) => e.event === 'ready', 10_000);
-		return z;
-	}
-
-	async wait(pred: (e: ZtEvent) => boolean, timeoutMs = 3000): Promise<ZtEvent> {
-		const deadline = Date.now() + timeoutMs;
-		for (;;) {
-			const e = this.events.find(pred);
-			if (e) return e;
-			if (this.child.exitCode !== null || this.child.signalCode !== null) throw new Error(`the ztunnel exited; events: ${JSON.stringify(this.events)}`);
-			if (Date.now() > deadline) throw new Error(`no ztunnel event within ${timeoutMs} ms; events: ${JSON.stringify(this.events.slice(-5))}`);
-			await new Promise((r) => setTimeout(r, 10));
-		}
-	}
-
-	private nextId = 0;
-	/** The ztunnel connects to address:port from `source`; resolves with the first line the peer sent. */
-	async deliver(source: string, address: string, port: number): Promise<ZtEvent> {
-		const id = this.nextId++;
-		this.child.stdin!.write(`${JSON.stringify({ cmd: 'deliver', id, source, address, port })}\n`);
-		return this.wait((e) => (e.event === 'delivered' || e.event === 'failed') && e.id === id, 5000);
-	}
-
-	async kill(): Promise<void> {
-		if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-		const gone = new Promise((r) => this.child.once('exit', r));
-		this.child.kill('SIGKILL');
-		await gone;
-	}
-}
 
 interface ClientResult {
 	ok: boolean;

@@ -145,6 +145,17 @@ describe('weir-agent flags', () => {
 		assert.equal((await fromCli(['--node-name', 'n1'])).cfg.pinRoot, DEFAULT_AGENT_CONFIG.pinRoot);
 	});
 
+	test('mesh: on by default, off by flag or ConfigMap key; anything but true/false is refused', async () => {
+		assert.equal((await fromCli(['--node-name', 'n1'])).cfg.mesh, true);
+		assert.equal((await fromCli(['--node-name', 'n1', '--mesh', 'false'])).cfg.mesh, false);
+		assert.equal((await fromCli(['--node-name', 'n1', '--config-dir', configMapDir({ mesh: 'false\n' })])).cfg.mesh, false);
+		await assert.rejects(fromCli(['--node-name', 'n1', '--mesh', 'off']), /true or false/);
+		const sub = join(dir, 'mesh-bad');
+		mkdirSync(sub);
+		writeFileSync(join(sub, 'mesh'), 'enabled');
+		assert.match(configError(() => readConfigDir(sub)).message, /'enabled' is neither true nor false/);
+	});
+
 	test('a non-numeric numeric flag is refused; no node name anywhere is WEIR_ERR_CONFIG', async () => {
 		await assert.rejects(fromCli(['--node-name', 'n1', '--observer-port', 'http']), /a whole number/);
 		await assert.rejects(fromCli([]), (err: Error & { code?: string }) => err.code === 'WEIR_ERR_CONFIG');

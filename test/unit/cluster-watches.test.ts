@@ -9,15 +9,8 @@ import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as k8s from '@kubernetes/client-node';
 import { ClusterWatches } from '../../src/cluster/watches.js';
+import { AGENT_LIST_KINDS as KINDS } from '../helpers/watch-paths.js';
 
-const KINDS: Record<string, string> = {
-	'/api/v1/pods': 'PodList',
-	'/api/v1/namespaces': 'NamespaceList',
-	'/apis/networking.k8s.io/v1/networkpolicies': 'NetworkPolicyList',
-	'/api/v1/nodes': 'NodeList',
-	'/api/v1/services': 'ServiceList',
-	'/apis/discovery.k8s.io/v1/endpointslices': 'EndpointSliceList',
-};
 const streams = new Map<string, ServerResponse>();
 const server = createServer((req, res) => {
 	const url = new URL(req.url ?? '/', 'http://x');

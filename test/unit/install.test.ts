@@ -34,12 +34,13 @@ function sources(over: Partial<StatusSources> = {}): StatusSources {
 			compiled: {
 				endpoints: new Map([
 					['10.244.1.5', { isolatedBy: { ingress: ['d-redis/redis-allow-c-app'], egress: [] } }],
-					['10.244.1.6', { isolatedBy: { ingress: [], egress: [] } }],
+					['10.244.1.6', { isolatedBy: { ingress: [], egress: [] }, mesh: { meshed: true } }],
 				]),
 				problems: [],
 			},
 		},
 		endpoints: { list: () => [{}, {}] },
+		mesh: { active: true, routing: 'installed', lastError: undefined },
 		...over,
 	};
 }
@@ -50,7 +51,8 @@ test('status: ready agent with a loaded datapath names the policies it enforces'
 	assert.equal(s.datapath.loaded, true);
 	assert.equal(s.datapath.attachments, 2);
 	assert.equal(s.datapath.policyEntries, 4);
-	assert.deepEqual(s.endpoints, { local: 2, isolated: 1 });
+	assert.deepEqual(s.endpoints, { local: 2, isolated: 1, meshed: 1 });
+	assert.deepEqual(s.mesh, { enabled: true, captureRouting: 'installed' });
 	assert.deepEqual(s.policy.enforcedHere, ['d-redis/redis-allow-c-app']);
 	assert.equal(s.policy.networkPolicies, 2);
 	assert.equal(s.lastError, null);
@@ -97,6 +99,15 @@ test('status and /readyz: a dead datapath event stream is the last error and the
 	await app.close();
 });
 
+test('status: the mesh on this node, and its errors', () => {
+	const failed = agentStatus(sources({ mesh: { active: false, routing: 'failed', lastError: 'capture routing: Operation not permitted' } }));
+	assert.deepEqual(failed.mesh, { enabled: false, captureRouting: 'failed' });
+	assert.equal(failed.lastError, 'mesh: capture routing: Operation not permitted');
+	// An agent built without a mesh part reports it off.
+	const { mesh: _, ...none } = sources();
+	assert.deepEqual(agentStatus(none).mesh, { enabled: false, captureRouting: 'unknown' });
+});
+
 test('GET /v1/status through the fastify plugin', async () => {
 	const app = Fastify();
 	await app.register(statusApi, { sources: sources() });
@@ -125,7 +136,7 @@ test('weir status: a table per node, exit status follows health', async () => {
 		lines.join('\n'),
 	);
 	assert.ok(
-		lines.some((l) => /^n2\s+ready v0\.1\.0\s+loaded, 2 veths\s+2 \(1 isolated\)\s+1 enforced \/ 2\s+-/.test(l)),
+		lines.some((l) => /^n2\s+ready v0\.1\.0\s+loaded, 2 veths\s+2 \(1 isolated, 1 meshed\)\s+1 enforced \/ 2\s+-/.test(l)),
 		lines.join('\n'),
 	);
 	assert.equal(healthy(report), false);
@@ -158,7 +169,7 @@ function nodeDirs(): { root: string; p: NodePaths } {
 	return { root, p };
 }
 
-test('node setup: installs weir-cni and only the chained plugins the node lacks; uninstall removes only those', () => {
+test('node setup: installs weir-cni and only the chained plugins the node lacks; uninstall removes only those, and the capture routing', async () => {
 	const { root, p } = nodeDirs();
 	try {
 		mkdirSync(p.cniBinDir, { recursive: true });
@@ -194,7 +205,16 @@ test('node setup: installs weir-cni and only the chained plugins the node lacks;
 		writeFileSync(join(p.runDir, 'cni.sock'), '');
 
 		const detached: string[] = [];
-		const un = uninstallNode(p, (path) => void detached.push(path));
+		let routing = true; // the agent installed the capture's rule and table
+		const un = await uninstallNode(p, {
+			detach: (path) => void detached.push(path),
+			removeCaptureRouting: async () => {
+				assert.ok(!existsSync(join(p.pinRoot, 'links')), 'the pod programs that mark packets for it are detached first');
+				const was = routing;
+				routing = false;
+				return was;
+			},
+		});
 		assert.deepEqual(
 			detached.map((d) => d.slice(p.pinRoot.length)),
 			[
@@ -209,9 +229,17 @@ test('node setup: installs weir-cni and only the chained plugins the node lacks;
 		assert.deepEqual(readdirSync(p.cniConfDir), ['10-kindnet.conflist'], 'other CNI configs stay');
 		assert.deepEqual(readdirSync(p.cniBinDir).sort(), ['loopback', 'ptp'], "the node's own plugins stay");
 		assert.ok(un.warnings.length === 0, un.warnings.join('; '));
+		assert.equal(routing, false);
+		assert.ok(un.actions.includes('removed the capture routing (rule pref 90 fwmark 0xe00/0xf00, table 2050)'), un.actions.join('\n'));
 		// Idempotent.
-		const again = uninstallNode(p, () => assert.fail('nothing left to detach'));
+		const again = await uninstallNode(p, { detach: () => assert.fail('nothing left to detach'), removeCaptureRouting: async () => false });
 		assert.equal(again.actions.length, 0);
+		// A routing that cannot be removed is a warning; the rest is still done.
+		const failed = await uninstallNode(p, {
+			detach: () => undefined,
+			removeCaptureRouting: () => Promise.reject(new Error('EPERM')),
+		});
+		assert.deepEqual(failed.warnings, ['the capture routing could not be removed: EPERM']);
 	} finally {
 		rmSync(root, { recursive: true, force: true });
 	}

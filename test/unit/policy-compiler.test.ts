@@ -1,12 +1,13 @@
 // The compiler against the reference evaluator, through a model of the datapath's
 // lookups: every generated case, every (source, destination, protocol, port).
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IPPROTO } from '../../src/kernel/codecs.js';
-import { Dir, EndpointFlags, Identity } from '../../src/kernel/layout.js';
+import { Dir, EndpointFlags, Identity, IpcacheFlags } from '../../src/kernel/layout.js';
+import { ISTIO_DATAPLANE_MODE, MESH_KEY } from '../../src/shared/mesh.js';
 import { IdentityAllocator } from '../../src/policy/identity.js';
 import { CompileCache, RuleIdAllocator, compile, policyAffects } from '../../src/policy/compiler.js';
-import { NetworkPolicy, PodInfo } from '../../src/policy/model.js';
+import { NamespaceInfo, NetworkPolicy, PodInfo } from '../../src/policy/model.js';
 import { selectorMatches } from '../../src/policy/selector.js';
 import { toTrie } from '../../src/policy/reconcile.js';
 import { modelAllows } from '../helpers/datapath-model.js';
@@ -208,4 +209,105 @@ test('a compile that reuses per-policy results equals a fresh compile, case afte
 		);
 	}
 	assert.ok(reused > 10);
+});
+
+describe('the compiler flags meshed endpoints and meshed addresses', () => {
+	const mpod = (namespace: string, name: string, ip: string, nodeName = 'n1', annotations?: Record<string, string>): PodInfo => ({
+		namespace,
+		name,
+		labels: { app: name },
+		ips: [ip],
+		nodeName,
+		ports: [],
+		...(annotations ? { annotations } : {}),
+	});
+	// New objects on every call, as informers replace a changed pod.
+	const pods = (annotations?: Record<string, string>): PodInfo[] => [
+		mpod('a', 'web', '10.0.0.1', 'n1', annotations),
+		mpod('b', 'db', '10.0.0.2'),
+		mpod('kube-system', 'dns', '10.0.0.3'),
+		mpod('a', 'remote', '10.0.1.1', 'n2'),
+	];
+	const endpointIds = new Map([
+		['a/web', 1],
+		['b/db', 2],
+		['kube-system/dns', 3],
+	]);
+	const identities = new IdentityAllocator();
+	const rules = new RuleIdAllocator();
+	const cache = new CompileCache();
+	const run = (p: PodInfo[], namespaces: NamespaceInfo[], mesh?: boolean) =>
+		compile({
+			pods: p,
+			namespaces,
+			policies: [],
+			nodes: [{ name: 'n1', ips: ['192.168.255.1'] }],
+			localNode: 'n1',
+			endpointIds,
+			identities,
+			rules,
+			cache,
+			...(mesh === undefined ? {} : { mesh }),
+		});
+	const flags = (c: ReturnType<typeof run>): Record<string, number> =>
+		Object.fromEntries([...c.endpoints.values()].map((e) => [`${e.namespace}/${e.pod}`, e.flags]));
+	/** the ipcache prefixes flagged meshed */
+	const meshedAddrs = (c: ReturnType<typeof run>): string[] =>
+		[...c.ipcacheFlags]
+			.filter(([, f]) => f & IpcacheFlags.Meshed)
+			.map(([p]) => p)
+			.sort();
+	const ns = (a: Record<string, string>, ks: Record<string, string> = {}): NamespaceInfo[] => [
+		{ name: 'a', labels: a },
+		{ name: 'b', labels: {} },
+		{ name: 'kube-system', labels: ks },
+	];
+
+	test('a namespace label turns the flag on and off (one cache across the compiles, as the agent keeps it)', () => {
+		const plain = pods();
+		const off = run(plain, ns({}));
+		assert.deepEqual(flags(off), { 'a/web': 0, 'b/db': 0, 'kube-system/dns': 0 });
+		assert.deepEqual(meshedAddrs(off), []);
+		const on = run(plain, ns({ [MESH_KEY]: 'enabled' }, { [MESH_KEY]: 'enabled' }));
+		assert.deepEqual(flags(on), { 'a/web': EndpointFlags.Meshed, 'b/db': 0, 'kube-system/dns': 0 }, 'kube-system stays out whatever its labels');
+		assert.deepEqual(meshedAddrs(on), ['10.0.0.1/32', '10.0.1.1/32'], "every meshed pod's address, this node's and another's");
+		assert.deepEqual(on.endpoints.get('10.0.0.1')!.mesh, { meshed: true, reason: 'namespace label weir.io/mesh=enabled' });
+		assert.equal(run(plain, ns({ [ISTIO_DATAPLANE_MODE]: 'ambient' })).endpoints.get('10.0.0.1')!.flags, EndpointFlags.Meshed);
+		const again = run(plain, ns({}));
+		assert.deepEqual(flags(again), { 'a/web': 0, 'b/db': 0, 'kube-system/dns': 0 }, 'label removed: flag cleared');
+		assert.deepEqual(meshedAddrs(again), []);
+	});
+
+	test('a pod annotation opts out of a meshed namespace, and back in (a changed pod object is a world change)', () => {
+		const meshedNs = ns({ [MESH_KEY]: 'enabled' });
+		assert.equal(run(pods(), meshedNs).endpoints.get('10.0.0.1')!.flags, EndpointFlags.Meshed);
+		const out = run(pods({ [MESH_KEY]: 'disabled' }), meshedNs);
+		assert.equal(out.endpoints.get('10.0.0.1')!.flags, 0);
+		assert.match(out.endpoints.get('10.0.0.1')!.mesh.reason, /annotation/);
+		assert.deepEqual(meshedAddrs(out), ['10.0.1.1/32'], 'its address is no longer a meshed destination either');
+		assert.equal(run(pods(), meshedNs).endpoints.get('10.0.0.1')!.flags, EndpointFlags.Meshed);
+		// A single pod opts in where its namespace does not.
+		assert.equal(run(pods({ [MESH_KEY]: 'enabled' }), ns({})).endpoints.get('10.0.0.1')!.flags, EndpointFlags.Meshed);
+	});
+
+	test('the flag sits beside the isolation flags', () => {
+		const c = compile({
+			pods: pods(),
+			namespaces: ns({ [MESH_KEY]: 'enabled' }),
+			policies: [{ metadata: { namespace: 'a', name: 'deny' }, spec: { podSelector: {}, policyTypes: ['Ingress'] } }],
+			nodes: [],
+			localNode: 'n1',
+			endpointIds,
+			identities: new IdentityAllocator(),
+			rules: new RuleIdAllocator(),
+		});
+		assert.equal(c.endpoints.get('10.0.0.1')!.flags, EndpointFlags.Meshed | EndpointFlags.IngressIsolated);
+	});
+
+	test('mesh off: no endpoint and no address is meshed, whatever the labels', () => {
+		const c = run(pods({ [MESH_KEY]: 'enabled' }), ns({ [MESH_KEY]: 'enabled' }), false);
+		assert.deepEqual(flags(c), { 'a/web': 0, 'b/db': 0, 'kube-system/dns': 0 });
+		assert.deepEqual(meshedAddrs(c), []);
+		assert.equal(c.endpoints.get('10.0.0.1')!.mesh.reason, 'mesh disabled on this node');
+	});
 });

@@ -3,11 +3,13 @@ import assert from 'node:assert/strict';
 import * as k8s from '@kubernetes/client-node';
 // The model serializer client-node applies to list results (not exported at the top level).
 import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
-import { EndpointInfo, IpcacheValue } from '../../src/kernel/codecs.js';
+import { DatapathEvent, EndpointInfo, IpcacheValue } from '../../src/kernel/codecs.js';
 import { Dir, EndpointFlags, Identity, IpcacheFlags } from '../../src/kernel/layout.js';
 import { PolicyController, Snapshot, networkPolicy, podInfo } from '../../src/policy/controller.js';
 import { workloadOf } from '../../src/cluster/objects.js';
 import { FlowIndex } from '../../src/observe/flow-index.js';
+import { toFlow } from '../../src/observe/flow.js';
+import { MESH_KEY } from '../../src/shared/mesh.js';
 import { MapReconciler, PolicyMaps } from '../../src/policy/reconcile.js';
 
 const raw = {
@@ -167,9 +169,87 @@ test('the reconciler rewrites an ipcache entry whose flags alone changed, and no
 	assert.deepEqual(maps.ipcache.get('10.0.0.2/32'), { identity: 301, flags: IpcacheFlags.Meshed });
 });
 
-test('pods: terminal phases are gone, ports and host networking are read', () => {
+test('pods: terminal phases are gone, ports, host networking and the mesh annotation are read', () => {
 	assert.equal(podInfo({ ...pod('a', 'x', '10.0.0.9', {}), status: { phase: 'Succeeded', podIPs: [{ ip: '10.0.0.9' }] } }), undefined);
 	const p = podInfo(pod('a', 'x', '10.0.0.9', { k: 'v' }))!;
 	assert.deepEqual(p.ports, [{ containerPort: 6379, name: 'redis' }]);
 	assert.equal(workloadOf(pod('a', 'web', '10.0.0.9', {})), 'web');
+	// Of the annotations, only those mesh membership reads are kept (a change of any other is no world change).
+	const annotated = pod('a', 'x', '10.0.0.9', {});
+	annotated.metadata!.annotations = { [MESH_KEY]: 'disabled', 'kubectl.kubernetes.io/last-applied-configuration': '{}' };
+	assert.deepEqual(podInfo(annotated)!.annotations, { [MESH_KEY]: 'disabled' });
+	assert.equal(p.annotations, undefined);
 });
+
+const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
+
+test('the policy controller writes the mesh flags from a namespace label and clears them, and names meshed pods in flows', () => {
+	const maps = new MemoryMaps();
+	const objects = {
+		pods: [pod('a', 'web', '10.0.0.1', { app: 'web' }), { ...pod('a', 'far', '10.0.1.1', { app: 'far' }), spec: { nodeName: 'n2', containers: [] } }],
+		namespaces: [ns('a', {})],
+		policies: [],
+		nodes: [],
+	};
+	const snapshot = (): Snapshot => ({ synced: true, ...objects });
+	let meshOn = true;
+	const c = new PolicyController({
+		node: 'n1',
+		snapshot,
+		endpoints: () => [{ namespace: 'a', pod: 'web', ip: '10.0.0.1', epId: 7, ifindex: 17 }],
+		maps,
+		log: quiet,
+		mesh: () => meshOn,
+	});
+	const addrFlags = (): Record<string, number> => Object.fromEntries(['10.0.0.1/32', '10.0.1.1/32'].map((p) => [p, maps.ipcache.get(p)?.flags ?? -1]));
+	assert.equal(c.run(), true);
+	assert.equal(maps.endpoints.get('10.0.0.1')!.flags, 0);
+	assert.deepEqual(addrFlags(), { '10.0.0.1/32': 0, '10.0.1.1/32': 0 });
+	objects.namespaces = [ns('a', { [MESH_KEY]: 'enabled' })];
+	assert.equal(c.run(), true);
+	assert.deepEqual(maps.endpoints.get('10.0.0.1'), { epId: 7, identity: maps.endpoints.get('10.0.0.1')!.identity, ifindex: 17, flags: EndpointFlags.Meshed });
+	assert.deepEqual(
+		addrFlags(),
+		{ '10.0.0.1/32': IpcacheFlags.Meshed, '10.0.1.1/32': IpcacheFlags.Meshed },
+		'the local and the remote pod are meshed destinations',
+	);
+
+	// Flows name the local pod as meshed.
+	const index = new FlowIndex('n1', () => 0);
+	index.update(objects.pods, c.verdictLookups());
+	const ev: DatapathEvent = {
+		tsNs: 0n,
+		type: 'policy-verdict',
+		direction: 'egress',
+		verdict: 'FORWARDED',
+		reason: 0,
+		reasonName: 'NONE',
+		protocol: 6,
+		tcpFlags: 2,
+		epId: 7,
+		srcIdentity: 0,
+		dstIdentity: 0,
+		ruleId: 0,
+		ifindex: 17,
+		pktLen: 60,
+		src: '10.0.0.1',
+		dst: '10.0.0.9',
+		sport: 40000,
+		dport: 80,
+		isReply: false,
+		match: 'not-isolated',
+		icmpType: 0,
+		icmpCode: 0,
+	};
+	const flow = toFlow(ev, index.context());
+	assert.equal(flow.source.meshed, true);
+	assert.equal(flow.destination.meshed, undefined);
+
+	meshOn = false;
+	assert.equal(c.run(), true);
+	assert.equal(maps.endpoints.get('10.0.0.1')!.flags, 0, 'mesh off on the node: flags cleared');
+	assert.deepEqual(addrFlags(), { '10.0.0.1/32': 0, '10.0.1.1/32': 0 });
+	assert.equal(c.verdictLookups().meshed('10.0.0.1'), false);
+});
+
+/** The socket LB's sources map in memory, with a log of writes. */
