@@ -22,6 +22,9 @@ step "deleting weir-controller (its pods' CNI DEL needs the agent)"
 "${kubectl[@]}" -n weir-system delete deployment weir-controller --ignore-not-found --wait=true --timeout="$timeout"
 "${kubectl[@]}" -n weir-system wait --for=delete pod -l app.kubernetes.io/name=weir-controller --timeout="$timeout" 2>/dev/null || true
 
+step "deleting the weir-ztunnel DaemonSet (meshed pods' connections to meshed pods fail closed until the agent is gone too)"
+"${kubectl[@]}" -n weir-system delete daemonset weir-ztunnel --ignore-not-found --wait=true --timeout="$timeout"
+
 step "deleting the weir-agent DaemonSet"
 "${kubectl[@]}" -n weir-system delete daemonset weir-agent --ignore-not-found --wait=true --timeout="$timeout"
 "${kubectl[@]}" -n weir-system wait --for=delete pod -l app.kubernetes.io/name=weir-agent --timeout="$timeout" 2>/dev/null || true

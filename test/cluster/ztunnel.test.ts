@@ -1,0 +1,214 @@
+// The ztunnel on the local cluster, Weir installed from deploy/: meshed pods talk over
+// HBONE without any change to them. Namespaces mesh-a and mesh-b are labelled
+// weir.io/mesh=enabled, plain is not. The client in mesh-a (node 0) reaches a server in
+// mesh-b on node 1, by pod IP and by Service name: the server sees the client pod's
+// own address, and node 1's ztunnel counts the connection as mutual TLS between the
+// two SPIFFE identities (Istio's istio_tcp_* metrics); a server on the client's own
+// node goes through the local path, counted the same way. The plain server is reached
+// directly (no ztunnel counts it). A pod opted out by annotation is not captured.
+// Removing mesh-b's label makes new connections direct; open ones keep working.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startCluster, clusterStatus, type Cluster } from '../../hack/cluster/cluster.js';
+import { leftovers } from '../../hack/cluster/resources.js';
+import { waitFor } from '../../hack/cluster/exec.js';
+import { scenarioManifests, type Workload } from '../../hack/demo/scenario.js';
+import { inPod, installWeir, podOf, type PodInfo } from '../helpers/services-cluster.js';
+
+const NAME = 'wzt';
+const WEIR_NS = 'weir-system';
+const id = (ns: string): string => `spiffe://cluster.local/ns/${ns}/sa/default`;
+
+interface Sample {
+	labels: Record<string, string>;
+	value: number;
+}
+
+function parseMetric(text: string, name: string): Sample[] {
+	const out: Sample[] = [];
+	for (const line of text.split('\n')) {
+		if (!line.startsWith(`${name}{`)) continue;
+		const close = line.lastIndexOf('}');
+		const labels: Record<string, string> = {};
+		for (const m of line.slice(name.length + 1, close).matchAll(/([a-z_]+)="((?:[^"\\]|\\.)*)"/g)) labels[m[1]!] = m[2]!;
+		out.push({ labels, value: Number(line.slice(close + 1).trim()) });
+	}
+	return out;
+}
+
+async function ztunnelPod(k: Cluster, node: string): Promise<string> {
+	const r = await k.kubectl([
+		'-n',
+		WEIR_NS,
+		'get',
+		'pods',
+		'-l',
+		'app.kubernetes.io/name=weir-ztunnel',
+		'--field-selector',
+		`spec.nodeName=${node}`,
+		'-o',
+		'jsonpath={.items[0].metadata.name}',
+	]);
+	assert.ok(r.stdout.trim(), `a ztunnel pod on ${node}`);
+	return r.stdout.trim();
+}
+
+/** A node ztunnel's metrics, through the API server's pod proxy (as Prometheus in the cluster would scrape :15020). */
+async function metrics(k: Cluster, node: string): Promise<string> {
+	const pod = await ztunnelPod(k, node);
+	return (await k.kubectl(['get', '--raw', `/api/v1/namespaces/${WEIR_NS}/pods/${pod}:15020/proxy/metrics`])).stdout;
+}
+
+/** Connections the destination ztunnel of `node` counted from `src` to `dst` (SPIFFE IDs), mutual TLS. */
+async function mtlsOpened(k: Cluster, node: string, src: string, dst: string): Promise<number> {
+	return parseMetric(await metrics(k, node), 'istio_tcp_connections_opened_total')
+		.filter(
+			(s) =>
+				s.labels.reporter === 'destination' &&
+				s.labels.source_principal === src &&
+				s.labels.destination_principal === dst &&
+				s.labels.connection_security_policy === 'mutual_tls',
+		)
+		.reduce((n, s) => n + s.value, 0);
+}
+
+async function get(k: Cluster, from: PodInfo & { ns: string }, url: string): Promise<{ code: number; out: string }> {
+	return inPod(k, from.ns, from.pod, `timeout 8 wget -q -O - ${url} 2>&1`);
+}
+
+async function pod(k: Cluster, ns: string, app: string): Promise<PodInfo & { ns: string }> {
+	return { ...(await podOf(k, ns, app)), ns };
+}
+
+describe('the ztunnel: meshed pods over HBONE', { timeout: 900_000 }, () => {
+	let c: Cluster | undefined;
+	let pids: number[] = [];
+	after(async () => {
+		if (!c) return;
+		const rep = await c.stop();
+		assert.deepEqual(rep.left, [], 'the cluster left nothing behind');
+		assert.deepEqual(await leftovers(NAME, pids), []);
+	});
+
+	test('install, mesh two namespaces, mTLS between identities, client address kept, opt-out and label removal', async (t) => {
+		assert.equal(process.getuid?.(), 0, 'the cluster tier needs root');
+		c = await startCluster({ name: NAME, cni: 'none', kubeProxy: true, log: () => {} });
+		pids = clusterStatus(NAME).processes.map((p) => p.pid);
+		const k = c;
+		const [n0, n1] = k.nodes.map((n) => n.name) as [string, string];
+		await installWeir(k, (m) => t.diagnostic(m));
+		await k.kubectl(['-n', WEIR_NS, 'rollout', 'status', 'daemonset/weir-ztunnel', '--timeout=240s'], { timeoutMs: 250_000 });
+
+		const workloads: Workload[] = [
+			{ namespace: 'mesh-a', name: 'client', node: n0 },
+			{ namespace: 'mesh-b', name: 'server', node: n1 },
+			{ namespace: 'mesh-b', name: 'near', node: n0 },
+			{ namespace: 'plain', name: 'server', node: n1 },
+		];
+		const manifests = scenarioManifests(k.images.workload, workloads) as { items: Record<string, unknown>[] };
+		for (const item of manifests.items) {
+			const md = item['metadata'] as { name: string; labels?: Record<string, string> };
+			if (item['kind'] === 'Namespace' && md.name.startsWith('mesh-')) md.labels = { ...md.labels, 'weir.io/mesh': 'enabled' };
+		}
+		await k.kubectl(['apply', '-f', '-'], { input: JSON.stringify(manifests) });
+		// An opted-out client in mesh-a.
+		const optOut = scenarioManifests(k.images.workload, [{ namespace: 'mesh-a', name: 'legacy', node: n0 }]) as { items: Record<string, unknown>[] };
+		const dep = optOut.items.find((i) => i['kind'] === 'Deployment') as { spec: { template: { metadata: { annotations?: Record<string, string> } } } };
+		dep.spec.template.metadata.annotations = { 'weir.io/mesh': 'disabled' };
+		await k.kubectl(['apply', '-f', '-'], { input: JSON.stringify({ ...optOut, items: optOut.items.filter((i) => i['kind'] !== 'Namespace') }) });
+
+		const client = await pod(k, 'mesh-a', 'client');
+		const legacy = await pod(k, 'mesh-a', 'legacy');
+		const server = await pod(k, 'mesh-b', 'server');
+		const near = await pod(k, 'mesh-b', 'near');
+		const plain = await pod(k, 'plain', 'server');
+
+		await t.test('meshed pod → meshed pod on another node: through HBONE, the server sees the client pod', async () => {
+			const before = await mtlsOpened(k, n1, id('mesh-a'), id('mesh-b'));
+			// The first connect may race the ztunnel's certificate for the new pod's identity.
+			let r = { code: -1, out: '' };
+			await waitFor(
+				'an answer through the mesh',
+				60_000,
+				async () => ((r = await get(k, client, `http://${server.ip}:8080/`)).code === 0 ? true : undefined),
+				1000,
+			);
+			assert.match(r.out, new RegExp(`status=200 .*client=${client.ip.replace(/\./g, '\\.')}$`, 'm'), r.out);
+			await waitFor('node 1 ztunnel counted it', 20_000, async () => ((await mtlsOpened(k, n1, id('mesh-a'), id('mesh-b'))) > before ? true : undefined), 500);
+			const out = parseMetric(await metrics(k, n0), 'istio_tcp_connections_opened_total').filter(
+				(s) => s.labels.reporter === 'source' && s.labels.destination_principal === id('mesh-b'),
+			);
+			assert.ok(out.length > 0, "node 0's ztunnel reports it as the source");
+		});
+
+		await t.test('by Service name: the backend is meshed, so the connection is too', async () => {
+			const before = await mtlsOpened(k, n1, id('mesh-a'), id('mesh-b'));
+			const r = await get(k, client, `http://server.mesh-b.svc.cluster.local:8080/`);
+			assert.equal(r.code, 0, r.out);
+			assert.match(r.out, new RegExp(`client=${client.ip.replace(/\./g, '\\.')}`));
+			await waitFor('counted', 20_000, async () => ((await mtlsOpened(k, n1, id('mesh-a'), id('mesh-b'))) > before ? true : undefined), 500);
+		});
+
+		await t.test('two meshed pods on one node: the local path, authenticated too', async () => {
+			const before = await mtlsOpened(k, n0, id('mesh-a'), id('mesh-b'));
+			const r = await get(k, client, `http://${near.ip}:8080/`);
+			assert.equal(r.code, 0, r.out);
+			assert.match(r.out, new RegExp(`client=${client.ip.replace(/\./g, '\\.')}`));
+			await waitFor('counted on node 0', 20_000, async () => ((await mtlsOpened(k, n0, id('mesh-a'), id('mesh-b'))) > before ? true : undefined), 500);
+		});
+
+		await t.test('meshed → non-meshed and opted-out → meshed go direct, untouched by the ztunnel', async () => {
+			const all = async (): Promise<number> =>
+				parseMetric(await metrics(k, n1), 'istio_tcp_connections_opened_total')
+					.filter((s) => s.labels.reporter === 'destination')
+					.reduce((n, s) => n + s.value, 0);
+			const before = await all();
+			const r1 = await get(k, client, `http://${plain.ip}:8080/`);
+			assert.equal(r1.code, 0, r1.out);
+			assert.match(r1.out, new RegExp(`client=${client.ip.replace(/\./g, '\\.')}`));
+			const r2 = await get(k, legacy, `http://${server.ip}:8080/`);
+			assert.equal(r2.code, 0, r2.out);
+			assert.match(r2.out, new RegExp(`client=${legacy.ip.replace(/\./g, '\\.')}`));
+			await new Promise((r) => setTimeout(r, 1500));
+			assert.equal(await all(), before, "node 1's ztunnel saw neither");
+		});
+
+		await t.test('removing the namespace label: new connections go direct, an open one keeps working', async () => {
+			// An open connection through the mesh: the TCP echo on 9000, held by a shell loop.
+			await inPod(k, 'mesh-a', client.pod, `(for i in $(seq 1 40); do echo ping-$i; sleep 0.5; done) | nc ${server.ip} 9000 > /tmp/held.out 2>&1 &`);
+			await new Promise((r) => setTimeout(r, 2000));
+			await k.kubectl(['label', 'namespace', 'mesh-b', 'weir.io/mesh-']);
+			const before = await mtlsOpened(k, n1, id('mesh-a'), id('mesh-b'));
+			await new Promise((r) => setTimeout(r, 3000));
+			const r = await get(k, client, `http://${server.ip}:8080/`);
+			assert.equal(r.code, 0, r.out);
+			assert.match(r.out, new RegExp(`client=${client.ip.replace(/\./g, '\\.')}`));
+			assert.equal(await mtlsOpened(k, n1, id('mesh-a'), id('mesh-b')), before, 'not through the mesh any more');
+			await waitFor(
+				'the held connection echoed to its end',
+				40_000,
+				async () => ((await inPod(k, 'mesh-a', client.pod, 'cat /tmp/held.out')).out.includes('ping-40') ? true : undefined),
+				1000,
+			);
+		});
+
+		await t.test('the ztunnels logged no error and did not restart', async () => {
+			const rs = await k.kubectl([
+				'-n',
+				WEIR_NS,
+				'get',
+				'pods',
+				'-l',
+				'app.kubernetes.io/name=weir-ztunnel',
+				'-o',
+				'jsonpath={.items[*].status.containerStatuses[0].restartCount}',
+			]);
+			assert.deepEqual(rs.stdout.trim().split(/\s+/).map(Number), [0, 0]);
+			for (const n of [n0, n1]) {
+				const logs = await k.kubectl(['-n', WEIR_NS, 'logs', await ztunnelPod(k, n)]);
+				const errors = logs.stdout.split('\n').filter((l) => /"level":(50|60)/.test(l));
+				assert.deepEqual(errors, [], `ztunnel on ${n}`);
+			}
+		});
+	});
+});
