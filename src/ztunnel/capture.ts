@@ -65,7 +65,8 @@ export class CaptureListener {
 				{ cause },
 			);
 		}
-		const server = createServer((socket) => {
+		// Half-open: an application that ends its writing side still gets the answer.
+		const server = createServer({ allowHalfOpen: true }, (socket) => {
 			socket.on('error', () => undefined);
 			const c = describe(socket);
 			if (!c || c.originalDestination.port === port) {
@@ -119,5 +120,5 @@ export async function connectTransparent(opts: DeliverOptions): Promise<Socket> 
 		mark: opts.mark ?? ZTUNNEL_MARK,
 		...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
 	});
-	return new Socket({ fd, readable: true, writable: true });
+	return new Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
 }

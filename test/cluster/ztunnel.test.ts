@@ -13,10 +13,17 @@ import { startCluster, clusterStatus, type Cluster } from '../../hack/cluster/cl
 import { leftovers } from '../../hack/cluster/resources.js';
 import { waitFor } from '../../hack/cluster/exec.js';
 import { scenarioManifests, type Workload } from '../../hack/demo/scenario.js';
+import { spawn, execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { DEFAULTS } from '../../src/shared/defaults.js';
 import { inPod, installWeir, podOf, type PodInfo } from '../helpers/services-cluster.js';
 
 const NAME = 'wzt';
 const WEIR_NS = 'weir-system';
+const run = async (cmd: string, args: string[]): Promise<string> => (await promisify(execFile)(cmd, args, { maxBuffer: 16 << 20 })).stdout;
 const id = (ns: string): string => `spiffe://cluster.local/ns/${ns}/sa/default`;
 
 interface Sample {
@@ -72,8 +79,20 @@ async function mtlsOpened(k: Cluster, node: string, src: string, dst: string): P
 		.reduce((n, s) => n + s.value, 0);
 }
 
+/** wget in a pod; a failure's output carries what the ztunnels logged last and node 0's ipcache, for the operator reading the test. */
 async function get(k: Cluster, from: PodInfo & { ns: string }, url: string): Promise<{ code: number; out: string }> {
-	return inPod(k, from.ns, from.pod, `timeout 8 wget -q -O - ${url} 2>&1`);
+	const r = await inPod(k, from.ns, from.pod, `timeout 8 wget -q -O - ${url} 2>&1`);
+	if (r.code === 0) return r;
+	const lines: string[] = [r.out];
+	for (const n of k.nodes) {
+		const logs = await k.kubectl(['-n', WEIR_NS, 'logs', '--tail=6', await ztunnelPod(k, n.name)], { allowFail: true });
+		lines.push(`ztunnel on ${n.name}:`, logs.stdout.trim());
+	}
+	const ipc = await k
+		.nodeExec(from.node, ['bpftool', 'map', 'dump', 'pinned', join(DEFAULTS.pinRoot, 'weir_ipcache')])
+		.catch((e: Error) => ({ stdout: e.message }));
+	lines.push(`ipcache on ${from.node}:`, ipc.stdout.slice(0, 3000));
+	return { code: r.code, out: lines.join('\n') };
 }
 
 async function pod(k: Cluster, ns: string, app: string): Promise<PodInfo & { ns: string }> {
@@ -104,6 +123,7 @@ describe('the ztunnel: meshed pods over HBONE', { timeout: 900_000 }, () => {
 			{ namespace: 'mesh-b', name: 'server', node: n1 },
 			{ namespace: 'mesh-b', name: 'near', node: n0 },
 			{ namespace: 'plain', name: 'server', node: n1 },
+			{ namespace: 'mesh-c', name: 'other', node: n0 },
 		];
 		const manifests = scenarioManifests(k.images.workload, workloads) as { items: Record<string, unknown>[] };
 		for (const item of manifests.items) {
@@ -122,6 +142,7 @@ describe('the ztunnel: meshed pods over HBONE', { timeout: 900_000 }, () => {
 		const server = await pod(k, 'mesh-b', 'server');
 		const near = await pod(k, 'mesh-b', 'near');
 		const plain = await pod(k, 'plain', 'server');
+		const other = await pod(k, 'mesh-c', 'other');
 
 		await t.test('meshed pod → meshed pod on another node: through HBONE, the server sees the client pod', async () => {
 			const before = await mtlsOpened(k, n1, id('mesh-a'), id('mesh-b'));
@@ -171,6 +192,81 @@ describe('the ztunnel: meshed pods over HBONE', { timeout: 900_000 }, () => {
 			assert.match(r2.out, new RegExp(`client=${legacy.ip.replace(/\./g, '\\.')}`));
 			await new Promise((r) => setTimeout(r, 1500));
 			assert.equal(await all(), before, "node 1's ztunnel saw neither");
+		});
+
+		await t.test('on the link between the nodes only TLS: a marker sent through the mesh never appears in clear', async () => {
+			const node0 = k.nodes[0]!;
+			const addrs = await run('ip', ['-n', node0.netns, '-o', '-4', 'addr', 'show']);
+			const dev = addrs
+				.split('\n')
+				.find((l) => l.includes(` ${node0.nodeIP}/`))
+				?.split(/\s+/)[1];
+			assert.ok(dev, `node 0's interface holding ${node0.nodeIP}: ${addrs}`);
+			const capture = async (send: () => Promise<unknown>): Promise<{ raw: Buffer; hbone: number }> => {
+				const file = join(mkdtempSync(join(tmpdir(), 'weir-zt-pcap-')), 'link.pcap');
+				const dump = spawn('ip', ['netns', 'exec', node0.netns, 'tcpdump', '-i', dev!, '-U', '-s', '0', '-w', file, 'tcp'], {
+					stdio: ['ignore', 'ignore', 'pipe'],
+				});
+				let err = '';
+				dump.stderr.on('data', (d: Buffer) => (err += d.toString()));
+				await waitFor('tcpdump listening', 10_000, async () => (err.includes('listening on') ? true : undefined), 100);
+				try {
+					await send();
+					await new Promise((r) => setTimeout(r, 500));
+				} finally {
+					dump.kill('SIGINT');
+					await new Promise((r) => dump.once('exit', r));
+				}
+				const hbone = (await run('tcpdump', ['-n', '-r', file, 'tcp dst port 15008'])).split('\n').filter(Boolean).length;
+				const raw = readFileSync(file);
+				rmSync(dirname(file), { recursive: true, force: true });
+				return { raw, hbone };
+			};
+			const marker = `weir-marker-${Date.now()}`;
+			const meshed = await capture(async () => {
+				const r = await inPod(k, 'mesh-a', client.pod, `echo ${marker} | nc -w 2 ${server.ip} 9000`);
+				assert.match(r.out, new RegExp(marker), 'the echo came back through the mesh');
+			});
+			assert.ok(meshed.hbone > 0, 'packets to 15008 crossed the link');
+			assert.ok(!meshed.raw.includes(Buffer.from(marker)), 'the marker never crossed the link in clear');
+			// The same capture sees a marker sent to the pod outside the mesh: the check can fail.
+			const clear = await capture(() => inPod(k, 'mesh-a', client.pod, `echo ${marker}-plain | nc -w 2 ${plain.ip} 9000`));
+			assert.ok(clear.raw.includes(Buffer.from(`${marker}-plain`)), 'plaintext to a non-meshed pod is visible on the link');
+		});
+
+		await t.test('AuthorizationPolicy: one ServiceAccount allowed, another denied at the destination', async () => {
+			const refused403 = async (): Promise<number> =>
+				parseMetric(await metrics(k, n1), 'weir_ztunnel_refused_connections_total')
+					.filter((x) => x.labels.direction === 'inbound' && x.labels.code === '403')
+					.reduce((n, x) => n + x.value, 0);
+			const policy = {
+				apiVersion: 'security.istio.io/v1',
+				kind: 'AuthorizationPolicy',
+				metadata: { name: 'server-from-mesh-a', namespace: 'mesh-b' },
+				spec: {
+					selector: { matchLabels: { app: 'server' } },
+					action: 'ALLOW',
+					rules: [{ from: [{ source: { principals: ['cluster.local/ns/mesh-a/sa/default'] } }] }],
+				},
+			};
+			// mesh-c's client is meshed too: it reaches the server before the policy.
+			await waitFor('mesh-c reaches the server', 60_000, async () => ((await get(k, other, `http://${server.ip}:8080/`)).code === 0 ? true : undefined), 1000);
+			const before = await refused403();
+			await k.kubectl(['apply', '-f', '-'], { input: JSON.stringify(policy) });
+			t.after(() => k.kubectl(['-n', 'mesh-b', 'delete', 'authorizationpolicy', 'server-from-mesh-a', '--ignore-not-found']));
+			await waitFor(
+				'mesh-c denied',
+				20_000,
+				async () => ((await inPod(k, 'mesh-c', other.pod, `timeout 8 wget -q -O - http://${server.ip}:8080/ 2>&1`)).code !== 0 ? true : undefined),
+				500,
+			);
+			assert.ok((await refused403()) > before, 'node 1 counted a 403');
+			const allowed = await get(k, client, `http://${server.ip}:8080/`);
+			assert.equal(allowed.code, 0, allowed.out);
+			const logs = (await k.kubectl(['-n', WEIR_NS, 'logs', await ztunnelPod(k, n1)])).stdout;
+			assert.match(logs, /"status":403.*"source":"spiffe:\/\/cluster.local\/ns\/mesh-c\/sa\/default"/, 'the refusal is logged with the identity');
+			await k.kubectl(['-n', 'mesh-b', 'delete', 'authorizationpolicy', 'server-from-mesh-a']);
+			await waitFor('mesh-c allowed again', 20_000, async () => ((await get(k, other, `http://${server.ip}:8080/`)).code === 0 ? true : undefined), 500);
 		});
 
 		await t.test('removing the namespace label: new connections go direct, an open one keeps working', async () => {

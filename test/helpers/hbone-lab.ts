@@ -193,7 +193,7 @@ export class HboneLab {
 	}
 
 	private async captured(n: LabNode, from: string, to: { address: string; port: number }): Promise<Socket> {
-		const listener = createServer();
+		const listener = createServer({ allowHalfOpen: true });
 		this.servers.push(listener);
 		await new Promise<void>((r) => listener.listen(0, NODE_IP[n.name], r));
 		const accepted = new Promise<Socket>((r) => listener.once('connection', r));
@@ -219,7 +219,7 @@ export class HboneLab {
 /** Delivery from a loopback source address (stands in for the transparent connect). */
 export function plainDeliver(source: string, dst: { address: string; port: number }): Promise<Socket> {
 	return new Promise((resolve, reject) => {
-		const s = connect({ host: dst.address, port: dst.port, localAddress: source });
+		const s = connect({ host: dst.address, port: dst.port, localAddress: source, allowHalfOpen: true });
 		s.once('connect', () => {
 			s.off('error', reject);
 			resolve(s);

@@ -52,6 +52,15 @@ test('HBONE on loopback', async (t) => {
 		assert.match(text, new RegExp(`istio_tcp_sent_bytes_total\\{reporter="destination".*\\} ${big.length}`));
 	});
 
+	await t.test('half-close passes through: a client that ends its side still gets the whole answer', async () => {
+		const app = await lab.nodes.a.capture('127.0.1.1', { address: '127.0.1.2', port: serverPort });
+		app.write('last words');
+		app.end();
+		const r = await readAll(app);
+		assert.equal(r.data, 'peer 127.0.1.1\nlast words', 'the echo after the FIN arrived');
+		assert.ok(r.ended);
+	});
+
 	await t.test('many connections share one pooled HBONE connection per (source, destination identity, node)', async () => {
 		const apps = await Promise.all(Array.from({ length: 20 }, () => lab.nodes.a.capture('127.0.1.1', { address: '127.0.1.2', port: serverPort })));
 		const other = await lab.nodes.a.capture('127.0.1.3', { address: '127.0.1.2', port: serverPort });
