@@ -152,6 +152,8 @@ export class Ztunnel {
 			return this.metrics.registry.metrics();
 		});
 		this.ready = Fastify({ logger: false });
+		// Liveness: the event loop answers (nothing else: a ztunnel waiting for the API server is alive).
+		this.ready.get('/healthz', async () => ({ ok: true }));
 		this.ready.get('/healthz/ready', async (_req, reply) => {
 			const r = this.readiness();
 			reply.code(r.ready ? 200 : 503);
