@@ -185,6 +185,8 @@ export class ApiAgentLab {
 				this.cluster.kubeconfig,
 				'--endpoints-file',
 				endpointsFile,
+				'--ztunnel-flow-socket',
+				join(this.work, 'ztunnel', 'flows.sock'),
 				'--observer-host',
 				'127.0.0.1',
 				'--observer-port',

@@ -26,6 +26,8 @@ import { resolveCgroupRoot } from './cgroup.js';
 import { serviceLookups } from './service-lb.js';
 import { installCaptureRouting, removeCaptureRouting } from '../kernel/capture.js';
 import { NodeMesh } from './mesh.js';
+import { meshFlowSocket } from './mesh-flows.js';
+import type { MeshFlowSocket } from '../observe/mesh-flow-socket.js';
 
 /** The socket load balancer as the agent runs it: the kernel side and the controller filling it. */
 export interface ServiceLb {
@@ -62,6 +64,8 @@ export interface AgentConfig {
 	 * ztunnel. false: no pod is meshed on this node and the capture's routing is removed.
 	 */
 	mesh: boolean;
+	/** the unix socket the node's ztunnel sends its connection records to, each a flow of this node; '' listens on none */
+	ztunnelFlowSocket: string;
 	/** the CNI server (socket, endpoint state, conf dir); none: endpoints come from elsewhere */
 	cni?: CniConfig;
 }
@@ -76,6 +80,7 @@ export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
 	kubeProxyReplacement: true,
 	cgroupRoot: 'auto',
 	mesh: true,
+	ztunnelFlowSocket: DEFAULTS.ztunnelFlowSocket,
 };
 
 export class Agent {
@@ -98,6 +103,8 @@ export class Agent {
 		readonly mesh: NodeMesh,
 		readonly cni?: CniService,
 		readonly lb?: ServiceLb,
+		/** the ztunnel's connection records (none when config.ztunnelFlowSocket is '') */
+		readonly meshFlows?: MeshFlowSocket,
 	) {}
 
 	async start(): Promise<void> {
@@ -138,6 +145,15 @@ export class Agent {
 		// after the datapath is loaded and stale endpoints are gone.
 		await this.cni?.start();
 		if (this.cni?.needsPodCidr) this.awaitPodCidr(this.cni);
+		// Flows of the ztunnel's connections are worth no enforcement: a socket that cannot be made is logged, and the agent runs on.
+		await this.meshFlows
+			?.start()
+			.catch((err: Error & { code?: string }) =>
+				this.log.error(
+					{ component: 'mesh-flows', socket: this.config.ztunnelFlowSocket, code: err.code, err: err.message },
+					"cannot listen for the ztunnel's connection records: its connections are not flows on this node (is /var/run/weir writable?)",
+				),
+			);
 		await this.http.listen({ host: this.config.observerHost, port: this.config.observerPort });
 		this.log.info({ port: this.config.observerPort }, 'observer API and metrics listening');
 	}
@@ -172,6 +188,7 @@ export class Agent {
 		this.lb?.controller.stop();
 		await this.watches.stop();
 		await this.mesh.settled();
+		await this.meshFlows?.close();
 		await this.http.close();
 		// Maps and links stay pinned: enforcement and translation continue without the agent.
 		this.lb?.socketLb.close();
@@ -283,7 +300,10 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 		reply.code(r.ready ? 200 : 503);
 		return r;
 	});
-	return new Agent(config, log, datapath, watches, controller, flows, flowIndex, http, metrics, events, mesh, cni, lb);
+	const meshFlows = config.ztunnelFlowSocket
+		? meshFlowSocket({ path: config.ztunnelFlowSocket, ctx: flowIndex.context(), flows, metrics, log: log.child({ component: 'mesh-flows' }) })
+		: undefined;
+	return new Agent(config, log, datapath, watches, controller, flows, flowIndex, http, metrics, events, mesh, cni, lb, meshFlows);
 }
 
 /**

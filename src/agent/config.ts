@@ -21,6 +21,7 @@ export const CONFIG_KEYS = {
 	'kube-proxy-replacement': 'kubeProxyReplacement',
 	'cgroup-root': 'cgroupRoot',
 	mesh: 'mesh',
+	'ztunnel-flow-socket': 'ztunnelFlowSocket',
 } as const satisfies Record<string, keyof AgentConfig>;
 
 const NUMERIC = new Set<keyof AgentConfig>(['observerPort', 'flowBuffer', 'ctGcIntervalMs']);
@@ -76,6 +77,7 @@ export interface MainOptions {
 	kubeProxyReplacement?: boolean;
 	cgroupRoot?: string;
 	mesh?: boolean;
+	ztunnelFlowSocket?: string;
 	configDir?: string;
 	endpointsFile?: string;
 	cniSocket?: string;
@@ -142,6 +144,10 @@ export function buildMainCli(run: (cfg: AgentConfig, o: MainOptions) => Promise<
 				'--mesh <bool>',
 				"pods that opt in (namespace label weir.io/mesh=enabled …) have their TCP to meshed pods captured by the node's ztunnel (true), or no pod is meshed (false)",
 				bool,
+			)
+			.option(
+				'--ztunnel-flow-socket <path>',
+				`where the node's ztunnel sends its connection records, each a flow of this node ('' for none) (default: ${DEFAULT_AGENT_CONFIG.ztunnelFlowSocket})`,
 			)
 			.option('--config-dir <dir>', 'one file per setting (mounted ConfigMap)')
 			.option('--endpoints-file <path>', 'read local endpoints from a JSON file instead of the CNI server')

@@ -12,12 +12,13 @@ export class AgentMetrics {
 	private readonly mapChanges: Counter<'map' | 'op'>;
 	private readonly policies: Gauge;
 	private readonly endpoints: Gauge;
+	private readonly meshRecords: Counter<'result'>;
 
 	constructor(datapath: Datapath) {
 		const registers = [this.registry];
 		this.flows = new Counter({
 			name: 'weir_flows_total',
-			help: 'Flows seen by the datapath (new connections and drops), by verdict and drop reason',
+			help: "Flows seen by the datapath (new connections and drops) and the node's ztunnel (its connections' events), by verdict and drop reason",
 			labelNames: ['verdict', 'reason', 'direction'],
 			registers,
 		});
@@ -35,6 +36,12 @@ export class AgentMetrics {
 		});
 		this.policies = new Gauge({ name: 'weir_policy_rules', help: 'NetworkPolicy rules compiled', registers });
 		this.endpoints = new Gauge({ name: 'weir_endpoints', help: 'Local endpoints under policy', registers });
+		this.meshRecords = new Counter({
+			name: 'weir_mesh_flow_records_total',
+			help: "Connection records read from the node ztunnel's flow socket: accepted (each is a flow) or malformed (skipped)",
+			labelNames: ['result'],
+			registers,
+		});
 		new Gauge({
 			name: 'weir_map_entries',
 			help: 'Entries in the datapath maps',
@@ -69,6 +76,10 @@ export class AgentMetrics {
 
 	flow(f: Flow): void {
 		this.flows.inc({ verdict: f.verdict, reason: f.dropReason ?? '', direction: f.direction });
+	}
+
+	meshRecord(result: 'accepted' | 'malformed'): void {
+		this.meshRecords.inc({ result });
 	}
 
 	compiled(seconds: number, stats: ApplyStats, c: Compiled): void {

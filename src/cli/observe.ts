@@ -3,9 +3,10 @@
 // observer API directly: the relay through a port-forward, or one node agent (whose
 // API filters less: the CLI applies every filter itself too, so the answer is the
 // same either way). Every verdict names its policy: the rule that allowed the flow,
-// the policies that isolate the pod a drop was for, or that no policy applies.
+// the policies that isolate the pod a drop was for, or that no policy applies; a
+// connection the ztunnel proxied, its identities, bytes and AuthorizationPolicy.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { endpointName, suppressedText } from '../observe/flow.js';
+import { endpointName, meshType, meshWhy, suppressedText } from '../observe/flow.js';
 import type { Flow, FlowsResponse } from '../shared/wire.js';
 import { flowMatches, type RelayFilter } from '../relay/filter.js';
 import { toRequest, type FlowQuery } from '../relay/query.js';
@@ -65,6 +66,7 @@ function time(v: string): string {
 
 /** What decided the verdict, for every verdict. */
 export function policyOf(f: Flow): string {
+	if (f.mesh) return meshWhy(f, f.mesh);
 	const names = (ps: Flow['isolatedBy']): string => (ps ?? []).map((p) => `${p.namespace}/${p.name}`).join(', ');
 	if (f.verdict === 'DROPPED') {
 		const why = `${f.dropReason ?? 'DROPPED'}${f.dropReasonDesc ? `: ${f.dropReasonDesc}` : ''}${f.suppressed ? `; ${suppressedText(f.suppressed)}` : ''}`;
@@ -77,6 +79,7 @@ export function policyOf(f: Flow): string {
 }
 
 function l4(f: Flow): string {
+	if (f.mesh) return `${f.protocol} ${meshType(f.mesh)}`;
 	if (f.protocol === 'TCP' && f.tcpFlags?.length) return `TCP Flags: ${f.tcpFlags.join(', ')}`;
 	if (f.icmp) return `${f.protocol} type ${f.icmp.type} code ${f.icmp.code}`;
 	return f.protocol;

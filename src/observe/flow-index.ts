@@ -15,6 +15,8 @@ export interface VerdictLookups {
 	reservedName(identity: number): string | undefined;
 	/** whether the local pod at this address is meshed */
 	meshed?(ip: string): boolean;
+	/** a pod address's security identity */
+	identityOf?(ip: string): number | undefined;
 }
 
 type PodRef = { namespace: string; name: string; workload: string; labels: Record<string, string> };
@@ -65,6 +67,7 @@ export class FlowIndex {
 			rule: (id) => this.verdicts.rule(id),
 			isolatedBy: (epId, dir) => this.verdicts.isolatedBy(epId, dir),
 			meshed: (ip) => this.verdicts.meshed?.(ip) ?? false,
+			identityOf: (ip) => this.verdicts.identityOf?.(ip),
 			wallClockMs: this.wallClockMs,
 			...(this.services
 				? {

@@ -5,10 +5,10 @@
 // backend, Hubble's "Service backend not found"), which have no packet.
 import { DatapathEvent, DatapathRecord, IPPROTO, SockDropEvent } from '../kernel/codecs.js';
 import { DROP_REASON_TEXT, DropReasonName, Identity } from '../kernel/layout.js';
-import type { Flow, FlowEndpoint, FlowPolicyRef, FlowServiceRef, FlowVerdict } from '../shared/wire.js';
+import type { Flow, FlowEndpoint, FlowMesh, FlowPolicyRef, FlowServiceRef, FlowVerdict } from '../shared/wire.js';
 
 // The record's shape is the API's wire (src/shared/wire.ts), shared with the web UI.
-export type { Flow, FlowEndpoint, FlowPolicyRef, FlowServiceRef, FlowVerdict } from '../shared/wire.js';
+export type { Flow, FlowEndpoint, FlowMesh, FlowPolicyRef, FlowServiceRef, FlowVerdict } from '../shared/wire.js';
 
 /** What the enricher may ask of the agent's state. */
 export interface FlowContext {
@@ -30,6 +30,8 @@ export interface FlowContext {
 	clientByNetns?(netnsCookie: bigint): { ip: string; identity: number } | 'host' | undefined;
 	/** the Service a frontend (ClusterIP, port, protocol) belongs to */
 	serviceByFrontend?(vip: string, port: number, protocol: 'TCP' | 'UDP'): FlowServiceRef | undefined;
+	/** a pod address's security identity (the datapath's), for flows that do not carry one (the ztunnel's) */
+	identityOf?(ip: string): number | undefined;
 }
 
 const TCP_FLAG_NAMES: Array<[number, string]> = [
@@ -68,7 +70,8 @@ function reservedFor(identity: number): string | undefined {
 	return undefined;
 }
 
-function endpoint(ctx: FlowContext, ip: string, identity: number, port: number | undefined): FlowEndpoint {
+/** A flow's end: the pod at `ip` as the agent knows it, else the reserved identity's name. */
+export function endpoint(ctx: FlowContext, ip: string, identity: number, port: number | undefined): FlowEndpoint {
 	const pod = ip ? ctx.podByIp(ip) : undefined;
 	const out: FlowEndpoint = { ip, identity, labels: [] };
 	if (port !== undefined) out.port = port;
@@ -180,7 +183,66 @@ function packetFlow(ev: DatapathEvent, ctx: FlowContext): Flow {
 	return flow;
 }
 
+/** A byte count in SI units: '512 B', '1.2 kB', '3.4 MB'. */
+export function formatBytes(n: number): string {
+	if (n < 1000) return `${n} B`;
+	const units = ['kB', 'MB', 'GB', 'TB'];
+	let v = n / 1000;
+	let i = 0;
+	while (v >= 999.95 && i < units.length - 1) {
+		v /= 1000;
+		i++;
+	}
+	return `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** A duration: '12 ms', '1.5 s', '2.5 min'. */
+export function formatDuration(ms: number): string {
+	if (ms < 1000) return `${Math.round(ms)} ms`;
+	if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+	return `${(ms / 60_000).toFixed(1)} min`;
+}
+
+/** A mesh flow's kind of event, after the protocol: 'mesh open', 'mesh close', 'mesh refused'. */
+export function meshType(m: FlowMesh): string {
+	return `mesh ${m.event}`;
+}
+
+/**
+ * What the ztunnel says of the connection: 'mTLS <source id> → <destination id>',
+ * then for a close the bytes each way (↑ source to destination, ↓ back), how long it
+ * was open and the error that ended it, if one did.
+ */
+export function meshDetail(m: FlowMesh): string {
+	const parts = [`${m.security === 'mutual_tls' ? 'mTLS' : 'plaintext'} ${m.sourceIdentity ?? '?'} → ${m.destinationIdentity ?? '?'}`];
+	if (m.bytesSent !== undefined && m.bytesReceived !== undefined) parts.push(`${formatBytes(m.bytesSent)} ↑ ${formatBytes(m.bytesReceived)} ↓`);
+	if (m.durationMs !== undefined) parts.push(formatDuration(m.durationMs));
+	if (m.event === 'close' && m.reason) parts.push(`ended by an error: ${m.reason}`);
+	return parts.join(', ');
+}
+
+/**
+ * The policy behind a mesh flow's verdict. The destination's ztunnel authorizes (Istio's
+ * AuthorizationPolicy); the source's learns the policy only from a refusal.
+ */
+export function meshPolicy(f: Flow, m: FlowMesh): string {
+	const policy = m.authorizationPolicy ? `AuthorizationPolicy ${m.authorizationPolicy}` : undefined;
+	if (f.verdict === 'DROPPED') return policy ? `denied by ${policy}` : '';
+	if (policy) return `allowed by ${policy}`;
+	return m.reporter === 'destination' ? 'no AuthorizationPolicy applies' : "admitted by the destination's ztunnel";
+}
+
+/** The parenthesis of a mesh flow: the verdict's reason and policy, and what the ztunnel saw. */
+export function meshWhy(f: Flow, m: FlowMesh): string {
+	const policy = meshPolicy(f, m);
+	if (f.verdict === 'DROPPED') return [`${f.dropReason}: ${f.dropReasonDesc ?? ''}`, policy, meshDetail(m)].filter(Boolean).join('; ');
+	return `${meshDetail(m)}; ${policy}`;
+}
+
 export function summarize(f: Flow): string {
+	if (f.mesh) {
+		return `${endpointName(f.source)} -> ${endpointName(f.destination)} ${f.direction} ${f.protocol} ${meshType(f.mesh)} ${f.verdict} (${meshWhy(f, f.mesh)})`;
+	}
 	const l4 = f.protocol === 'TCP' && f.tcpFlags?.length ? `TCP Flags: ${f.tcpFlags.join(', ')}` : f.protocol;
 	let why = '';
 	if (f.verdict === 'DROPPED') {

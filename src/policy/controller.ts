@@ -189,18 +189,20 @@ export class PolicyController {
 		return this.last;
 	}
 
-	/** What the last applied state says about verdicts: the rule behind a rule id, what isolates an endpoint, which local pods are meshed. */
+	/** What the last applied state says about verdicts: the rule behind a rule id, what isolates an endpoint, which local pods are meshed, a pod address's identity. */
 	verdictLookups(): {
 		rule(ruleId: number): { namespace: string; name: string; direction: string; index: number } | undefined;
 		isolatedBy(epId: number, direction: 'ingress' | 'egress'): string[];
 		reservedName(identity: number): string | undefined;
 		meshed(ip: string): boolean;
+		identityOf(ip: string): number | undefined;
 	} {
 		return {
 			rule: (id) => this.last?.rules.get(id),
 			isolatedBy: (epId, dir) => this.isolation.get(epId)?.[dir] ?? [],
 			reservedName: (id) => this.reservedByIdentity.get(id),
 			meshed: (ip) => this.last?.endpoints.get(ip)?.mesh.meshed === true,
+			identityOf: (ip) => this.last?.ipcache.get(`${ip}/32`),
 		};
 	}
 

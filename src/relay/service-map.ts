@@ -1,9 +1,9 @@
 // The service map, aggregated in the relay as flows arrive: one edge per source
 // workload -> destination workload, port and protocol, with counts by verdict, the
 // drop reasons and the policies that decided. Reply flows (a server's answers) are not
-// edges. Bounded: past `maxEdges` the edge seen longest ago is forgotten. Room is left
-// on an edge for mutual TLS and golden metrics (requests, errors, latency) once the
-// ztunnel reports them. Pure.
+// edges. Bounded: past `maxEdges` the edge seen longest ago is forgotten. An edge counts
+// the flows the ztunnel reported over mutual TLS; room is left for golden metrics
+// (requests, errors, latency) once it reports L7. Pure.
 import type { Flow, FlowEndpoint, MapEdge, MapNode, ServiceMapView } from '../shared/wire.js';
 
 interface EdgeState {
@@ -74,6 +74,7 @@ export class ServiceMap {
 		if (f.dropReason) e.dropReasons[f.dropReason] = (e.dropReasons[f.dropReason] ?? 0) + 1;
 		if (f.allowedBy) addPolicy(e.policies.allowedBy, `${f.allowedBy.namespace}/${f.allowedBy.name}`);
 		for (const p of f.isolatedBy ?? []) addPolicy(e.policies.isolatedBy, `${p.namespace}/${p.name}`);
+		if (f.mesh?.security === 'mutual_tls') e.mtls = { flows: (e.mtls?.flows ?? 0) + 1 };
 		if (t >= s.last) {
 			s.last = t;
 			e.lastSeen = f.time;

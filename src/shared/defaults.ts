@@ -18,6 +18,11 @@ export const DEFAULTS = {
 	cniSocket: '/var/run/weir/cni.sock',
 	/** the CNI server's endpoint journal (with the pinned maps it survives a restart) */
 	cniStateFile: '/var/run/weir/cni-endpoints.json',
+	/**
+	 * the node's ztunnel sends its connection records to the agent here (their own
+	 * directory: the ztunnel's DaemonSet mounts only it of the host's /var/run/weir)
+	 */
+	ztunnelFlowSocket: '/var/run/weir/ztunnel/flows.sock',
 	/** the agent's observer API (flows, status) and /metrics */
 	observerPort: 9962,
 } as const;

@@ -33,11 +33,39 @@ export interface FlowEndpoint {
 }
 
 export interface FlowPolicyRef {
-	kind: 'NetworkPolicy';
+	/** NetworkPolicy (the datapath's verdicts) or Istio's AuthorizationPolicy (the ztunnel's, on mesh flows) */
+	kind: 'NetworkPolicy' | 'AuthorizationPolicy';
 	namespace: string;
 	name: string;
 	/** which rule matched, e.g. ingress[0] */
 	rule?: string;
+}
+
+/**
+ * The L4 mesh part of a flow the node's ztunnel reported: one proxied connection's
+ * event, as seen by the source's ztunnel (`reporter: 'source'`, the flow's direction
+ * egress) or the destination's (`'destination'`, ingress). Names after Istio's TCP
+ * metrics (`reporter`, `connection_security_policy`).
+ */
+export interface FlowMesh {
+	event: 'open' | 'close' | 'refused';
+	reporter: 'source' | 'destination';
+	/** mutual_tls: HBONE between the two identities; none: plaintext */
+	security: 'mutual_tls' | 'none';
+	/** SPIFFE IDs: authenticated (mutual_tls), or the workload's own where the ztunnel knows it */
+	sourceIdentity?: string;
+	destinationIdentity?: string;
+	/** (close) bytes from the source to the destination, and back */
+	bytesSent?: number;
+	bytesReceived?: number;
+	/** (close) how long the connection was open */
+	durationMs?: number;
+	/** 'namespace/name' of the AuthorizationPolicy that allowed or denied it (the destination decides; a refused source learns it from the answer) */
+	authorizationPolicy?: string;
+	/** (refused) the ztunnel's code: the HBONE answer's HTTP status, or a WEIR_ERR_* */
+	code?: string;
+	/** (refused) why, in words; (close) the error that ended the connection, if one did */
+	reason?: string;
 }
 
 /** One flow, after Hubble's: what the datapath saw, both ends named, the policy behind the verdict. */
@@ -68,6 +96,8 @@ export interface Flow {
 	 * datapath reports one per client netns and frontend per interval (docs/services.md)
 	 */
 	suppressed?: number;
+	/** a connection the node's ztunnel proxied (docs/ztunnel.md, "Flows"); absent on the datapath's flows */
+	mesh?: FlowMesh;
 	summary: string;
 }
 
@@ -116,7 +146,7 @@ export interface MapEdge {
 	policies: { allowedBy: string[]; isolatedBy: string[] };
 	firstSeen: string;
 	lastSeen: string;
-	/** reserved for the ztunnel: the share of flows carried over mutual TLS */
+	/** the edge's flows the ztunnel reported as carried over mutual TLS (absent: none) */
 	mtls?: { flows: number };
 }
 

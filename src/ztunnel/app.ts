@@ -3,7 +3,8 @@
 // identities whose certificates the node needs; the outbound capture listener (15001)
 // tunnels over the HBONE pool; the HBONE server (15008) delivers with the client pod's
 // address; metrics on 15020 and readiness on 15021 live on their own server, off the
-// data path.
+// data path. Every proxied connection is counted (metrics) and reported to the node's
+// agent as a flow record (flows.ts).
 import { readFileSync } from 'node:fs';
 import * as k8s from '@kubernetes/client-node';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -16,6 +17,9 @@ import { parseSpiffeId } from '../identity/spiffe.js';
 import { CaptureListener, connectTransparent } from './capture.js';
 import { PORTS } from './config.js';
 import { ZtunnelMetrics } from './metrics.js';
+import { FlowReporter } from './flows.js';
+import { fanOut, type ConnectionObserver } from './proxy/connections.js';
+import { DEFAULTS } from '../shared/defaults.js';
 import { InboundServer, type Authorize, type AuthzInput, type AuthzVerdict, type Deliver } from './proxy/inbound.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { HbonePool } from './proxy/pool.js';
@@ -42,6 +46,8 @@ export interface ZtunnelConfig {
 	logLevel: string;
 	/** AuthorizationPolicies here apply to the whole mesh (Istio's istio-system) */
 	rootNamespace?: string;
+	/** the node agent's socket for connection records (docs/ztunnel.md, "Flows"); '' sends none */
+	flowSocket: string;
 }
 
 export const DEFAULT_ZTUNNEL_CONFIG = {
@@ -51,6 +57,7 @@ export const DEFAULT_ZTUNNEL_CONFIG = {
 	tokenFile: '/var/run/secrets/weir-ca/token',
 	ports: { outbound: PORTS.outbound, hbone: PORTS.hbone, metrics: PORTS.metrics, readiness: PORTS.readiness },
 	logLevel: 'info',
+	flowSocket: DEFAULTS.ztunnelFlowSocket,
 } as const;
 
 /** The ztunnel's reading of mesh membership: the agent's rule (src/shared/mesh.ts). */
@@ -75,6 +82,10 @@ export class Ztunnel {
 	private authz: CompiledAuthorizationPolicies | undefined;
 	readonly certs: CertificateManager;
 	readonly metrics = new ZtunnelMetrics();
+	/** connection records to the node agent, which makes them flows (none when config.flowSocket is '') */
+	readonly flows: FlowReporter | undefined;
+	/** what the proxy tells about every connection: the metrics and the flow records */
+	readonly observer: ConnectionObserver;
 	readonly pool: HbonePool;
 	readonly inbound: InboundServer;
 	readonly outbound: OutboundProxy;
@@ -120,6 +131,10 @@ export class Ztunnel {
 				...(config.caServerName ? { servername: config.caServerName } : {}),
 			});
 		this.certs = new CertificateManager({ ca, log: log.child({ component: 'certificates' }) });
+		if (config.flowSocket) {
+			this.flows = new FlowReporter({ socketPath: config.flowSocket, node: config.nodeName, log, registry: this.metrics.registry });
+		}
+		this.observer = this.flows ? fanOut(this.metrics, this.flows) : this.metrics;
 		this.pool = new HbonePool({
 			trustDomain: config.trustDomain,
 			...(config.nodeAddress ? { localAddress: config.nodeAddress } : {}),
@@ -133,7 +148,7 @@ export class Ztunnel {
 			certs: this.certs,
 			authorize: parts.authorize ?? ((i) => this.authorize(i)),
 			deliver: parts.deliver ?? ((source, destination) => connectTransparent({ source, destination, timeoutMs: 5_000 })),
-			observer: this.metrics,
+			observer: this.observer,
 			log: log.child({ component: 'inbound' }),
 			localAddresses: () => (config.nodeAddress ? [config.nodeAddress] : []),
 		});
@@ -142,7 +157,7 @@ export class Ztunnel {
 			state,
 			certs: this.certs,
 			pool: this.pool,
-			observer: this.metrics,
+			observer: this.observer,
 			log: log.child({ component: 'outbound' }),
 			hbonePort: config.ports.hbone,
 		});
@@ -162,6 +177,7 @@ export class Ztunnel {
 		this.admin.get('/status', async () => ({
 			...this.readiness(),
 			pool: this.pool.stats(),
+			...(this.flows ? { flowRecords: { socket: config.flowSocket, connected: this.flows.isConnected, queued: this.flows.queued, ...this.flows.stats } } : {}),
 			certificates: this.certs.identities().map((i) => this.certs.state(i)),
 		}));
 	}
@@ -217,6 +233,7 @@ export class Ztunnel {
 	}
 
 	async start(): Promise<void> {
+		this.flows?.start();
 		for (const i of this.informers) i.start();
 		await this.inbound.listen(this.config.ports.hbone);
 		this.capture = await CaptureListener.open((c) => void this.outbound.handle(c), { port: this.config.ports.outbound });
@@ -250,5 +267,7 @@ export class Ztunnel {
 		for (const i of this.informers) await i.stop();
 		await this.admin.close();
 		await this.ready.close();
+		// Last: the connections the listeners ended above are reported first (as far as the agent takes them now).
+		this.flows?.close();
 	}
 }

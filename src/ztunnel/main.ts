@@ -40,6 +40,7 @@ interface Opts {
 	metricsPort: number;
 	readinessPort: number;
 	logLevel: string;
+	flowSocket: string;
 }
 
 const d = DEFAULT_ZTUNNEL_CONFIG;
@@ -57,6 +58,7 @@ const program = new Command('weir-ztunnel')
 	.option('--hbone-port <n>', 'HBONE server', port, d.ports.hbone)
 	.option('--metrics-port <n>', 'Prometheus metrics and /status', port, d.ports.metrics)
 	.option('--readiness-port <n>', '/healthz/ready', port, d.ports.readiness)
+	.option('--flow-socket <path>', "the node agent's socket for connection records, which it makes flows ('' sends none)", d.flowSocket)
 	.addOption(new Option('--log-level <level>').choices(['debug', 'info', 'warn', 'error']).default(d.logLevel));
 
 program.action(async (o: Opts) => {
@@ -68,6 +70,7 @@ program.action(async (o: Opts) => {
 		tokenFile: o.token,
 		ports: { outbound: o.outboundPort, hbone: o.hbonePort, metrics: o.metricsPort, readiness: o.readinessPort },
 		logLevel: o.logLevel,
+		flowSocket: o.flowSocket,
 		...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
 		...(o.caServerName ? { caServerName: o.caServerName } : {}),
 		...(o.nodeIp ? { nodeAddress: o.nodeIp } : {}),

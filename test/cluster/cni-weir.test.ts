@@ -112,6 +112,8 @@ test('the local cluster with Weir as its only CNI', { timeout: 3_600_000 }, asyn
 							`${RUN_DIR}/${n.name}/cni.sock`,
 							'--cni-state-file',
 							`${RUN_DIR}/${n.name}/endpoints.json`,
+							'--ztunnel-flow-socket',
+							`${RUN_DIR}/${n.name}/ztunnel/flows.sock`,
 							'--observer-host',
 							'127.0.0.1',
 							'--log-level',

@@ -16,7 +16,7 @@ import { buildState, type StateSnapshot } from '../../src/ztunnel/state.js';
 import { InboundServer, type Authorize } from '../../src/ztunnel/proxy/inbound.js';
 import { OutboundProxy } from '../../src/ztunnel/proxy/outbound.js';
 import { HbonePool } from '../../src/ztunnel/proxy/pool.js';
-import type { ConnectionInfo, ConnectionObserver, ConnectionResult } from '../../src/ztunnel/proxy/connections.js';
+import { fanOut, type ConnectionInfo, type ConnectionObserver, type ConnectionResult } from '../../src/ztunnel/proxy/connections.js';
 import { ZtunnelMetrics } from '../../src/ztunnel/metrics.js';
 
 export const TD = 'cluster.local';
@@ -121,14 +121,16 @@ export class HboneLab {
 		this.nodes = nodes;
 	}
 
-	static async start(pods: LabPod[], ca?: LocalCa): Promise<HboneLab> {
+	/** `observer`: one more ConnectionObserver per node, told after its metrics (e.g. a flow reporter). */
+	static async start(pods: LabPod[], ca?: LocalCa, o: { observer?: (node: 'a' | 'b') => ConnectionObserver } = {}): Promise<HboneLab> {
 		const theCa = ca ?? (await LocalCa.create());
 		const holder: { lab?: HboneLab } = {};
 		const state = (): StateSnapshot => holder.lab!.state;
 		const make = (name: 'a' | 'b'): LabNode => {
 			const certs = new CertificateManager({ ca: theCa, log });
 			const metrics = new ZtunnelMetrics({ defaultMetrics: false });
-			const observer = new RecordingObserver(metrics);
+			const extra = o.observer?.(name);
+			const observer = new RecordingObserver(extra ? fanOut(metrics, extra) : metrics);
 			const pool = new HbonePool({
 				trustDomain: TD,
 				localAddress: NODE_IP[name],

@@ -227,6 +227,9 @@ spec:
 					this.cluster!.kubeconfig,
 					'--endpoints-file',
 					join(this.work, 'endpoints.json'),
+					// not the machine's /var/run/weir: the lab's own directory
+					'--ztunnel-flow-socket',
+					join(this.work, 'ztunnel', 'flows.sock'),
 					'--observer-host',
 					'127.0.0.1',
 					'--observer-port',

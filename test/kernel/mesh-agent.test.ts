@@ -149,6 +149,8 @@ describe('mesh opt-in through the agent (real agent, real kernel)', () => {
 					join(work, 'kubeconfig'),
 					'--endpoints-file',
 					join(work, 'endpoints.json'),
+					'--ztunnel-flow-socket',
+					join(work, 'ztunnel', 'flows.sock'),
 					'--observer-host',
 					'127.0.0.1',
 					'--cgroup-root',

@@ -156,6 +156,14 @@ describe('weir-agent flags', () => {
 		assert.match(configError(() => readConfigDir(sub)).message, /'enabled' is neither true nor false/);
 	});
 
+	test("ztunnel-flow-socket: the ztunnel's records socket by default, another by flag or ConfigMap key, '' for none", async () => {
+		assert.equal((await fromCli(['--node-name', 'n1'])).cfg.ztunnelFlowSocket, '/var/run/weir/ztunnel/flows.sock');
+		assert.equal((await fromCli(['--node-name', 'n1', '--ztunnel-flow-socket', '/tmp/z.sock'])).cfg.ztunnelFlowSocket, '/tmp/z.sock');
+		assert.equal((await fromCli(['--node-name', 'n1', '--ztunnel-flow-socket', ''])).cfg.ztunnelFlowSocket, '');
+		const cm = configMapDir({ 'ztunnel-flow-socket': '/run/other.sock\n' });
+		assert.equal((await fromCli(['--node-name', 'n1', '--config-dir', cm])).cfg.ztunnelFlowSocket, '/run/other.sock');
+	});
+
 	test('a non-numeric numeric flag is refused; no node name anywhere is WEIR_ERR_CONFIG', async () => {
 		await assert.rejects(fromCli(['--node-name', 'n1', '--observer-port', 'http']), /a whole number/);
 		await assert.rejects(fromCli([]), (err: Error & { code?: string }) => err.code === 'WEIR_ERR_CONFIG');

@@ -24,6 +24,14 @@ export interface ConnectionInfo {
 	security: 'mutual_tls' | 'none';
 	/** the destination node's address (outbound) */
 	node?: string;
+	/**
+	 * 'namespace/name' of the AuthorizationPolicy that decided: set by the inbound side
+	 * once it authorized (allowed or denied), and by the outbound side from a refusal
+	 * that names it
+	 */
+	policy?: string;
+	/** (outbound, refused) the HTTP status the destination's ztunnel answered the CONNECT with */
+	hboneStatus?: number;
 }
 
 export interface ConnectionResult {
@@ -45,6 +53,28 @@ export interface ConnectionObserver {
 }
 
 export const nullObserver: ConnectionObserver = { opened: () => undefined, closed: () => undefined, refused: () => undefined };
+
+/**
+ * One observer telling several (metrics, flow records): each is called in turn, and
+ * one that throws despite its contract neither reaches the proxy nor keeps the others
+ * from hearing of the connection.
+ */
+export function fanOut(...observers: ConnectionObserver[]): ConnectionObserver {
+	const each = (call: (o: ConnectionObserver) => void): void => {
+		for (const o of observers) {
+			try {
+				call(o);
+			} catch {
+				// an observer's bug must not break the data path
+			}
+		}
+	};
+	return {
+		opened: (c) => each((o) => o.opened(c)),
+		closed: (c, r) => each((o) => o.closed(c, r)),
+		refused: (c, code, reason) => each((o) => o.refused(c, code, reason)),
+	};
+}
 
 /**
  * Pumps bytes both ways between `source` (the side the connection came from) and

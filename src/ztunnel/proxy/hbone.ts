@@ -34,16 +34,26 @@ export const HBONE_SETTINGS = {
 /** The request header naming the client pod's address (RFC 7239 `for=`). */
 export const FORWARDED = 'forwarded';
 
+/** Response headers of a refused CONNECT: why, in words, and the AuthorizationPolicy behind a 403. */
+export const REASON_HEADER = 'x-weir-reason';
+export const POLICY_HEADER = 'x-weir-policy';
+
 const SNI_SUFFIX = '.weir-identity.invalid';
 
 export class HboneError extends Error {
+	/** (WEIR_ERR_HBONE_REFUSED) the destination ztunnel's answer: its status, and the AuthorizationPolicy it named */
+	status?: number;
+	policy?: string;
+
 	constructor(
 		readonly code: string,
 		message: string,
-		options?: { cause?: unknown },
+		options?: { cause?: unknown; status?: number; policy?: string },
 	) {
 		super(message, options);
 		this.name = 'HboneError';
+		if (options?.status !== undefined) this.status = options.status;
+		if (options?.policy) this.policy = options.policy;
 	}
 }
 

@@ -7,7 +7,7 @@
 //   421  the address is a workload of another identity than the SNI named
 //   401  the client pod's address does not belong to the authenticated identity, or
 //        that pod does not run on the node the connection comes from
-//   403  the authorization policy denies it
+//   403  the authorization policy denies it (x-weir-policy names it)
 //   503  the pod refused the connection or did not answer
 // and, when all pass, delivered to the pod from the client pod's address (so the
 // pod's NetworkPolicy and logs see the real client) and answered 200.
@@ -20,7 +20,18 @@ import type { WorkloadCertificate } from '../../identity/cert-manager.js';
 import type { Workload, WorkloadLookup } from '../state.js';
 import type { ConnectionInfo, ConnectionObserver } from './connections.js';
 import { pump } from './connections.js';
-import { FORWARDED, HBONE_SETTINGS, HBONE_TLS, HboneError, forwardedFor, identityFromSni, parseAuthority, tlsPeerIdentity } from './hbone.js';
+import {
+	FORWARDED,
+	HBONE_SETTINGS,
+	HBONE_TLS,
+	HboneError,
+	POLICY_HEADER,
+	REASON_HEADER,
+	forwardedFor,
+	identityFromSni,
+	parseAuthority,
+	tlsPeerIdentity,
+} from './hbone.js';
 import { formatSpiffeId } from '../../identity/spiffe.js';
 
 /** The certificates this node serves, by SPIFFE ID (the certificate manager). */
@@ -62,6 +73,8 @@ class Refusal extends Error {
 	constructor(
 		readonly status: number,
 		message: string,
+		/** the AuthorizationPolicy behind a 403, sent to the client as x-weir-policy */
+		readonly policy?: string,
 	) {
 		super(message);
 	}
@@ -163,7 +176,14 @@ export class InboundServer {
 				'HBONE stream refused',
 			);
 			if (!stream.destroyed && !stream.headersSent) {
-				stream.respond({ ':status': r.status, 'x-weir-reason': r.message.replace(/[^\x20-\x7e]/g, '?').slice(0, 512) }, { endStream: true });
+				stream.respond(
+					{
+						':status': r.status,
+						[REASON_HEADER]: r.message.replace(/[^\x20-\x7e]/g, '?').slice(0, 512),
+						...(r.policy ? { [POLICY_HEADER]: r.policy } : {}),
+					},
+					{ endStream: true },
+				);
 			}
 			return;
 		}
@@ -218,7 +238,8 @@ export class InboundServer {
 			);
 		}
 		const verdict = this.o.authorize({ source: { identity: peer, ip: clientIp, workload: source }, destination: { workload, port: dst.port } });
-		if (!verdict.allowed) throw new Refusal(403, verdict.reason);
+		if (verdict.policy) info.policy = verdict.policy;
+		if (!verdict.allowed) throw new Refusal(403, verdict.reason, verdict.policy);
 		return dst;
 	}
 }

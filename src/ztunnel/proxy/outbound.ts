@@ -76,7 +76,10 @@ export class OutboundProxy {
 				...(this.o.connectTimeoutMs ? { timeoutMs: this.o.connectTimeoutMs } : {}),
 			});
 		} catch (err) {
-			return refuse((err as { code?: string }).code ?? 'WEIR_ERR_HBONE', (err as Error).message);
+			const e = err as { code?: string; status?: number; policy?: string };
+			if (e.status !== undefined) info.hboneStatus = e.status;
+			if (e.policy) info.policy = e.policy;
+			return refuse(e.code ?? 'WEIR_ERR_HBONE', (err as Error).message);
 		}
 		if (socket.destroyed) {
 			tunnel.close();

@@ -7,7 +7,7 @@ import { ClientHttp2Session, ClientHttp2Stream, connect as h2connect, constants 
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import type { WorkloadCertificate } from '../../identity/cert-manager.js';
 import { parseSpiffeId } from '../../identity/spiffe.js';
-import { FORWARDED, HBONE_H2, HBONE_SETTINGS, HBONE_TLS, HboneError, identitySni, peerIdentity } from './hbone.js';
+import { FORWARDED, HBONE_H2, HBONE_SETTINGS, HBONE_TLS, HboneError, POLICY_HEADER, REASON_HEADER, identitySni, peerIdentity } from './hbone.js';
 
 export interface TunnelRequest {
 	/** the source workload's certificate (presented to the destination) */
@@ -90,12 +90,14 @@ export class HbonePool {
 				clearTimeout(timer);
 				const status = Number(headers[':status']);
 				if (status === 200) return resolve(stream);
-				const reason = String(headers['x-weir-reason'] ?? '');
+				const reason = String(headers[REASON_HEADER] ?? '');
+				const policy = headers[POLICY_HEADER];
 				stream.close();
 				reject(
 					new HboneError(
 						'WEIR_ERR_HBONE_REFUSED',
 						`the ztunnel of node ${req.node.address} answered ${status} to CONNECT ${req.authority}${reason ? `: ${reason}` : ''}`,
+						{ status, ...(typeof policy === 'string' && policy ? { policy } : {}) },
 					),
 				);
 			});
