@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { DEFAULTS } from '../../src/shared/defaults.js';
+import { weirCli } from '../../hack/demo/weir-cli.js';
 import { inPod, installWeir, podOf, type PodInfo } from '../helpers/services-cluster.js';
 
 const NAME = 'wzt';
@@ -162,6 +163,49 @@ describe('the ztunnel: meshed pods over HBONE', { timeout: 900_000 }, () => {
 			assert.ok(out.length > 0, "node 0's ztunnel reports it as the source");
 		});
 
+		await t.test('weir observe shows the connection with both SPIFFE IDs, mTLS and its bytes', async () => {
+			let lines: string[] = [];
+			await waitFor(
+				'a mesh flow from mesh-a to mesh-b through the relay',
+				60_000,
+				async () => {
+					const r = await weirCli([
+						'observe',
+						'--kubeconfig',
+						k.kubeconfig,
+						'--from-namespace',
+						'mesh-a',
+						'--to-namespace',
+						'mesh-b',
+						'-o',
+						'json',
+						'--last',
+						'200',
+					]);
+					lines = r.out.split('\n').filter((l) => l.startsWith('{'));
+					return lines.some((l) => l.includes('"mesh"')) ? true : undefined;
+				},
+				2000,
+			);
+			const flows = lines.map(
+				(l) =>
+					JSON.parse(l) as {
+						verdict: string;
+						mesh?: { event: string; reporter: string; security: string; sourceIdentity?: string; destinationIdentity?: string; bytesSent?: number };
+					},
+			);
+			const closed = flows.filter((f) => f.mesh?.event === 'close' && f.mesh.reporter === 'destination');
+			assert.ok(closed.length > 0, `a closed connection reported by node 1's ztunnel: ${lines.slice(0, 3).join('\n')}`);
+			const f = closed[0]!;
+			assert.equal(f.verdict, 'FORWARDED');
+			assert.equal(f.mesh!.security, 'mutual_tls');
+			assert.equal(f.mesh!.sourceIdentity, id('mesh-a'));
+			assert.equal(f.mesh!.destinationIdentity, id('mesh-b'));
+			assert.ok((f.mesh!.bytesSent ?? 0) > 0, 'bytes from the client');
+			const compact = await weirCli(['observe', '--kubeconfig', k.kubeconfig, '--from-namespace', 'mesh-a', '--to-namespace', 'mesh-b', '--last', '50']);
+			assert.match(compact.out, new RegExp(`mTLS ${id('mesh-a').replace(/\//g, '\\/')} → ${id('mesh-b').replace(/\//g, '\\/')}`), compact.out);
+		});
+
 		await t.test('by Service name: the backend is meshed, so the connection is too', async () => {
 			const before = await mtlsOpened(k, n1, id('mesh-a'), id('mesh-b'));
 			const r = await get(k, client, `http://server.mesh-b.svc.cluster.local:8080/`);
@@ -284,6 +328,8 @@ describe('the ztunnel: meshed pods over HBONE', { timeout: 900_000 }, () => {
 			assert.equal(allowed.code, 0, allowed.out);
 			const logs = (await k.kubectl(['-n', WEIR_NS, 'logs', await ztunnelPod(k, n1)])).stdout;
 			assert.match(logs, /"status":403.*"source":"spiffe:\/\/cluster.local\/ns\/mesh-c\/sa\/default"/, 'the refusal is logged with the identity');
+			const denied = await weirCli(['observe', '--kubeconfig', k.kubeconfig, '--from-namespace', 'mesh-c', '--verdict', 'DROPPED', '--last', '50']);
+			assert.match(denied.out, /AUTHZ_DENIED.*AuthorizationPolicy mesh-b\/server-from-mesh-a/, denied.out);
 			await k.kubectl(['-n', 'mesh-b', 'delete', 'authorizationpolicy', 'server-from-mesh-a']);
 			await waitFor('mesh-c allowed again', 20_000, async () => ((await get(k, other, `http://${server.ip}:8080/`)).code === 0 ? true : undefined), 500);
 		});
