@@ -1,9 +1,9 @@
-// PeerAuthentication (src/ztunnel/peer-authentication.ts): the mTLS mode of a workload's
+// PeerAuthentication (src/istio/peer-authentication.ts): the mTLS mode of a workload's
 // port, with Istio's precedence (mesh < namespace < workload, oldest wins, UNSET
 // inherits, portLevelMtls), table-driven.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compilePeerAuthentications, mtlsMode, type MtlsDecision } from '../../src/ztunnel/peer-authentication.js';
+import { compilePeerAuthentications, mtlsMode, type MtlsDecision } from '../../src/istio/peer-authentication.js';
 
 type Obj = Record<string, unknown>;
 const ROOT = { rootNamespace: 'weir-system' };
