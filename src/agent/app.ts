@@ -26,6 +26,7 @@ import { resolveCgroupRoot } from './cgroup.js';
 import { serviceLookups } from './service-lb.js';
 import { installCaptureRouting, removeCaptureRouting } from '../kernel/capture.js';
 import { NodeMesh } from './mesh.js';
+import { DEFAULT_ROOT_NAMESPACE } from '../istio/istio-config.js';
 
 /** The socket load balancer as the agent runs it: the kernel side and the controller filling it. */
 export interface ServiceLb {
@@ -62,6 +63,11 @@ export interface AgentConfig {
 	 * ztunnel. false: no pod is meshed on this node and the capture's routing is removed.
 	 */
 	mesh: boolean;
+	/**
+	 * The namespace whose PeerAuthentication without a selector applies to the whole mesh
+	 * (Istio's meshConfig.rootNamespace; the ztunnel's default, weir-system).
+	 */
+	rootNamespace: string;
 	/** the CNI server (socket, endpoint state, conf dir); none: endpoints come from elsewhere */
 	cni?: CniConfig;
 }
@@ -76,6 +82,7 @@ export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
 	kubeProxyReplacement: true,
 	cgroupRoot: 'auto',
 	mesh: true,
+	rootNamespace: DEFAULT_ROOT_NAMESPACE,
 };
 
 export class Agent {
@@ -222,11 +229,13 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 			namespaces: watches.namespaces.list(),
 			policies: watches.policies.list(),
 			nodes: watches.nodes.list(),
+			peerAuthentications: watches.peerAuthentications.list(),
 		}),
 		endpoints: () => source.list(),
 		maps: datapath,
 		log: log.child({ component: 'policy' }),
 		mesh: () => mesh.active,
+		rootNamespace: config.rootNamespace,
 		// Every applied run re-indexes what flows name: the pods and verdicts of that run.
 		observer: {
 			compiled: (seconds, stats, compiled) => {

@@ -21,6 +21,7 @@ export const CONFIG_KEYS = {
 	'kube-proxy-replacement': 'kubeProxyReplacement',
 	'cgroup-root': 'cgroupRoot',
 	mesh: 'mesh',
+	'root-namespace': 'rootNamespace',
 } as const satisfies Record<string, keyof AgentConfig>;
 
 const NUMERIC = new Set<keyof AgentConfig>(['observerPort', 'flowBuffer', 'ctGcIntervalMs']);
@@ -76,6 +77,7 @@ export interface MainOptions {
 	kubeProxyReplacement?: boolean;
 	cgroupRoot?: string;
 	mesh?: boolean;
+	rootNamespace?: string;
 	configDir?: string;
 	endpointsFile?: string;
 	cniSocket?: string;
@@ -120,6 +122,7 @@ export function resolveConfig(o: MainOptions, env: NodeJS.ProcessEnv = process.e
 		const v = pick(k);
 		if (v !== undefined) (cfg as unknown as Record<string, unknown>)[k] = v;
 	}
+	if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(cfg.rootNamespace)) throw new ConfigError(`root-namespace '${cfg.rootNamespace}' is not a namespace name`);
 	return cfg;
 }
 
@@ -142,6 +145,10 @@ export function buildMainCli(run: (cfg: AgentConfig, o: MainOptions) => Promise<
 				'--mesh <bool>',
 				"pods that opt in (namespace label weir.io/mesh=enabled …) have their TCP to meshed pods captured by the node's ztunnel (true), or no pod is meshed (false)",
 				bool,
+			)
+			.option(
+				'--root-namespace <ns>',
+				`the namespace whose PeerAuthentication without a selector applies to the whole mesh (default: ${DEFAULT_AGENT_CONFIG.rootNamespace})`,
 			)
 			.option('--config-dir <dir>', 'one file per setting (mounted ConfigMap)')
 			.option('--endpoints-file <path>', 'read local endpoints from a JSON file instead of the CNI server')

@@ -5,7 +5,7 @@
 // same either way). Every verdict names its policy: the rule that allowed the flow,
 // the policies that isolate the pod a drop was for, or that no policy applies.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { endpointName, suppressedText } from '../observe/flow.js';
+import { endpointName, policyRefName, suppressedText } from '../observe/flow.js';
 import type { Flow, FlowsResponse } from '../shared/wire.js';
 import { flowMatches, type RelayFilter } from '../relay/filter.js';
 import { toRequest, type FlowQuery } from '../relay/query.js';
@@ -65,7 +65,7 @@ function time(v: string): string {
 
 /** What decided the verdict, for every verdict. */
 export function policyOf(f: Flow): string {
-	const names = (ps: Flow['isolatedBy']): string => (ps ?? []).map((p) => `${p.namespace}/${p.name}`).join(', ');
+	const names = (ps: Flow['isolatedBy']): string => (ps ?? []).map(policyRefName).join(', ');
 	if (f.verdict === 'DROPPED') {
 		const why = `${f.dropReason ?? 'DROPPED'}${f.dropReasonDesc ? `: ${f.dropReasonDesc}` : ''}${f.suppressed ? `; ${suppressedText(f.suppressed)}` : ''}`;
 		return f.isolatedBy?.length ? `${why}; isolated by ${names(f.isolatedBy)}` : why;

@@ -15,6 +15,8 @@ export interface VerdictLookups {
 	reservedName(identity: number): string | undefined;
 	/** whether the local pod at this address is meshed */
 	meshed?(ip: string): boolean;
+	/** the PeerAuthentication that makes a local endpoint's port STRICT */
+	mtlsStrictBy?(epId: number, port: number): string | undefined;
 }
 
 type PodRef = { namespace: string; name: string; workload: string; labels: Record<string, string> };
@@ -65,6 +67,7 @@ export class FlowIndex {
 			rule: (id) => this.verdicts.rule(id),
 			isolatedBy: (epId, dir) => this.verdicts.isolatedBy(epId, dir),
 			meshed: (ip) => this.verdicts.meshed?.(ip) ?? false,
+			mtlsStrictBy: (epId, port) => this.verdicts.mtlsStrictBy?.(epId, port),
 			wallClockMs: this.wallClockMs,
 			...(this.services
 				? {

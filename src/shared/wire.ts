@@ -32,8 +32,12 @@ export interface FlowEndpoint {
 	meshed?: boolean;
 }
 
+/**
+ * A policy behind a verdict: a NetworkPolicy, or (a drop as MTLS_REQUIRED) the Istio
+ * PeerAuthentication that made the destination STRICT.
+ */
 export interface FlowPolicyRef {
-	kind: 'NetworkPolicy';
+	kind: 'NetworkPolicy' | 'PeerAuthentication';
 	namespace: string;
 	name: string;
 	/** which rule matched, e.g. ingress[0] */
@@ -58,7 +62,7 @@ export interface Flow {
 	destination: FlowEndpoint;
 	/** the policy whose rule allowed the flow */
 	allowedBy?: FlowPolicyRef;
-	/** for policy drops: the policies that isolate the endpoint in this direction */
+	/** for policy drops: the policies that isolate the endpoint in this direction; for MTLS_REQUIRED, the PeerAuthentication */
 	isolatedBy?: FlowPolicyRef[];
 	/** how the verdict was reached (datapath match kind) */
 	match: string;
