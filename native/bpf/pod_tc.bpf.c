@@ -14,6 +14,10 @@
  * gone. Its TCP to anything else is policed like any pod's. Why in tc with
  * bpf_sk_assign, not Istio's in-pod sockets, and why only meshed destinations:
  * docs/ztunnel.md.
+ *
+ * A meshed pod whose PeerAuthentication is STRICT receives new TCP connections only
+ * from the ztunnel (its socket mark) or the node: weir_to_pod checks that after its
+ * NetworkPolicy admitted the connection (lib/mtls.h).
  */
 #include "lib/common.h"
 #include "lib/pod_config.h"
@@ -24,6 +28,7 @@
 #include "lib/conntrack.h"
 #include "lib/events.h"
 #include "lib/capture.h"
+#include "lib/mtls.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -176,10 +181,20 @@ static __always_inline int weir_handle(struct __sk_buff *skb, const __u8 dir)
 		 * Else a packet of a connection the ztunnel does not own (opened before the
 		 * pod or its destination was meshed): as before.
 		 */
-	} else if (dir == WEIR_DIR_INGRESS && weir_cfg_ztunnel_mark && skb->mark == weir_cfg_ztunnel_mark &&
-		   p.protocol == IPPROTO_TCP) {
+	} else if (dir == WEIR_DIR_INGRESS && p.protocol == IPPROTO_TCP) {
 		/* The ztunnel connects to the pod: the pod's replies must go back to its socket. */
-		ct_flags = WEIR_CT_F_PROXY;
+		if (weir_from_ztunnel(skb))
+			ct_flags = WEIR_CT_F_PROXY;
+		/*
+		 * NetworkPolicy first, then PeerAuthentication: a connection both refuse is
+		 * POLICY_DENIED, since meshing its client would not let it in. STRICT is not
+		 * NetworkPolicy, so audit mode does not lift it.
+		 */
+		ret = weir_mtls_check(skb, &p, ep, peer);
+		if (ret < 0) {
+			v.verdict = WEIR_VERDICT_DROPPED;
+			goto drop_err;
+		}
 	}
 
 	ret = weir_ct_create4(&p, dir, now, v.rule_id, ep->ep_id, peer, skb->ifindex, ct_flags);

@@ -28,6 +28,7 @@ import { installCaptureRouting, removeCaptureRouting } from '../kernel/capture.j
 import { NodeMesh } from './mesh.js';
 import { meshFlowSocket } from './mesh-flows.js';
 import type { MeshFlowSocket } from '../observe/mesh-flow-socket.js';
+import { DEFAULT_ROOT_NAMESPACE } from '../istio/istio-config.js';
 
 /** The socket load balancer as the agent runs it: the kernel side and the controller filling it. */
 export interface ServiceLb {
@@ -66,6 +67,11 @@ export interface AgentConfig {
 	mesh: boolean;
 	/** the unix socket the node's ztunnel sends its connection records to, each a flow of this node; '' listens on none */
 	ztunnelFlowSocket: string;
+	/**
+	 * The namespace whose PeerAuthentication without a selector applies to the whole mesh
+	 * (Istio's meshConfig.rootNamespace; the ztunnel's default, weir-system).
+	 */
+	rootNamespace: string;
 	/** the CNI server (socket, endpoint state, conf dir); none: endpoints come from elsewhere */
 	cni?: CniConfig;
 }
@@ -81,6 +87,7 @@ export const DEFAULT_AGENT_CONFIG: Omit<AgentConfig, 'nodeName'> = {
 	cgroupRoot: 'auto',
 	mesh: true,
 	ztunnelFlowSocket: DEFAULTS.ztunnelFlowSocket,
+	rootNamespace: DEFAULT_ROOT_NAMESPACE,
 };
 
 export class Agent {
@@ -239,11 +246,13 @@ export async function buildAgent(config: AgentConfig, endpoints?: EndpointSource
 			namespaces: watches.namespaces.list(),
 			policies: watches.policies.list(),
 			nodes: watches.nodes.list(),
+			peerAuthentications: watches.peerAuthentications.list(),
 		}),
 		endpoints: () => source.list(),
 		maps: datapath,
 		log: log.child({ component: 'policy' }),
 		mesh: () => mesh.active,
+		rootNamespace: config.rootNamespace,
 		// Every applied run re-indexes what flows name: the pods and verdicts of that run.
 		observer: {
 			compiled: (seconds, stats, compiled) => {

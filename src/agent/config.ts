@@ -22,6 +22,7 @@ export const CONFIG_KEYS = {
 	'cgroup-root': 'cgroupRoot',
 	mesh: 'mesh',
 	'ztunnel-flow-socket': 'ztunnelFlowSocket',
+	'root-namespace': 'rootNamespace',
 } as const satisfies Record<string, keyof AgentConfig>;
 
 const NUMERIC = new Set<keyof AgentConfig>(['observerPort', 'flowBuffer', 'ctGcIntervalMs']);
@@ -78,6 +79,7 @@ export interface MainOptions {
 	cgroupRoot?: string;
 	mesh?: boolean;
 	ztunnelFlowSocket?: string;
+	rootNamespace?: string;
 	configDir?: string;
 	endpointsFile?: string;
 	cniSocket?: string;
@@ -122,6 +124,7 @@ export function resolveConfig(o: MainOptions, env: NodeJS.ProcessEnv = process.e
 		const v = pick(k);
 		if (v !== undefined) (cfg as unknown as Record<string, unknown>)[k] = v;
 	}
+	if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(cfg.rootNamespace)) throw new ConfigError(`root-namespace '${cfg.rootNamespace}' is not a namespace name`);
 	return cfg;
 }
 
@@ -148,6 +151,10 @@ export function buildMainCli(run: (cfg: AgentConfig, o: MainOptions) => Promise<
 			.option(
 				'--ztunnel-flow-socket <path>',
 				`where the node's ztunnel sends its connection records, each a flow of this node ('' for none) (default: ${DEFAULT_AGENT_CONFIG.ztunnelFlowSocket})`,
+			)
+			.option(
+				'--root-namespace <ns>',
+				`the namespace whose PeerAuthentication without a selector applies to the whole mesh (default: ${DEFAULT_AGENT_CONFIG.rootNamespace})`,
 			)
 			.option('--config-dir <dir>', 'one file per setting (mounted ConfigMap)')
 			.option('--endpoints-file <path>', 'read local endpoints from a JSON file instead of the CNI server')

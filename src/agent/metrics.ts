@@ -52,6 +52,7 @@ export class AgentMetrics {
 				this.set({ map: 'endpoints' }, datapath.endpointEntries().length);
 				this.set({ map: 'policy' }, datapath.policyEntryCount());
 				this.set({ map: 'conntrack' }, datapath.conntrack().length);
+				this.set({ map: 'mtls_ports' }, datapath.mtlsPortEntries().length);
 			},
 		});
 		new Gauge({
@@ -90,6 +91,8 @@ export class AgentMetrics {
 		this.mapChanges.inc({ map: 'ipcache', op: 'delete' }, stats.ipcacheRemoved);
 		this.mapChanges.inc({ map: 'endpoints', op: 'put' }, stats.endpointsSet);
 		this.mapChanges.inc({ map: 'endpoints', op: 'delete' }, stats.endpointsRemoved);
+		this.mapChanges.inc({ map: 'mtls_ports', op: 'put' }, stats.mtlsPortsSet);
+		this.mapChanges.inc({ map: 'mtls_ports', op: 'delete' }, stats.mtlsPortsRemoved);
 		this.policies.set(c.rules.size);
 		this.endpoints.set(c.endpoints.size);
 	}

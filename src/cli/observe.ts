@@ -6,7 +6,7 @@
 // the policies that isolate the pod a drop was for, or that no policy applies; a
 // connection the ztunnel proxied, its identities, bytes and AuthorizationPolicy.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { endpointName, meshType, meshWhy, suppressedText } from '../observe/flow.js';
+import { endpointName, meshType, meshWhy, policyRefName, suppressedText } from '../observe/flow.js';
 import type { Flow, FlowsResponse } from '../shared/wire.js';
 import { flowMatches, type RelayFilter } from '../relay/filter.js';
 import { toRequest, type FlowQuery } from '../relay/query.js';
@@ -67,7 +67,7 @@ function time(v: string): string {
 /** What decided the verdict, for every verdict. */
 export function policyOf(f: Flow): string {
 	if (f.mesh) return meshWhy(f, f.mesh);
-	const names = (ps: Flow['isolatedBy']): string => (ps ?? []).map((p) => `${p.namespace}/${p.name}`).join(', ');
+	const names = (ps: Flow['isolatedBy']): string => (ps ?? []).map(policyRefName).join(', ');
 	if (f.verdict === 'DROPPED') {
 		const why = `${f.dropReason ?? 'DROPPED'}${f.dropReasonDesc ? `: ${f.dropReasonDesc}` : ''}${f.suppressed ? `; ${suppressedText(f.suppressed)}` : ''}`;
 		return f.isolatedBy?.length ? `${why}; isolated by ${names(f.isolatedBy)}` : why;

@@ -1,7 +1,11 @@
 // Kubernetes watches: @kubernetes/client-node informers, each supervised. An informer
 // that fails (API server gone, auth error, dropped watch) keeps its cache and is
 // restarted with jittered exponential backoff; a 410 (resource version too old) makes
-// the informer relist by itself. `synced` resolves once the informer listed once.
+// the informer relist by itself. `synced` resolves once the informer listed once. A
+// kind that may not be served at all (a CRD not installed) is watched with
+// `mayBeAbsent`: its 404 is logged once and retried quietly with a longer backoff, and
+// `settled` resolves on the first list, the first 404, or when it has not listed for
+// `settleAfterMs`: from then on its consumer may take "not listed" as "none".
 import * as k8s from '@kubernetes/client-node';
 
 export interface WatchLogger {
@@ -26,6 +30,29 @@ export function backoffDelay(attempt: number, o: BackoffOptions, random: () => n
 
 export type ListFn<T extends k8s.KubernetesObject> = () => Promise<k8s.KubernetesListObject<T>>;
 
+export interface InformerOptions {
+	/**
+	 * The kind may not be served (its CRD absent): a 404 is no failure but "none of
+	 * these", logged once (info) and retried every `absentMaxMs` at most, so that the
+	 * watch finds the CRD when it is created.
+	 */
+	mayBeAbsent?: boolean;
+	/** the backoff's cap while the kind answers 404 (default 30 s) */
+	absentMaxMs?: number;
+	/**
+	 * With `mayBeAbsent`: a 404 settles the watch at once; another failure (RBAC not
+	 * applied, the API server erring) only this long after the first start (default
+	 * 10 s), so that a transient error does not pass for "none".
+	 */
+	settleAfterMs?: number;
+}
+
+/** Whether an informer error is the API server's 404 (list: ApiException.code; watch: statusCode). */
+export function isNotFound(err: unknown): boolean {
+	const e = err as { code?: unknown; statusCode?: unknown } | null;
+	return typeof e === 'object' && e !== null && (e.code === 404 || e.statusCode === 404);
+}
+
 /** One resource kind under watch. */
 export class SupervisedInformer<T extends k8s.KubernetesObject> {
 	readonly informer: k8s.Informer<T> & k8s.ObjectCache<T>;
@@ -36,10 +63,17 @@ export class SupervisedInformer<T extends k8s.KubernetesObject> {
 	/** failures so far: an attempt during which one happened has not synced */
 	private failures = 0;
 	private resolveSynced!: () => void;
+	private resolveSettled!: () => void;
+	private settledOnce = false;
+	private settleTimer: NodeJS.Timeout | undefined;
 	/** resolves after the first successful list */
 	readonly synced: Promise<void>;
+	/** resolves when the first attempt ended: listed, or failed (then retried) */
+	readonly settled: Promise<void>;
 	/** last error, for status */
 	lastError: string | undefined;
+	/** the last attempt was answered 404: the kind is not served (its CRD absent) */
+	absent = false;
 	restarts = 0;
 
 	constructor(
@@ -50,8 +84,10 @@ export class SupervisedInformer<T extends k8s.KubernetesObject> {
 		private readonly log: WatchLogger,
 		private readonly onChange: () => void,
 		private readonly backoff: BackoffOptions = DEFAULT_BACKOFF,
+		private readonly options: InformerOptions = {},
 	) {
 		this.synced = new Promise((r) => (this.resolveSynced = r));
+		this.settled = new Promise((r) => (this.resolveSettled = r));
 		this.informer = k8s.makeInformer<T>(kc, path, list);
 		for (const verb of [k8s.ADD, k8s.UPDATE, k8s.DELETE] as const) this.informer.on(verb, () => this.onChange());
 		this.informer.on(k8s.ERROR, (err: unknown) => this.failed(err));
@@ -59,6 +95,14 @@ export class SupervisedInformer<T extends k8s.KubernetesObject> {
 
 	start(): void {
 		this.stopped = false;
+		if (this.options.mayBeAbsent && !this.settledOnce && !this.settleTimer) {
+			const ms = this.options.settleAfterMs ?? 10_000;
+			this.settleTimer = setTimeout(() => {
+				this.log.warn({ watch: this.name, err: this.lastError, afterMs: ms }, 'not listed yet: taken as none until it is');
+				this.settle(true);
+			}, ms);
+			this.settleTimer.unref();
+		}
 		const failuresBefore = this.failures;
 		this.informer.start().then(
 			() => {
@@ -67,15 +111,26 @@ export class SupervisedInformer<T extends k8s.KubernetesObject> {
 				if (this.stopped || this.failures !== failuresBefore) return;
 				this.attempt = 0;
 				this.lastError = undefined;
+				this.absent = false;
 				if (!this.syncedOnce) {
 					this.syncedOnce = true;
 					this.log.info({ watch: this.name }, 'watch synced');
 					this.resolveSynced();
 				}
+				this.settle(false);
 				this.onChange();
 			},
 			(err: unknown) => this.failed(err),
 		);
+	}
+
+	/** The first attempt is over; `notify`: tell the consumer (a failure calls no onChange of its own). */
+	private settle(notify: boolean): void {
+		clearTimeout(this.settleTimer);
+		if (this.settledOnce) return;
+		this.settledOnce = true;
+		this.resolveSettled();
+		if (notify) this.onChange();
 	}
 
 	private failed(err: unknown): void {
@@ -83,8 +138,17 @@ export class SupervisedInformer<T extends k8s.KubernetesObject> {
 		this.failures++;
 		const message = describe(err);
 		this.lastError = message;
-		const delay = backoffDelay(this.attempt++, this.backoff);
-		this.log.warn({ watch: this.name, err: message, retryInMs: delay }, 'watch failed; keeping the last state and retrying');
+		const absent = this.options.mayBeAbsent === true && isNotFound(err);
+		const backoff = absent ? { ...this.backoff, maxMs: Math.max(this.backoff.maxMs, this.options.absentMaxMs ?? 30_000) } : this.backoff;
+		const delay = backoffDelay(this.attempt++, backoff);
+		if (!absent) this.log.warn({ watch: this.name, err: message, retryInMs: delay }, 'watch failed; keeping the last state and retrying');
+		else if (!this.absent)
+			this.log.info(
+				{ watch: this.name, retryInMs: delay },
+				'not served by the API server (404: its CRD is not installed): taken as none, retried quietly until it is',
+			);
+		this.absent = absent;
+		if (absent) this.settle(true);
 		clearTimeout(this.timer);
 		this.timer = setTimeout(() => {
 			this.restarts++;
@@ -97,6 +161,10 @@ export class SupervisedInformer<T extends k8s.KubernetesObject> {
 		return this.syncedOnce;
 	}
 
+	get isSettled(): boolean {
+		return this.settledOnce;
+	}
+
 	list(): readonly T[] {
 		return this.informer.list();
 	}
@@ -104,6 +172,7 @@ export class SupervisedInformer<T extends k8s.KubernetesObject> {
 	async stop(): Promise<void> {
 		this.stopped = true;
 		clearTimeout(this.timer);
+		clearTimeout(this.settleTimer);
 		await this.informer.stop();
 	}
 }

@@ -79,6 +79,27 @@ export function decodeEndpointInfo(buf: Buffer): EndpointInfo {
 	};
 }
 
+/** A port of a local endpoint whose mTLS mode is its own (weir_mtls_ports): MtlsPortMode. */
+export interface MtlsPortEntry {
+	epId: number;
+	port: number;
+	mode: number;
+}
+
+export function mtlsPortKey(epId: number, port: number): Buffer {
+	if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`bad port ${port}`);
+	return encode('weir_mtls_port_key', { ep_id: epId, dport: port });
+}
+
+export function mtlsPortValue(mode: number): Buffer {
+	return encode('weir_mtls_port_value', { mode });
+}
+
+export function decodeMtlsPort(key: Buffer, value: Buffer): MtlsPortEntry {
+	const k = decode('weir_mtls_port_key', key);
+	return { epId: k['ep_id'] as number, port: k['dport'] as number, mode: decode('weir_mtls_port_value', value)['mode'] as number };
+}
+
 /**
  * One allow rule for an endpoint. `protocol` undefined means every protocol (and
  * then `port` must be undefined); `port` undefined means every port of `protocol`;

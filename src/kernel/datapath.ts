@@ -15,6 +15,7 @@ import {
 	decodeRecord,
 	decodeIpcacheKey,
 	decodeIpcacheValue,
+	decodeMtlsPort,
 	endpointInfo,
 	endpointKey,
 	ipcacheKey,
@@ -22,6 +23,9 @@ import {
 	Ct4Key,
 	CtEntry,
 	IpcacheValue,
+	MtlsPortEntry,
+	mtlsPortKey,
+	mtlsPortValue,
 } from './codecs.js';
 import { Dir, MapName, METRICS_EVENTS_LOST, REASON_MAX, Structs, dropReasonName } from './layout.js';
 import { NativeError, NativeLink, NativeMap, NativeObject, NativeRingBuffer, TcDirection, native } from './addon.js';
@@ -152,6 +156,7 @@ export class Datapath {
 		private readonly ct4: NativeMap,
 		private readonly metrics: NativeMap,
 		private readonly events: NativeMap,
+		private readonly mtlsPorts: NativeMap,
 	) {}
 
 	/**
@@ -195,6 +200,7 @@ export class Datapath {
 			obj.map(MapName.ct4),
 			obj.map(MapName.metrics),
 			obj.map(MapName.events),
+			obj.map(MapName.mtlsPorts),
 		);
 	}
 
@@ -354,6 +360,19 @@ export class Datapath {
 
 	endpointEntries(): Array<{ ip: string } & EndpointInfo> {
 		return this.endpoints.entries().map(([k, v]) => ({ ip: decodeEndpointKey(k), ...decodeEndpointInfo(v) }));
+	}
+
+	/** The mTLS mode (MtlsPortMode) of one port of an endpoint, overriding its MtlsStrict flag there (read with EndpointFlags.MtlsPorts). */
+	setMtlsPort(epId: number, port: number, mode: number): void {
+		this.mtlsPorts.update(mtlsPortKey(epId, port), mtlsPortValue(mode));
+	}
+
+	deleteMtlsPort(epId: number, port: number): boolean {
+		return this.mtlsPorts.delete(mtlsPortKey(epId, port));
+	}
+
+	mtlsPortEntries(): MtlsPortEntry[] {
+		return this.mtlsPorts.entries().map(([k, v]) => decodeMtlsPort(k, v));
 	}
 
 	/** Raw trie entries (key, value), for the reconciler's diff. */

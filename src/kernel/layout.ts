@@ -19,7 +19,14 @@ export const Identity = {
 export const Dir = { Ingress: 0, Egress: 1 } as const;
 export type DirValue = (typeof Dir)[keyof typeof Dir];
 
-export const EndpointFlags = { IngressIsolated: 1, EgressIsolated: 2, Meshed: 4 } as const;
+/**
+ * Flags of a local endpoint (weir_endpoint_info.flags). MtlsStrict: PeerAuthentication
+ * STRICT, new TCP connections only from the ztunnel or the node; MtlsPorts: some ports
+ * have a mode of their own in weir_mtls_ports, overriding MtlsStrict there.
+ */
+export const EndpointFlags = { IngressIsolated: 1, EgressIsolated: 2, Meshed: 4, MtlsStrict: 8, MtlsPorts: 16 } as const;
+/** A port's mode in weir_mtls_ports (any value but Permissive is taken as Strict). */
+export const MtlsPortMode = { Permissive: 1, Strict: 2 } as const;
 /** Record types on the events ring: the `type` of weir_event_hdr, which every record starts with. */
 export const EventType = { Drop: 1, PolicyVerdict: 2, SockDrop: 3 } as const;
 export const Verdict = { Forwarded: 1, Dropped: 2, Audit: 3 } as const;
@@ -56,6 +63,7 @@ export const MapName = {
 	lb4Refused: 'weir_lb4_refused',
 	lbSock: 'weir_lb_sock',
 	lbSources: 'weir_lb_sources',
+	mtlsPorts: 'weir_mtls_ports',
 } as const;
 
 /** The WEIR_MAP_* macro of a MapName key: lb4Services -> WEIR_MAP_LB4_SERVICES. */
@@ -77,6 +85,7 @@ export const DropReason = {
 	WRONG_INTERFACE: -138,
 	NO_SERVICE_BACKEND: -139,
 	PROXY_UNAVAILABLE: -140,
+	MTLS_REQUIRED: -141,
 } as const;
 export type DropReasonName = keyof typeof DropReason;
 
@@ -94,6 +103,7 @@ export const DROP_REASON_TEXT: Record<DropReasonName, string> = {
 	WRONG_INTERFACE: 'destination pod is not behind the interface the packet reached',
 	NO_SERVICE_BACKEND: 'the Service has no ready backend: the connect was refused (ECONNREFUSED)',
 	PROXY_UNAVAILABLE: "the pod is meshed and its node's ztunnel is not listening: the connection fails closed until the ztunnel is back",
+	MTLS_REQUIRED: 'the destination requires mutual TLS (PeerAuthentication STRICT) and the connection did not come through the ztunnel',
 };
 
 const reasonByCode = new Map<number, DropReasonName>((Object.entries(DropReason) as Array<[DropReasonName, number]>).map(([k, v]) => [v, k]));
@@ -285,6 +295,8 @@ export const Structs = {
 		f('pad2', 'u32'),
 	]),
 	weir_lb_source: defineStruct('weir_lb_source', [f('flags', 'u32'), f('pad', 'u32')]),
+	weir_mtls_port_key: defineStruct('weir_mtls_port_key', [f('ep_id', 'u32'), f('dport', 'u16'), f('pad', 'u16')]),
+	weir_mtls_port_value: defineStruct('weir_mtls_port_value', [f('mode', 'u32')]),
 } as const;
 
 export type StructName = keyof typeof Structs;

@@ -17,6 +17,8 @@ export interface VerdictLookups {
 	meshed?(ip: string): boolean;
 	/** a pod address's security identity */
 	identityOf?(ip: string): number | undefined;
+	/** the PeerAuthentication that makes a local endpoint's port STRICT */
+	mtlsStrictBy?(epId: number, port: number): string | undefined;
 }
 
 type PodRef = { namespace: string; name: string; workload: string; labels: Record<string, string> };
@@ -68,6 +70,7 @@ export class FlowIndex {
 			isolatedBy: (epId, dir) => this.verdicts.isolatedBy(epId, dir),
 			meshed: (ip) => this.verdicts.meshed?.(ip) ?? false,
 			identityOf: (ip) => this.verdicts.identityOf?.(ip),
+			mtlsStrictBy: (epId, port) => this.verdicts.mtlsStrictBy?.(epId, port),
 			wallClockMs: this.wallClockMs,
 			...(this.services
 				? {

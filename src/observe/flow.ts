@@ -22,6 +22,8 @@ export interface FlowContext {
 	isolatedBy(epId: number, direction: 'ingress' | 'egress'): string[];
 	/** whether the local pod at this address is meshed (its TCP goes through the node's ztunnel) */
 	meshed?(ip: string): boolean;
+	/** the PeerAuthentication ('namespace/name') that makes a local endpoint's port STRICT, if one does */
+	mtlsStrictBy?(epId: number, port: number): string | undefined;
 	/** converts the datapath's monotonic ns to wall-clock ms */
 	wallClockMs(monoNs: bigint): number;
 	/** the Service a local client reached this backend through (socket load balancing), if any */
@@ -95,9 +97,14 @@ export function endpointName(e: FlowEndpoint): string {
 	return e.port !== undefined && e.port !== 0 ? `${where}:${e.port}` : where;
 }
 
-function policyRef(full: string): FlowPolicyRef {
+function policyRef(full: string, kind: FlowPolicyRef['kind'] = 'NetworkPolicy'): FlowPolicyRef {
 	const [namespace, name] = full.split('/');
-	return { kind: 'NetworkPolicy', namespace: namespace ?? '', name: name ?? full };
+	return { kind, namespace: namespace ?? '', name: name ?? full };
+}
+
+/** A policy as flows print it: a NetworkPolicy by its name, anything else with its kind. */
+export function policyRefName(p: FlowPolicyRef): string {
+	return `${p.kind === 'PeerAuthentication' ? 'PeerAuthentication ' : ''}${p.namespace}/${p.name}`;
 }
 
 /** The flow of any ring-buffer record. */
@@ -177,7 +184,11 @@ function packetFlow(ev: DatapathEvent, ctx: FlowContext): Flow {
 		if (r) flow.allowedBy = { kind: 'NetworkPolicy', namespace: r.namespace, name: r.name, rule: `${r.direction}[${r.index}]` };
 	}
 	if (ev.reasonName === 'POLICY_DENIED' || ev.verdict === 'AUDIT') {
-		flow.isolatedBy = ctx.isolatedBy(ev.epId, ev.direction).map(policyRef);
+		flow.isolatedBy = ctx.isolatedBy(ev.epId, ev.direction).map((p) => policyRef(p));
+	} else if (ev.reasonName === 'MTLS_REQUIRED') {
+		// Named as NetworkPolicy drops name theirs: what keeps plaintext out of the pod.
+		const by = ctx.mtlsStrictBy?.(ev.epId, ev.dport);
+		if (by) flow.isolatedBy = [policyRef(by, 'PeerAuthentication')];
 	}
 	flow.summary = summarize(flow);
 	return flow;
@@ -247,7 +258,7 @@ export function summarize(f: Flow): string {
 	let why = '';
 	if (f.verdict === 'DROPPED') {
 		why = ` (${f.dropReason}: ${f.dropReasonDesc}`;
-		if (f.isolatedBy?.length) why += `; isolated by ${f.isolatedBy.map((p) => `${p.namespace}/${p.name}`).join(', ')}`;
+		if (f.isolatedBy?.length) why += `; isolated by ${f.isolatedBy.map(policyRefName).join(', ')}`;
 		if (f.suppressed) why += `; ${suppressedText(f.suppressed)}`;
 		why += ')';
 	} else if (f.verdict === 'AUDIT') {

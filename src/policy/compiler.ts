@@ -19,14 +19,21 @@
 // becomes two flags for the datapath's capture into the ztunnel: on a meshed local
 // endpoint (its TCP may be captured) and on every meshed pod's ipcache entry, on any
 // node (the only destinations whose TCP is captured, docs/ztunnel.md).
-import { Dir, DirValue, EndpointFlags, Identity, IpcacheFlags } from '../kernel/layout.js';
+// PeerAuthentication (Istio's, src/istio/peer-authentication.ts) makes a meshed local
+// endpoint STRICT, on all its ports or some (portLevelMtls): its new TCP connections are
+// then admitted only from the ztunnel or the node. A pod that is not meshed cannot be
+// reached through the ztunnel, so no mode applies to it (as Istio leaves a pod with
+// neither sidecar nor ambient alone).
+import { Dir, DirValue, EndpointFlags, Identity, IpcacheFlags, MtlsPortMode } from '../kernel/layout.js';
 import { IPPROTO, PolicyEntry } from '../kernel/codecs.js';
 import { IdentityAllocator, identityKey, identityLabels } from './identity.js';
 import { cidrWithin, normaliseCidr } from '../shared/ipv4.js';
 import { ContainerPort, IPBlock, NamespaceInfo, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NodeInfo, PodInfo } from './model.js';
 import { selectorMatches } from './selector.js';
-import { TrieEntry, toTrie } from './reconcile.js';
+import { TrieEntry, mtlsPortId, toTrie } from './reconcile.js';
 import { MeshMembership, meshMembership } from '../shared/mesh.js';
+import { DEFAULT_ROOT_NAMESPACE, type PolicyProblem } from '../istio/istio-config.js';
+import { compilePeerAuthentications, workloadMtls, type MtlsDecision, type MtlsMode } from '../istio/peer-authentication.js';
 
 export type Direction = 'ingress' | 'egress';
 
@@ -63,8 +70,23 @@ export interface CompiledEndpoint {
 	pod: string;
 	/** whether the pod is meshed (EndpointFlags.Meshed in flags) and why */
 	mesh: MeshMembership;
+	/** PeerAuthentication's decision for a meshed pod; undefined for one that is not (no mode applies) */
+	mtls?: EndpointMtls;
 	/** policies (namespace/name) that isolate the pod, per direction */
 	isolatedBy: { ingress: string[]; egress: string[] };
+}
+
+/** What PeerAuthentication decides for a meshed local endpoint. */
+export interface EndpointMtls {
+	/** the mode of a port no portLevelMtls entry names; STRICT sets EndpointFlags.MtlsStrict */
+	mode: MtlsMode;
+	/** the PeerAuthentication ('namespace/name') that set it; undefined: none applies (PERMISSIVE) */
+	policy?: string;
+	/**
+	 * every port a portLevelMtls entry names, with its decision; those whose strictness
+	 * differs from `mode` are the endpoint's weir_mtls_ports entries (EndpointFlags.MtlsPorts)
+	 */
+	ports: ReadonlyMap<number, MtlsDecision>;
 }
 
 export interface CompileProblem {
@@ -89,6 +111,10 @@ export interface CompileInput {
 	previousIpcache?: ReadonlyMap<string, number>;
 	/** mesh membership honoured (default true); false: no endpoint is meshed (the agent's `mesh` option) */
 	mesh?: boolean;
+	/** Istio PeerAuthentication objects as listed (security.istio.io/v1); absent or empty: none, every workload PERMISSIVE */
+	peerAuthentications?: readonly unknown[];
+	/** the namespace whose selector-less PeerAuthentication is mesh-wide (default DEFAULT_ROOT_NAMESPACE) */
+	rootNamespace?: string;
 }
 
 export interface Compiled {
@@ -98,6 +124,10 @@ export interface Compiled {
 	ipcacheFlags: Map<string, number>;
 	/** local pod IP -> endpoint */
 	endpoints: Map<string, CompiledEndpoint>;
+	/** mtlsPortId(epId, port) -> MtlsPortMode: the ports of meshed endpoints whose mode differs from their endpoint's */
+	mtlsPorts: Map<string, number>;
+	/** what could not be read of the PeerAuthentications as written, and what was done instead */
+	mtlsProblems: PolicyProblem[];
 	entries: PolicyEntry[];
 	/** the entries as the policy map's keys and values */
 	policyTrie: ReadonlyMap<string, TrieEntry>;
@@ -261,16 +291,32 @@ export function compile(input: CompileInput): Compiled {
 
 	const endpoints = new Map<string, CompiledEndpoint>();
 	const meshOn = input.mesh ?? true;
+	const peerAuth = compilePeerAuthentications(input.peerAuthentications ?? [], { rootNamespace: input.rootNamespace ?? DEFAULT_ROOT_NAMESPACE });
+	const mtlsPorts = new Map<string, number>();
 	for (const { v, epId } of world.locals) {
 		const mesh = meshOn ? v.mesh : { meshed: false, reason: 'mesh disabled on this node' };
+		let flags = mesh.meshed ? EndpointFlags.Meshed : 0;
+		let mtls: EndpointMtls | undefined;
+		if (mesh.meshed) {
+			const m = workloadMtls(peerAuth, { namespace: v.pod.namespace, labels: v.pod.labels });
+			const strict = m.workload.mode === 'STRICT';
+			if (strict) flags |= EndpointFlags.MtlsStrict;
+			for (const [port, d] of m.ports) {
+				if ((d.mode === 'STRICT') === strict) continue;
+				mtlsPorts.set(mtlsPortId(epId, port), d.mode === 'STRICT' ? MtlsPortMode.Strict : MtlsPortMode.Permissive);
+				flags |= EndpointFlags.MtlsPorts;
+			}
+			mtls = { ...m.workload, ports: m.ports };
+		}
 		endpoints.set(v.ip!, {
 			ip: v.ip!,
 			epId,
 			identity: v.identity,
-			flags: mesh.meshed ? EndpointFlags.Meshed : 0,
+			flags,
 			namespace: v.pod.namespace,
 			pod: v.pod.name,
 			mesh,
+			...(mtls ? { mtls } : {}),
 			isolatedBy: { ingress: [], egress: [] },
 		});
 	}
@@ -325,6 +371,8 @@ export function compile(input: CompileInput): Compiled {
 		ipcache: world.ipcache,
 		ipcacheFlags: new Map(meshOn ? world.meshedPrefixes.map((p) => [p, IpcacheFlags.Meshed]) : []),
 		endpoints,
+		mtlsPorts,
+		mtlsProblems: [...peerAuth.problems],
 		entries: [],
 		policyTrie: cache.trie,
 		policyChanges: cache.takeChanges(),

@@ -5,7 +5,7 @@
 import type * as k8s from '@kubernetes/client-node';
 import { EndpointInfo } from '../kernel/codecs.js';
 import { isTerminated, plainNetworkPolicy, podIps } from '../cluster/objects.js';
-import { CompileCache, Compiled, RuleIdAllocator, compile } from './compiler.js';
+import { CompileCache, Compiled, EndpointMtls, RuleIdAllocator, compile } from './compiler.js';
 import { IdentityAllocator } from './identity.js';
 import { NamespaceInfo, NetworkPolicy, NodeInfo, PodInfo } from './model.js';
 import { ApplyStats, MapReconciler, PolicyMaps } from './reconcile.js';
@@ -20,6 +20,11 @@ export interface Snapshot {
 	namespaces: readonly k8s.V1Namespace[];
 	policies: readonly k8s.V1NetworkPolicy[];
 	nodes: readonly k8s.V1Node[];
+	/**
+	 * Istio PeerAuthentications as listed. The CRD may be absent: then, and until their
+	 * watch has answered once, there are none (every meshed pod PERMISSIVE).
+	 */
+	peerAuthentications?: readonly unknown[];
 }
 
 export interface ControllerLogger {
@@ -82,6 +87,9 @@ export class PolicyController {
 	private last: Compiled | undefined;
 	private reservedByIdentity = new Map<number, string>();
 	private isolation = new Map<number, { ingress: string[]; egress: string[] }>();
+	private mtlsByEp = new Map<number, EndpointMtls>();
+	/** PeerAuthentication problems already logged (each is logged once, while it lasts) */
+	private mtlsProblemsLogged = new Set<string>();
 	lastError: string | undefined;
 	lastApplied: Date | undefined;
 	runs = 0;
@@ -96,6 +104,8 @@ export class PolicyController {
 			observer?: ControllerObserver;
 			/** whether mesh membership is honoured, read on every run (default: yes); false flags no endpoint or address as meshed */
 			mesh?: () => boolean;
+			/** the namespace of mesh-wide PeerAuthentication (default DEFAULT_ROOT_NAMESPACE, as the ztunnel's) */
+			rootNamespace?: string;
 			/** coalesce bursts of changes (ms) */
 			debounceMs?: number;
 		},
@@ -139,6 +149,8 @@ export class PolicyController {
 				previousIpcache: this.reconciler.appliedIpcache(),
 				cache: this.cache,
 				mesh: this.opts.mesh?.() ?? true,
+				peerAuthentications: snap.peerAuthentications ?? [],
+				...(this.opts.rootNamespace ? { rootNamespace: this.opts.rootNamespace } : {}),
 			});
 			const ifindex = new Map(local.map((e) => [e.ip, e.ifindex]));
 			const endpoints = new Map<string, EndpointInfo>();
@@ -152,10 +164,12 @@ export class PolicyController {
 				endpoints,
 				policy: compiled.policyTrie,
 				policyChanges: compiled.policyChanges,
+				mtlsPorts: compiled.mtlsPorts,
 				liveEndpoints: new Set(local.map((e) => e.ip)),
 			});
 			this.remember(compiled);
 			for (const p of compiled.problems) this.opts.log.warn({ policy: p.policy, problem: p.message }, 'NetworkPolicy not fully enforceable');
+			this.logMtlsProblems(compiled);
 			this.runs++;
 			this.lastApplied = new Date();
 			this.lastError = undefined;
@@ -183,6 +197,17 @@ export class PolicyController {
 		for (const [cidr, id] of c.ipcache) if (!c.identityLabels.has(id) && !cidr.endsWith('/32')) reserved.set(id, `cidr:${cidr}`);
 		this.reservedByIdentity = reserved;
 		this.isolation = new Map([...c.endpoints.values()].map((e) => [e.epId, e.isolatedBy]));
+		this.mtlsByEp = new Map([...c.endpoints.values()].flatMap((e) => (e.mtls ? [[e.epId, e.mtls] as const] : [])));
+	}
+
+	private logMtlsProblems(c: Compiled): void {
+		const now = new Set<string>();
+		for (const p of c.mtlsProblems) {
+			const key = `${p.policy}\0${p.message}`;
+			now.add(key);
+			if (!this.mtlsProblemsLogged.has(key)) this.opts.log.warn({ policy: p.policy, problem: p.message }, `PeerAuthentication: ${p.message}`);
+		}
+		this.mtlsProblemsLogged = now;
 	}
 
 	get compiled(): Compiled | undefined {
@@ -196,6 +221,7 @@ export class PolicyController {
 		reservedName(identity: number): string | undefined;
 		meshed(ip: string): boolean;
 		identityOf(ip: string): number | undefined;
+		mtlsStrictBy(epId: number, port: number): string | undefined;
 	} {
 		return {
 			rule: (id) => this.last?.rules.get(id),
@@ -203,6 +229,11 @@ export class PolicyController {
 			reservedName: (id) => this.reservedByIdentity.get(id),
 			meshed: (ip) => this.last?.endpoints.get(ip)?.mesh.meshed === true,
 			identityOf: (ip) => this.last?.ipcache.get(`${ip}/32`),
+			mtlsStrictBy: (epId, port) => {
+				const m = this.mtlsByEp.get(epId);
+				const d = m?.ports.get(port) ?? m;
+				return d?.mode === 'STRICT' ? d.policy : undefined;
+			},
 		};
 	}
 

@@ -1,12 +1,18 @@
 // Applies compiled policy state to the datapath maps as a difference against what the
 // maps hold, in an order that never opens a window for traffic that both the old and
 // the new state deny:
-//   1. new and changed policy entries   (only admit more, under the new state)
-//   2. ipcache and endpoint upserts     (identities, isolation and mesh flags switch over)
-//   3. removed policy entries, then removed ipcache prefixes
+//   1. new and changed policy entries   (only admit more, under the new state);
+//      port mTLS entries that make a port stricter (STRICT written, PERMISSIVE removed)
+//   2. ipcache and endpoint upserts     (identities, isolation, mesh and mTLS flags switch over)
+//   3. removed policy entries, then removed ipcache prefixes; port mTLS entries that
+//      make a port more permissive (PERMISSIVE written, STRICT removed)
 // Anything both states deny is denied at every step: step 1 adds only entries the
-// new state wants, and step 3 removes only entries the new state does not want.
-import { EndpointInfo, IpcacheValue, PolicyEntry, policyKeys, policyValue } from '../kernel/codecs.js';
+// new state wants, and step 3 removes only entries the new state does not want. For
+// PeerAuthentication no step admits plaintext to a port that either state makes
+// STRICT before the endpoint's flags say so: what loosens a port waits for step 3,
+// so an entry left by a deleted pod whose endpoint id a new pod took never loosens it.
+import { EndpointInfo, IpcacheValue, MtlsPortEntry, PolicyEntry, policyKeys, policyValue } from '../kernel/codecs.js';
+import { MtlsPortMode } from '../kernel/layout.js';
 
 /** The narrow slice of Datapath the reconciler needs. */
 export interface PolicyMaps {
@@ -19,7 +25,22 @@ export interface PolicyMaps {
 	policyRaw(): Array<[Buffer, Buffer]>;
 	putPolicyRaw(key: Buffer, value: Buffer): void;
 	deletePolicyRaw(key: Buffer): boolean;
+	mtlsPortEntries(): MtlsPortEntry[];
+	setMtlsPort(epId: number, port: number, mode: number): void;
+	deleteMtlsPort(epId: number, port: number): boolean;
 }
+
+/** The key of a port mTLS entry in DesiredMaps.mtlsPorts. */
+export function mtlsPortId(epId: number, port: number): string {
+	return `${epId}:${port}`;
+}
+
+function parseMtlsPortId(id: string): [number, number] {
+	const [ep, port] = id.split(':');
+	return [Number(ep), Number(port)];
+}
+
+const isStrict = (mode: number | undefined): boolean => mode !== undefined && mode !== MtlsPortMode.Permissive;
 
 /** One policy-map entry; its key is the map key it is stored under (hex). */
 export interface TrieEntry {
@@ -61,6 +82,11 @@ export interface DesiredMaps {
 	/** keys of `policy` that may differ from the last apply; undefined: compare all */
 	policyChanges?: ReadonlySet<string> | undefined;
 	/**
+	 * mtlsPortId(epId, port) -> MtlsPortMode: ports whose mode is their own
+	 * (weir_mtls_ports); absent: none, every entry the map holds is removed.
+	 */
+	mtlsPorts?: ReadonlyMap<string, number>;
+	/**
 	 * Addresses of every endpoint the CNI holds now. When given, endpoint entries for
 	 * other addresses are removed: a pod deleted while a compile was in flight must not
 	 * keep an entry that compile wrote back.
@@ -75,6 +101,8 @@ export interface ApplyStats {
 	ipcacheRemoved: number;
 	endpointsSet: number;
 	endpointsRemoved: number;
+	mtlsPortsSet: number;
+	mtlsPortsRemoved: number;
 }
 
 export class MapReconciler {
@@ -83,6 +111,8 @@ export class MapReconciler {
 	private ipcacheFlags = new Map<string, number>();
 	private endpoints = new Map<string, EndpointInfo>();
 	private policy = new Map<string, string>();
+	/** mtlsPortId -> mode, as the map holds it */
+	private mtlsPorts = new Map<string, number>();
 
 	constructor(private readonly maps: PolicyMaps) {
 		this.resync();
@@ -95,6 +125,28 @@ export class MapReconciler {
 		this.ipcacheFlags = new Map(ipcache.filter((e) => e.flags !== 0).map((e) => [e.cidr, e.flags]));
 		this.endpoints = new Map(this.maps.endpointEntries().map(({ ip, ...info }) => [ip, info]));
 		this.policy = new Map(this.maps.policyRaw().map(([k, v]) => [k.toString('hex'), v.toString('hex')]));
+		this.mtlsPorts = new Map(this.maps.mtlsPortEntries().map((e) => [mtlsPortId(e.epId, e.port), e.mode]));
+	}
+
+	/**
+	 * Port mTLS entries of one kind of change: `stricter` those that make their port
+	 * stricter (a STRICT entry written, a PERMISSIVE one removed), else the others.
+	 */
+	private applyMtlsPorts(desired: ReadonlyMap<string, number>, stricter: boolean, stats: ApplyStats): void {
+		for (const [id, mode] of desired) {
+			if (this.mtlsPorts.get(id) === mode || isStrict(mode) !== stricter) continue;
+			const [ep, port] = parseMtlsPortId(id);
+			this.maps.setMtlsPort(ep, port, mode);
+			this.mtlsPorts.set(id, mode);
+			stats.mtlsPortsSet++;
+		}
+		for (const [id, mode] of [...this.mtlsPorts]) {
+			if (desired.has(id) || isStrict(mode) === stricter) continue;
+			const [ep, port] = parseMtlsPortId(id);
+			this.maps.deleteMtlsPort(ep, port);
+			this.mtlsPorts.delete(id);
+			stats.mtlsPortsRemoved++;
+		}
 	}
 
 	/** The ipcache as last read or written. */
@@ -103,7 +155,17 @@ export class MapReconciler {
 	}
 
 	apply(desired: DesiredMaps): ApplyStats {
-		const stats: ApplyStats = { policyAdded: 0, policyRemoved: 0, ipcacheSet: 0, ipcacheRemoved: 0, endpointsSet: 0, endpointsRemoved: 0 };
+		const stats: ApplyStats = {
+			policyAdded: 0,
+			policyRemoved: 0,
+			ipcacheSet: 0,
+			ipcacheRemoved: 0,
+			endpointsSet: 0,
+			endpointsRemoved: 0,
+			mtlsPortsSet: 0,
+			mtlsPortsRemoved: 0,
+		};
+		const mtlsPorts = desired.mtlsPorts ?? new Map<string, number>();
 		// The CNI writes endpoint entries too (fail-closed at ADD, removal at DEL): read
 		// them from the map every time rather than trusting a copy (one batch syscall).
 		this.endpoints = new Map(this.maps.endpointEntries().map(({ ip, ...info }) => [ip, info]));
@@ -118,6 +180,7 @@ export class MapReconciler {
 			this.policy.set(hex, v);
 			stats.policyAdded++;
 		}
+		this.applyMtlsPorts(mtlsPorts, true, stats);
 		for (const [cidr, id] of desired.ipcache) {
 			const flags = desired.ipcacheFlags?.get(cidr) ?? 0;
 			if (this.ipcache.get(cidr) === id && (this.ipcacheFlags.get(cidr) ?? 0) === flags) continue;
@@ -147,6 +210,7 @@ export class MapReconciler {
 			this.ipcacheFlags.delete(cidr);
 			stats.ipcacheRemoved++;
 		}
+		this.applyMtlsPorts(mtlsPorts, false, stats);
 		if (desired.liveEndpoints) {
 			for (const ip of [...this.endpoints.keys()]) {
 				if (desired.liveEndpoints.has(ip)) continue;

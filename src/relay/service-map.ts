@@ -5,6 +5,7 @@
 // the flows the ztunnel reported over mutual TLS; room is left for golden metrics
 // (requests, errors, latency) once it reports L7. Pure.
 import type { Flow, FlowEndpoint, MapEdge, MapNode, ServiceMapView } from '../shared/wire.js';
+import { policyRefName } from '../observe/flow.js';
 
 interface EdgeState {
 	edge: MapEdge;
@@ -73,7 +74,7 @@ export class ServiceMap {
 		e.counts[f.verdict] = (e.counts[f.verdict] ?? 0) + 1;
 		if (f.dropReason) e.dropReasons[f.dropReason] = (e.dropReasons[f.dropReason] ?? 0) + 1;
 		if (f.allowedBy) addPolicy(e.policies.allowedBy, `${f.allowedBy.namespace}/${f.allowedBy.name}`);
-		for (const p of f.isolatedBy ?? []) addPolicy(e.policies.isolatedBy, `${p.namespace}/${p.name}`);
+		for (const p of f.isolatedBy ?? []) addPolicy(e.policies.isolatedBy, policyRefName(p));
 		if (f.mesh?.security === 'mutual_tls') e.mtls = { flows: (e.mtls?.flows ?? 0) + 1 };
 		if (t >= s.last) {
 			s.last = t;

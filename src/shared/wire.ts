@@ -32,9 +32,13 @@ export interface FlowEndpoint {
 	meshed?: boolean;
 }
 
+/**
+ * A policy behind a verdict: a NetworkPolicy, or (a drop as MTLS_REQUIRED) the Istio
+ * PeerAuthentication that made the destination STRICT.
+ */
 export interface FlowPolicyRef {
-	/** NetworkPolicy (the datapath's verdicts) or Istio's AuthorizationPolicy (the ztunnel's, on mesh flows) */
-	kind: 'NetworkPolicy' | 'AuthorizationPolicy';
+	/** NetworkPolicy (the datapath's verdicts), Istio's PeerAuthentication (STRICT in the datapath) or AuthorizationPolicy (the ztunnel's, on mesh flows) */
+	kind: 'NetworkPolicy' | 'PeerAuthentication' | 'AuthorizationPolicy';
 	namespace: string;
 	name: string;
 	/** which rule matched, e.g. ingress[0] */
@@ -86,7 +90,7 @@ export interface Flow {
 	destination: FlowEndpoint;
 	/** the policy whose rule allowed the flow */
 	allowedBy?: FlowPolicyRef;
-	/** for policy drops: the policies that isolate the endpoint in this direction */
+	/** for policy drops: the policies that isolate the endpoint in this direction; for MTLS_REQUIRED, the PeerAuthentication */
 	isolatedBy?: FlowPolicyRef[];
 	/** how the verdict was reached (datapath match kind) */
 	match: string;

@@ -25,7 +25,7 @@ import { OutboundProxy } from './proxy/outbound.js';
 import { HbonePool } from './proxy/pool.js';
 import { buildState, StateSnapshot, type Membership } from './state.js';
 import { compileAuthorizationPolicies, evaluate, type CompiledAuthorizationPolicies } from './authz.js';
-import { DEFAULT_ROOT_NAMESPACE } from './istio-config.js';
+import { DEFAULT_ROOT_NAMESPACE } from '../istio/istio-config.js';
 
 export interface ZtunnelConfig {
 	nodeName: string;

@@ -25,10 +25,10 @@
 // enforced without those parts (it denies more than written). Each case is a problem.
 import { parseSpiffeId } from '../identity/spiffe.js';
 import { cidrContains, ipv4ToInt, isIpv4, parseCidr4 } from '../shared/ipv4.js';
-import { isRecord, readIstioObject, readSelector, selects, type IstioObject, type PolicyProblem } from './istio-config.js';
+import { isRecord, readIstioObject, readSelector, selects, type IstioObject, type PolicyProblem } from '../istio/istio-config.js';
 
-export type { PolicyProblem } from './istio-config.js';
-export { DEFAULT_ROOT_NAMESPACE } from './istio-config.js';
+export type { PolicyProblem } from '../istio/istio-config.js';
+export { DEFAULT_ROOT_NAMESPACE } from '../istio/istio-config.js';
 
 /** One connection, as the destination ztunnel knows it once the peer is authenticated. */
 export interface AuthzRequest {

@@ -7,10 +7,13 @@
 // each answered with a line carrying its id:
 //   {"id","cmd":"put","path":"/api/v1/namespaces","object":{...}}   add or replace (by namespace/name)
 //   {"id","cmd":"delete","path":…,"namespace","name"}
+//   {"id","cmd":"install","path":…}    a kind whose CRD may be absent (watch-paths.ts) is
+//       answered 404 until this: its CRD appears
+//   {"id","cmd":"delay","path":…,"ms"}  lists of that path are answered `ms` late (a slow API server)
 //   {"id","cmd":"get","url":"http://127.0.0.1:…"}                    a GET from this namespace: {status, body}
 import { createServer, type ServerResponse } from 'node:http';
 import { createInterface } from 'node:readline';
-import { AGENT_LIST_KINDS as KINDS } from './watch-paths.js';
+import { AGENT_LIST_KINDS, AGENT_OPTIONAL_LIST_KINDS } from './watch-paths.js';
 
 /** Any API object: only its metadata is read here. */
 export interface FakeApiObject {
@@ -20,9 +23,18 @@ export interface FakeApiObject {
 type Obj = FakeApiObject;
 
 export type FakeApiRequest =
-	{ cmd: 'put'; path: string; object: Obj } | { cmd: 'delete'; path: string; namespace?: string; name: string } | { cmd: 'get'; url: string };
+	| { cmd: 'put'; path: string; object: Obj }
+	| { cmd: 'delete'; path: string; namespace?: string; name: string }
+	| { cmd: 'install'; path: string }
+	| { cmd: 'delay'; path: string; ms: number }
+	| { cmd: 'get'; url: string };
 type FakeApiCommand = FakeApiRequest & { id: number };
 
+const KINDS: Readonly<Record<string, string>> = { ...AGENT_LIST_KINDS, ...AGENT_OPTIONAL_LIST_KINDS };
+/** the optional kinds installed so far (the others answer 404, as without their CRD) */
+const installed = new Set(Object.keys(AGENT_LIST_KINDS));
+/** ms by which lists of a path are answered late */
+const delays = new Map<string, number>();
 const objects = new Map<string, Map<string, Obj>>(Object.keys(KINDS).map((p) => [p, new Map()]));
 const watches = new Map<string, Set<ServerResponse>>(Object.keys(KINDS).map((p) => [p, new Set()]));
 let rv = 1;
@@ -35,7 +47,7 @@ function send(path: string, type: string, object: Obj): void {
 
 const server = createServer((req, res) => {
 	const url = new URL(req.url ?? '/', 'http://x');
-	const kind = KINDS[url.pathname];
+	const kind = installed.has(url.pathname) ? KINDS[url.pathname] : undefined;
 	if (!kind) return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"kind":"Status","code":404}');
 	res.writeHead(200, { 'content-type': 'application/json' });
 	if (url.searchParams.get('watch') === 'true') {
@@ -45,7 +57,10 @@ const server = createServer((req, res) => {
 		res.write('');
 		return;
 	}
-	res.end(JSON.stringify({ kind, apiVersion: 'v1', metadata: { resourceVersion: String(rv) }, items: [...objects.get(url.pathname)!.values()] }));
+	const body = JSON.stringify({ kind, apiVersion: 'v1', metadata: { resourceVersion: String(rv) }, items: [...objects.get(url.pathname)!.values()] });
+	const late = delays.get(url.pathname);
+	if (late) setTimeout(() => res.end(body), late);
+	else res.end(body);
 });
 
 async function handle(c: FakeApiCommand): Promise<object> {
@@ -53,6 +68,7 @@ async function handle(c: FakeApiCommand): Promise<object> {
 		case 'put': {
 			const store = objects.get(c.path);
 			if (!store) throw new Error(`unknown path ${c.path}`);
+			if (!installed.has(c.path)) throw new Error(`${c.path} is not installed (its CRD is absent)`);
 			const o = c.object;
 			const key = keyOf(o.metadata.namespace, o.metadata.name);
 			const had = store.has(key);
@@ -69,6 +85,15 @@ async function handle(c: FakeApiCommand): Promise<object> {
 			store.delete(keyOf(c.namespace, c.name));
 			o.metadata.resourceVersion = String(++rv);
 			send(c.path, 'DELETED', o);
+			return {};
+		}
+		case 'install': {
+			if (!(c.path in KINDS)) throw new Error(`unknown path ${c.path}`);
+			installed.add(c.path);
+			return {};
+		}
+		case 'delay': {
+			delays.set(c.path, c.ms);
 			return {};
 		}
 		case 'get': {

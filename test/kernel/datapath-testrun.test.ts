@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DEFAULT_CONFIG, Datapath, removePinRoot } from '../../src/kernel/datapath.js';
 import { DatapathEvent, IPPROTO } from '../../src/kernel/codecs.js';
-import { CtFlags, Dir, DropReason, EndpointFlags, Identity, IpcacheFlags } from '../../src/kernel/layout.js';
+import { CtFlags, Dir, DropReason, EndpointFlags, Identity, IpcacheFlags, MtlsPortMode } from '../../src/kernel/layout.js';
 import { repoRoot } from '../../src/shared/package.js';
 import { TestDatapath, allowRule, ensureBpffs, requireRoot, testPinRoot } from '../helpers/bpf.js';
 import { PacketSpec, TCP_FLAGS, frame, reverse, skbCtx } from '../helpers/packets.js';
@@ -271,17 +271,18 @@ describe('load-time configuration', () => {
 		for (const capture of [true, false])
 			for (const audit of [true, false])
 				for (const verdictEvents of [true, false])
-					for (const allowHost of [true, false]) {
-						const pinRoot = testPinRoot('verifier');
-						try {
-							const config = { capture, audit, verdictEvents, allowHost, proxyAddress: capture ? '127.0.0.1' : '0.0.0.0' };
-							const dp = await Datapath.open({ pinRoot, config });
-							assert.deepEqual(dp.config, { ...DEFAULT_CONFIG, ...config });
-							dp.destroy();
-						} finally {
-							removePinRoot(pinRoot);
+					for (const allowHost of [true, false])
+						for (const ztunnelMark of [DEFAULT_CONFIG.ztunnelMark, 0]) {
+							const pinRoot = testPinRoot('verifier');
+							try {
+								const config = { capture, audit, verdictEvents, allowHost, ztunnelMark, proxyAddress: capture ? '127.0.0.1' : '0.0.0.0' };
+								const dp = await Datapath.open({ pinRoot, config });
+								assert.deepEqual(dp.config, { ...DEFAULT_CONFIG, ...config });
+								dp.destroy();
+							} finally {
+								removePinRoot(pinRoot);
+							}
 						}
-					}
 		const bad = testPinRoot('verifier');
 		await assert.rejects(Datapath.open({ pinRoot: bad, config: { proxyAddress: 'nowhere' } }), /proxyAddress must be an IPv4 address/);
 		assert.equal(existsSync(bad), false, 'a bad setting leaves nothing in bpffs');
@@ -416,6 +417,171 @@ describe('capture of meshed pods (no ztunnel socket here: test runs see none)', 
 			assert.equal(off.dp.program('weir_from_pod').testRun({ data: frame(tcp(A.ip, C.ip, 80)), ctx: skbCtx(LO), repeat: 1 }).retval, TC_ACT_OK);
 		} finally {
 			off.destroy();
+		}
+	});
+});
+
+describe('PeerAuthentication STRICT at the destination (weir_to_pod)', () => {
+	// S is a meshed pod whose mode is STRICT, P a meshed pod left PERMISSIVE; A, a pod
+	// that is not meshed, is the plaintext client. NODE_IP is this node (host identity).
+	const ZT_MARK = DEFAULT_CONFIG.ztunnelMark;
+	const S = { ip: '10.1.0.21', ep: 21, id: 1021 };
+	const P = { ip: '10.1.0.22', ep: 22, id: 1022 };
+	const { Meshed, MtlsStrict, MtlsPorts } = EndpointFlags;
+	let t: TestDatapath;
+	let dp: Datapath;
+	const toPod = (spec: PacketSpec, mark = 0): number => dp.program('weir_to_pod').testRun({ data: frame(spec), ctx: skbCtx(LO, mark), repeat: 1 }).retval;
+	const fromPod = (spec: PacketSpec): number => dp.program('weir_from_pod').testRun({ data: frame(spec), ctx: skbCtx(LO), repeat: 1 }).retval;
+	const setS = (flags: number): void => dp.setEndpoint(S.ip, { epId: S.ep, identity: S.id, ifindex: LO, flags });
+	const count = (name: string): bigint => dp.readMetrics().samples.find((m) => m.reasonName === name && m.direction === 'ingress')?.packets ?? 0n;
+	const ctOf = (spec: PacketSpec) => dp.conntrack().find((c) => c.key.sport === spec.sport && c.key.scope === Dir.Ingress);
+
+	before(async () => {
+		t = await TestDatapath.open('mtls-testrun', { proxyPort: 1 });
+		dp = t.dp;
+		dp.setEndpoint(A.ip, { epId: A.ep, identity: A.id, ifindex: LO, flags: 0 });
+		dp.setEndpoint(P.ip, { epId: P.ep, identity: P.id, ifindex: LO, flags: Meshed });
+		setS(Meshed | MtlsStrict);
+		dp.setIpcache(`${A.ip}/32`, A.id);
+		dp.setIpcache(`${S.ip}/32`, S.id, IpcacheFlags.Meshed);
+		dp.setIpcache(`${P.ip}/32`, P.id, IpcacheFlags.Meshed);
+		dp.setIpcache(`${NODE_IP}/32`, Identity.Host);
+	});
+	after(() => t?.destroy());
+
+	test('a plaintext SYN to a STRICT pod is dropped as MTLS_REQUIRED: one event, one count, no conntrack entry', async () => {
+		const before = count('MTLS_REQUIRED');
+		const spec = tcp(A.ip, S.ip, 8080);
+		assert.equal(toPod(spec), TC_ACT_SHOT);
+		const ev = await t.waitEvent((e) => e.sport === spec.sport);
+		assert.deepEqual(
+			[ev.type, ev.verdict, ev.reason, ev.reasonName, ev.direction, ev.epId, ev.srcIdentity, ev.dstIdentity, ev.dport],
+			['drop', 'DROPPED', DropReason.MTLS_REQUIRED, 'MTLS_REQUIRED', 'ingress', S.ep, A.id, S.id, 8080],
+		);
+		assert.equal(count('MTLS_REQUIRED') - before, 1n);
+		assert.equal(ctOf(spec), undefined, 'the refused SYN left no entry');
+	});
+
+	test("a SYN carrying the ztunnel's mark passes and is the ztunnel's connection; its packets after it pass unmarked", async () => {
+		const spec = tcp(A.ip, S.ip, 8080);
+		assert.equal(toPod(spec, ZT_MARK), TC_ACT_OK);
+		const ev = await t.waitEvent((e) => e.sport === spec.sport);
+		assert.deepEqual([ev.type, ev.verdict], ['policy-verdict', 'FORWARDED']);
+		assert.ok((ctOf(spec)?.entry.flags ?? 0) & CtFlags.Proxy, 'a connection of the ztunnel');
+		assert.equal(toPod({ ...spec, tcpFlags: TCP_FLAGS.ACK }), TC_ACT_OK, 'established: conntrack, not the mark, admits it');
+		assert.equal(toPod(tcp(A.ip, S.ip, 8080), ZT_MARK + 1), TC_ACT_SHOT, 'another mark is no ztunnel');
+	});
+
+	test('from this node (kubelet probes) a plaintext SYN passes', async () => {
+		const probe = tcp(NODE_IP, S.ip, 8081);
+		assert.equal(toPod(probe), TC_ACT_OK);
+		assert.equal((await t.waitEvent((e) => e.sport === probe.sport)).srcIdentity, Identity.Host);
+	});
+
+	test('a connection admitted before the pod became STRICT keeps flowing both ways; a new one is refused', async () => {
+		setS(Meshed);
+		const syn = tcp(A.ip, S.ip, 9000);
+		assert.equal(toPod(syn), TC_ACT_OK, 'PERMISSIVE: plaintext in');
+		setS(Meshed | MtlsStrict);
+		try {
+			assert.equal(fromPod(reverse(syn, TCP_FLAGS.SYN | TCP_FLAGS.ACK)), TC_ACT_OK, 'the reply');
+			assert.equal(toPod({ ...syn, tcpFlags: TCP_FLAGS.ACK }), TC_ACT_OK, 'established');
+			assert.equal(toPod({ ...syn, tcpFlags: TCP_FLAGS.ACK | TCP_FLAGS.PSH, payload: 10 }), TC_ACT_OK, 'data');
+			assert.equal(toPod(tcp(A.ip, S.ip, 9000)), TC_ACT_SHOT, 'a new connection');
+		} finally {
+			setS(Meshed | MtlsStrict);
+		}
+	});
+
+	test('a stray ACK leaves no entry for a later SYN of its tuple to ride: both are refused', async () => {
+		const ack = tcp(A.ip, S.ip, 8080, TCP_FLAGS.ACK);
+		assert.equal(toPod(ack), TC_ACT_SHOT);
+		assert.equal(toPod({ ...ack, tcpFlags: TCP_FLAGS.SYN }), TC_ACT_SHOT);
+		assert.equal(ctOf(ack), undefined);
+	});
+
+	test('a PERMISSIVE meshed pod, and UDP and ICMP to a STRICT one, are not affected (STRICT is TCP only)', async () => {
+		assert.equal(toPod(tcp(A.ip, P.ip, 8080)), TC_ACT_OK, 'PERMISSIVE');
+		assert.equal(toPod({ src: A.ip, dst: S.ip, protocol: 'udp', sport: nextPort(), dport: 53 }), TC_ACT_OK, 'UDP');
+		assert.equal(toPod({ src: A.ip, dst: S.ip, protocol: 'icmp', icmpType: 8, id: 91 }), TC_ACT_OK, 'ICMP');
+	});
+
+	test('NetworkPolicy first: a connection both refuse is POLICY_DENIED; one the policy admits is MTLS_REQUIRED, with the rule that admitted it', async () => {
+		setS(Meshed | MtlsStrict | EndpointFlags.IngressIsolated);
+		try {
+			const denied = tcp(A.ip, S.ip, 7000);
+			assert.equal(toPod(denied), TC_ACT_SHOT);
+			assert.equal((await t.waitEvent((e) => e.sport === denied.sport)).reasonName, 'POLICY_DENIED');
+			allowRule(dp, { epId: S.ep, identity: A.id, direction: Dir.Ingress, protocol: IPPROTO.TCP, port: 7000, ruleId: 31 });
+			const allowed = tcp(A.ip, S.ip, 7000);
+			assert.equal(toPod(allowed), TC_ACT_SHOT);
+			const ev = await t.waitEvent((e) => e.sport === allowed.sport);
+			assert.deepEqual([ev.reasonName, ev.ruleId, ev.match], ['MTLS_REQUIRED', 31, 'l3-l4']);
+			assert.equal(toPod(tcp(A.ip, S.ip, 7000), ZT_MARK), TC_ACT_OK, 'through the ztunnel, admitted by the rule');
+		} finally {
+			setS(Meshed | MtlsStrict);
+		}
+	});
+
+	test('port-level modes: a PERMISSIVE port under STRICT, a STRICT port under PERMISSIVE; an unknown mode is STRICT; entries count only with the MtlsPorts flag', () => {
+		dp.setMtlsPort(S.ep, 8081, MtlsPortMode.Permissive);
+		dp.setMtlsPort(P.ep, 9090, MtlsPortMode.Strict);
+		dp.setMtlsPort(P.ep, 9091, 7);
+		try {
+			assert.equal(toPod(tcp(A.ip, S.ip, 8081)), TC_ACT_SHOT, 'without MtlsPorts the entry is not read');
+			setS(Meshed | MtlsStrict | MtlsPorts);
+			dp.setEndpoint(P.ip, { epId: P.ep, identity: P.id, ifindex: LO, flags: Meshed | MtlsPorts });
+			assert.equal(toPod(tcp(A.ip, S.ip, 8081)), TC_ACT_OK, 'PERMISSIVE port of a STRICT pod');
+			assert.equal(toPod(tcp(A.ip, S.ip, 8080)), TC_ACT_SHOT, 'its other ports stay STRICT');
+			assert.equal(toPod(tcp(A.ip, P.ip, 9090)), TC_ACT_SHOT, 'STRICT port of a PERMISSIVE pod');
+			assert.equal(toPod(tcp(A.ip, P.ip, 9091)), TC_ACT_SHOT, 'a mode it does not know: STRICT');
+			assert.equal(toPod(tcp(A.ip, P.ip, 8080)), TC_ACT_OK, 'its other ports stay PERMISSIVE');
+			assert.equal(toPod(tcp(A.ip, P.ip, 9090), ZT_MARK), TC_ACT_OK, 'the ztunnel reaches the STRICT port');
+			assert.deepEqual(
+				dp
+					.mtlsPortEntries()
+					.map((e) => `${e.epId}:${e.port}=${e.mode}`)
+					.sort(),
+				['21:8081=1', '22:9090=2', '22:9091=7'],
+			);
+		} finally {
+			for (const [ep, port] of [
+				[S.ep, 8081],
+				[P.ep, 9090],
+				[P.ep, 9091],
+			] as const)
+				dp.deleteMtlsPort(ep, port);
+			setS(Meshed | MtlsStrict);
+			dp.setEndpoint(P.ip, { epId: P.ep, identity: P.id, ifindex: LO, flags: Meshed });
+		}
+	});
+
+	test('audit mode does not lift STRICT: a denial it lets through is still refused as MTLS_REQUIRED, as DROPPED', async () => {
+		const audit = await TestDatapath.open('mtls-audit', { audit: true, proxyPort: 1 });
+		try {
+			audit.dp.setEndpoint(S.ip, { epId: S.ep, identity: S.id, ifindex: LO, flags: Meshed | MtlsStrict | EndpointFlags.IngressIsolated });
+			audit.dp.setIpcache(`${A.ip}/32`, A.id);
+			const spec = tcp(A.ip, S.ip, 8080);
+			assert.equal(audit.dp.program('weir_to_pod').testRun({ data: frame(spec), ctx: skbCtx(LO), repeat: 1 }).retval, TC_ACT_SHOT);
+			const ev = await audit.waitEvent((e) => e.sport === spec.sport);
+			assert.deepEqual([ev.type, ev.verdict, ev.reasonName], ['drop', 'DROPPED', 'MTLS_REQUIRED']);
+		} finally {
+			audit.destroy();
+		}
+	});
+
+	test('with no ztunnel mark configured nothing passes for the ztunnel: STRICT admits only the node', async () => {
+		const nomark = await TestDatapath.open('mtls-nomark', { ztunnelMark: 0, proxyPort: 1 });
+		try {
+			nomark.dp.setEndpoint(S.ip, { epId: S.ep, identity: S.id, ifindex: LO, flags: Meshed | MtlsStrict });
+			nomark.dp.setIpcache(`${NODE_IP}/32`, Identity.Host);
+			const run1 = (spec: PacketSpec, mark: number): number =>
+				nomark.dp.program('weir_to_pod').testRun({ data: frame(spec), ctx: skbCtx(LO, mark), repeat: 1 }).retval;
+			assert.equal(run1(tcp(A.ip, S.ip, 8080), 0), TC_ACT_SHOT);
+			assert.equal(run1(tcp(A.ip, S.ip, 8080), ZT_MARK), TC_ACT_SHOT, 'a mark means nothing');
+			assert.equal(run1(tcp(NODE_IP, S.ip, 8080), 0), TC_ACT_OK);
+		} finally {
+			nomark.destroy();
 		}
 	});
 });

@@ -164,6 +164,16 @@ describe('weir-agent flags', () => {
 		assert.equal((await fromCli(['--node-name', 'n1', '--config-dir', cm])).cfg.ztunnelFlowSocket, '/run/other.sock');
 	});
 
+	test("root-namespace: weir-system (the ztunnel's) by default, by flag or ConfigMap key; not a namespace name is refused", async () => {
+		assert.equal((await fromCli(['--node-name', 'n1'])).cfg.rootNamespace, 'weir-system');
+		assert.equal((await fromCli(['--node-name', 'n1', '--root-namespace', 'istio-system'])).cfg.rootNamespace, 'istio-system');
+		assert.equal(
+			(await fromCli(['--node-name', 'n1', '--config-dir', configMapDir({ 'root-namespace': 'istio-system\n' })])).cfg.rootNamespace,
+			'istio-system',
+		);
+		for (const bad of ['', 'Istio_System']) await assert.rejects(fromCli(['--node-name', 'n1', '--root-namespace', bad]), /is not a namespace name/);
+	});
+
 	test('a non-numeric numeric flag is refused; no node name anywhere is WEIR_ERR_CONFIG', async () => {
 		await assert.rejects(fromCli(['--node-name', 'n1', '--observer-port', 'http']), /a whole number/);
 		await assert.rejects(fromCli([]), (err: Error & { code?: string }) => err.code === 'WEIR_ERR_CONFIG');

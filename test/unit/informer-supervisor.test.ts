@@ -283,4 +283,75 @@ describe('SupervisedInformer against a list/watch server', () => {
 		await new Promise((r) => setTimeout(r, 300));
 		assert.equal(api.watches.length, watches, 'no watch after stop()');
 	});
+
+	/** A second informer on the same server, for a kind that may not be served (a CRD). */
+	function optional(opts: { settleAfterMs?: number } = {}) {
+		const kc = new k8s.KubeConfig();
+		kc.loadFromOptions({
+			clusters: [{ name: 'fake', server: `http://127.0.0.1:${(api.server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+			users: [{ name: 'nobody' }],
+			contexts: [{ name: 'fake', cluster: 'fake', user: 'nobody' }],
+			currentContext: 'fake',
+		});
+		const core = kc.makeApiClient(k8s.CoreV1Api);
+		const seen = { infos: [] as string[], warns: [] as string[], changes: 0 };
+		const log = { info: (_o: object, m: string) => void seen.infos.push(m), warn: (_o: object, m: string) => void seen.warns.push(m) };
+		const i = new SupervisedInformer(
+			'crs',
+			kc,
+			'/api/v1/namespaces',
+			() => core.listNamespace(),
+			log,
+			() => seen.changes++,
+			BACKOFF,
+			{
+				mayBeAbsent: true,
+				absentMaxMs: 40,
+				...opts,
+			},
+		);
+		return { i, seen };
+	}
+
+	test('a kind answered 404 (its CRD absent) settles at once as none, is logged once and found when it appears', LIMIT, async () => {
+		api.listPlan = [404, 404, 404, 404];
+		const { i, seen } = optional();
+		try {
+			i.start();
+			await i.settled;
+			assert.equal(i.isSynced, false, 'settled, not synced');
+			assert.equal(i.absent, true);
+			assert.deepEqual(i.list(), [], 'nothing listed: none');
+			assert.equal(seen.changes, 1, 'settling tells the consumer (a failure calls no change of its own)');
+			await i.synced;
+			assert.equal(api.lists, 5, 'the fifth list, once served, syncs it');
+			assert.equal(seen.infos.filter((m) => /not served/.test(m)).length, 1, `one line for four 404s: ${JSON.stringify(seen.infos)}`);
+			assert.deepEqual(seen.warns, [], 'a 404 is no failure');
+			assert.equal(i.absent, false);
+			assert.deepEqual(
+				i.list().map((n) => n.metadata?.name),
+				['a'],
+			);
+			assert.ok(seen.changes >= 2, 'the listed objects reach the consumer');
+		} finally {
+			await i.stop();
+		}
+	});
+
+	test('another failure of such a kind does not pass for none at once: settled only after settleAfterMs', LIMIT, async () => {
+		api.listPlan = Array(1000).fill(500);
+		const { i, seen } = optional({ settleAfterMs: 300 });
+		try {
+			const t0 = Date.now();
+			i.start();
+			await api.until('two failed lists', () => api.lists >= 2);
+			assert.equal(i.isSettled, false, 'a 500 is not "absent"');
+			await i.settled;
+			assert.ok(Date.now() - t0 >= 290, 'settled by the deadline');
+			assert.ok(seen.warns.some((m) => /not listed yet: taken as none/.test(m)));
+			assert.equal(seen.changes, 1);
+		} finally {
+			await i.stop();
+		}
+	});
 });

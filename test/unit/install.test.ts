@@ -313,6 +313,12 @@ test('deploy/: every manifest parses; least-privilege RBAC, tolerations everywhe
 	const verbs = rules.map((r) => r.verbs.join(', '));
 	assert.ok(rules.length >= 3 && verbs.every((v) => v === 'get, list, watch'), `the agent only reads: ${verbs.join(' | ')}`);
 	assert.ok(!strings(rbac).some((x) => x.includes('*')), 'no wildcards');
+	const istio = (rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>).find((r) => r.apiGroups.includes('security.istio.io'));
+	assert.deepEqual(
+		istio && [istio.resources, istio.verbs],
+		[['peerauthentications'], ['get', 'list', 'watch']],
+		'the agent reads PeerAuthentications (STRICT), nothing else of Istio',
+	);
 
 	const pod = only(files.get('deploy/base/daemonset.yaml'), 'DaemonSet', 'weir-agent')['spec']['template']['spec'];
 	assert.ok(

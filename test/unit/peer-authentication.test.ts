@@ -1,9 +1,9 @@
-// PeerAuthentication (src/ztunnel/peer-authentication.ts): the mTLS mode of a workload's
+// PeerAuthentication (src/istio/peer-authentication.ts): the mTLS mode of a workload's
 // port, with Istio's precedence (mesh < namespace < workload, oldest wins, UNSET
 // inherits, portLevelMtls), table-driven.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compilePeerAuthentications, mtlsMode, type MtlsDecision } from '../../src/ztunnel/peer-authentication.js';
+import { compilePeerAuthentications, mtlsMode, workloadMtls, type MtlsDecision } from '../../src/istio/peer-authentication.js';
 
 type Obj = Record<string, unknown>;
 const ROOT = { rootNamespace: 'weir-system' };
@@ -190,6 +190,11 @@ for (const s of scenarios) {
 		for (const [i, k] of s.cases.entries()) {
 			const got = mtlsMode(c, { namespace: k.ns ?? 'd-redis', labels: k.labels ?? {}, port: k.port ?? 6379 });
 			assert.deepEqual(got, k.want, `#${i} ${JSON.stringify(k)}`);
+			// The whole workload at once (what the agent's datapath holds) says the same of every port.
+			const w = workloadMtls(c, { namespace: k.ns ?? 'd-redis', labels: k.labels ?? {} });
+			assert.deepEqual(w.ports.get(k.port ?? 6379) ?? w.workload, k.want, `#${i} workloadMtls`);
+			for (const port of [...w.ports.keys(), 1, 65535])
+				assert.deepEqual(w.ports.get(port) ?? w.workload, mtlsMode(c, { namespace: k.ns ?? 'd-redis', labels: k.labels ?? {}, port }), `#${i} port ${port}`);
 		}
 		const messages = c.problems.map((p) => p.message);
 		for (const re of s.problems ?? [])
@@ -204,3 +209,28 @@ for (const s of scenarios) {
 			);
 	});
 }
+
+test('workloadMtls: the mode of a port no entry names, and every port an applicable policy names, in port order', () => {
+	const c = compilePeerAuthentications(
+		[
+			pa('weir-system', 'default', { mtls: { mode: 'PERMISSIVE' }, portLevelMtls: { 9090: { mode: 'STRICT' } } }),
+			pa('d-redis', 'ns', mode('STRICT')),
+			pa('d-redis', 'redis', { selector: { matchLabels: REDIS }, portLevelMtls: { 8080: { mode: 'PERMISSIVE' }, 6379: { mode: 'UNSET' } } }),
+			pa('d-redis', 'other', { selector: { matchLabels: { app: 'other' } }, portLevelMtls: { 7000: { mode: 'DISABLE' } } }),
+		],
+		ROOT,
+	);
+	const w = workloadMtls(c, { namespace: 'd-redis', labels: REDIS });
+	assert.deepEqual(w.workload, { mode: 'STRICT', policy: 'd-redis/ns' }, 'UNSET workload mode inherits the namespace');
+	assert.deepEqual(
+		[...w.ports],
+		[
+			[6379, { mode: 'STRICT', policy: 'd-redis/ns' }],
+			[8080, { mode: 'PERMISSIVE', policy: 'd-redis/redis' }],
+			[9090, { mode: 'STRICT', policy: 'd-redis/ns' }],
+		],
+		'7000 belongs to a policy that does not select this workload',
+	);
+	assert.deepEqual([...workloadMtls(c, { namespace: 'c-app', labels: REDIS }).ports], [[9090, { mode: 'STRICT', policy: 'weir-system/default' }]]);
+	assert.deepEqual(workloadMtls(compilePeerAuthentications([], ROOT), { namespace: 'x', labels: {} }), { workload: { mode: 'PERMISSIVE' }, ports: new Map() });
+});

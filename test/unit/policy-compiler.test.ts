@@ -3,7 +3,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IPPROTO } from '../../src/kernel/codecs.js';
-import { Dir, EndpointFlags, Identity, IpcacheFlags } from '../../src/kernel/layout.js';
+import { Dir, EndpointFlags, Identity, IpcacheFlags, MtlsPortMode } from '../../src/kernel/layout.js';
 import { ISTIO_DATAPLANE_MODE, MESH_KEY } from '../../src/shared/mesh.js';
 import { IdentityAllocator } from '../../src/policy/identity.js';
 import { CompileCache, RuleIdAllocator, compile, policyAffects } from '../../src/policy/compiler.js';
@@ -309,5 +309,141 @@ describe('the compiler flags meshed endpoints and meshed addresses', () => {
 		assert.deepEqual(flags(c), { 'a/web': 0, 'b/db': 0, 'kube-system/dns': 0 });
 		assert.deepEqual(meshedAddrs(c), []);
 		assert.equal(c.endpoints.get('10.0.0.1')!.mesh.reason, 'mesh disabled on this node');
+	});
+});
+
+describe('PeerAuthentication makes meshed endpoints STRICT (their ports too)', () => {
+	// a/web and a/api are meshed (namespace label), a/legacy opts out; b/db is in a plain namespace.
+	const pod = (namespace: string, name: string, ip: string, annotations?: Record<string, string>): PodInfo => ({
+		namespace,
+		name,
+		labels: { app: name },
+		ips: [ip],
+		nodeName: 'n1',
+		ports: [],
+		...(annotations ? { annotations } : {}),
+	});
+	const pods = [
+		pod('a', 'web', '10.0.0.1'),
+		pod('a', 'api', '10.0.0.2'),
+		pod('a', 'legacy', '10.0.0.3', { [MESH_KEY]: 'disabled' }),
+		pod('b', 'db', '10.0.0.4'),
+	];
+	const endpointIds = new Map([
+		['a/web', 1],
+		['a/api', 2],
+		['a/legacy', 3],
+		['b/db', 4],
+	]);
+	const namespaces: NamespaceInfo[] = [
+		{ name: 'a', labels: { [MESH_KEY]: 'enabled' } },
+		{ name: 'b', labels: {} },
+	];
+	const cache = new CompileCache();
+	const identities = new IdentityAllocator();
+	const rules = new RuleIdAllocator();
+	const run = (peerAuthentications: unknown[] | undefined, extra: { mesh?: boolean; rootNamespace?: string } = {}) =>
+		compile({
+			pods,
+			namespaces,
+			policies: [],
+			nodes: [],
+			localNode: 'n1',
+			endpointIds,
+			identities,
+			rules,
+			cache,
+			...(peerAuthentications ? { peerAuthentications } : {}),
+			...extra,
+		});
+	const pa = (namespace: string, name: string, spec: unknown, created = '2026-01-01T00:00:00Z') => ({
+		apiVersion: 'security.istio.io/v1',
+		kind: 'PeerAuthentication',
+		metadata: { namespace, name, creationTimestamp: created },
+		spec,
+	});
+	const M = EndpointFlags.Meshed;
+	const S = EndpointFlags.MtlsStrict;
+	const P = EndpointFlags.MtlsPorts;
+	const flags = (c: ReturnType<typeof run>): Record<string, number> =>
+		Object.fromEntries([...c.endpoints.values()].map((e) => [`${e.namespace}/${e.pod}`, e.flags]));
+
+	test('none (no objects, the CRD absent): no flag, PERMISSIVE from no policy', () => {
+		for (const c of [run(undefined), run([])]) {
+			assert.deepEqual(flags(c), { 'a/web': M, 'a/api': M, 'a/legacy': 0, 'b/db': 0 });
+			assert.deepEqual(c.endpoints.get('10.0.0.1')!.mtls, { mode: 'PERMISSIVE', ports: new Map() });
+			assert.equal(c.endpoints.get('10.0.0.3')!.mtls, undefined, 'no mode applies to a pod that is not meshed');
+			assert.deepEqual(c.mtlsPorts, new Map());
+		}
+	});
+
+	test('namespace-wide STRICT flags its meshed pods only, names the policy, and is cleared when the policy goes', () => {
+		const c = run([pa('a', 'strict', { mtls: { mode: 'STRICT' } })]);
+		assert.deepEqual(flags(c), { 'a/web': M | S, 'a/api': M | S, 'a/legacy': 0, 'b/db': 0 }, 'the opted-out pod is not STRICT');
+		assert.deepEqual(c.endpoints.get('10.0.0.1')!.mtls, { mode: 'STRICT', policy: 'a/strict', ports: new Map() });
+		assert.deepEqual(flags(run([])), { 'a/web': M, 'a/api': M, 'a/legacy': 0, 'b/db': 0 }, 'removed: cleared');
+	});
+
+	test('mesh-wide STRICT in the root namespace (weir-system unless configured) reaches meshed pods of every namespace', () => {
+		const mesh = pa('weir-system', 'default', { mtls: { mode: 'STRICT' } });
+		assert.deepEqual(flags(run([mesh])), { 'a/web': M | S, 'a/api': M | S, 'a/legacy': 0, 'b/db': 0 });
+		assert.deepEqual(
+			flags(run([mesh], { rootNamespace: 'istio-system' })),
+			{ 'a/web': M, 'a/api': M, 'a/legacy': 0, 'b/db': 0 },
+			'not the root namespace: it covers only weir-system',
+		);
+		assert.deepEqual(flags(run([pa('istio-system', 'default', { mtls: { mode: 'STRICT' } })], { rootNamespace: 'istio-system' })), {
+			'a/web': M | S,
+			'a/api': M | S,
+			'a/legacy': 0,
+			'b/db': 0,
+		});
+	});
+
+	test('precedence through mtlsMode: a workload PERMISSIVE or DISABLE under a STRICT namespace is not STRICT', () => {
+		const c = run([
+			pa('a', 'strict', { mtls: { mode: 'STRICT' } }),
+			pa('a', 'api-open', { selector: { matchLabels: { app: 'api' } }, mtls: { mode: 'DISABLE' } }),
+			pa('weir-system', 'default', { mtls: { mode: 'PERMISSIVE' } }),
+		]);
+		assert.deepEqual(flags(c), { 'a/web': M | S, 'a/api': M, 'a/legacy': 0, 'b/db': 0 });
+		assert.equal(c.endpoints.get('10.0.0.2')!.mtls!.policy, 'a/api-open');
+	});
+
+	test('portLevelMtls: a PERMISSIVE port under STRICT and a STRICT port under PERMISSIVE become weir_mtls_ports entries; a port the same as its workload does not', () => {
+		const c = run([
+			pa('a', 'strict', { mtls: { mode: 'STRICT' } }),
+			pa('a', 'web-ports', { selector: { matchLabels: { app: 'web' } }, portLevelMtls: { 8080: { mode: 'PERMISSIVE' }, 9090: { mode: 'STRICT' } } }),
+			pa('a', 'api-ports', { selector: { matchLabels: { app: 'api' } }, mtls: { mode: 'PERMISSIVE' }, portLevelMtls: { 6379: { mode: 'STRICT' } } }),
+		]);
+		assert.deepEqual(flags(c), { 'a/web': M | S | P, 'a/api': M | P, 'a/legacy': 0, 'b/db': 0 });
+		assert.deepEqual(
+			c.mtlsPorts,
+			new Map([
+				['1:8080', MtlsPortMode.Permissive],
+				['2:6379', MtlsPortMode.Strict],
+			]),
+		);
+		assert.deepEqual(c.endpoints.get('10.0.0.1')!.mtls!.ports.get(9090), { mode: 'STRICT', policy: 'a/web-ports' }, 'kept for flows, no entry');
+		// The entries go with the policy.
+		const again = run([pa('a', 'strict', { mtls: { mode: 'STRICT' } })]);
+		assert.deepEqual(again.mtlsPorts, new Map());
+		assert.deepEqual(flags(again), { 'a/web': M | S, 'a/api': M | S, 'a/legacy': 0, 'b/db': 0 });
+	});
+
+	test('what cannot be read is STRICT (fail closed), with a problem naming the policy', () => {
+		const c = run([pa('a', 'typo', { mtls: { mode: 'STRIKT' } })]);
+		assert.deepEqual(flags(c), { 'a/web': M | S, 'a/api': M | S, 'a/legacy': 0, 'b/db': 0 });
+		assert.deepEqual(
+			c.mtlsProblems.map((p) => p.policy),
+			['a/typo'],
+		);
+		assert.deepEqual(c.problems, [], 'not a NetworkPolicy problem');
+	});
+
+	test('mesh off on the node: nothing is meshed, so nothing is STRICT', () => {
+		const c = run([pa('a', 'strict', { mtls: { mode: 'STRICT' } })], { mesh: false });
+		assert.deepEqual(flags(c), { 'a/web': 0, 'a/api': 0, 'a/legacy': 0, 'b/db': 0 });
+		assert.deepEqual(c.mtlsPorts, new Map());
 	});
 });

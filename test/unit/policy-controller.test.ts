@@ -4,7 +4,7 @@ import * as k8s from '@kubernetes/client-node';
 // The model serializer client-node applies to list results (not exported at the top level).
 import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
 import { DatapathEvent, EndpointInfo, IpcacheValue } from '../../src/kernel/codecs.js';
-import { Dir, EndpointFlags, Identity, IpcacheFlags } from '../../src/kernel/layout.js';
+import { DROP_REASON_TEXT, Dir, DropReason, EndpointFlags, Identity, IpcacheFlags, MtlsPortMode } from '../../src/kernel/layout.js';
 import { PolicyController, Snapshot, networkPolicy, podInfo } from '../../src/policy/controller.js';
 import { workloadOf } from '../../src/cluster/objects.js';
 import { FlowIndex } from '../../src/observe/flow-index.js';
@@ -65,6 +65,19 @@ class MemoryMaps implements PolicyMaps {
 	deletePolicyRaw(k: Buffer) {
 		this.writes.push('policy delete');
 		return this.policy.delete(k.toString('hex'));
+	}
+	/** `${epId}:${port}` -> mode */
+	mtlsPorts = new Map<string, number>();
+	mtlsPortEntries() {
+		return [...this.mtlsPorts].map(([k, mode]) => ({ epId: Number(k.split(':')[0]), port: Number(k.split(':')[1]), mode }));
+	}
+	setMtlsPort(epId: number, port: number, mode: number) {
+		this.writes.push(`mtls ${epId}:${port}=${mode}`);
+		this.mtlsPorts.set(`${epId}:${port}`, mode);
+	}
+	deleteMtlsPort(epId: number, port: number) {
+		this.writes.push(`mtls delete ${epId}:${port}`);
+		return this.mtlsPorts.delete(`${epId}:${port}`);
 	}
 }
 
@@ -183,6 +196,29 @@ test('pods: terminal phases are gone, ports, host networking and the mesh annota
 
 const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
+/** A TCP SYN's event from endpoint 7 (ifindex 17), with what a test sets. */
+function tcpEvent(e: Pick<DatapathEvent, 'type' | 'direction' | 'verdict' | 'src' | 'dst' | 'dport'> & Partial<DatapathEvent>): DatapathEvent {
+	return {
+		tsNs: 0n,
+		reason: 0,
+		reasonName: 'NONE',
+		protocol: 6,
+		tcpFlags: 2,
+		epId: 7,
+		srcIdentity: 0,
+		dstIdentity: 0,
+		ruleId: 0,
+		ifindex: 17,
+		pktLen: 60,
+		sport: 40000,
+		isReply: false,
+		match: 'not-isolated',
+		icmpType: 0,
+		icmpCode: 0,
+		...e,
+	};
+}
+
 test('the policy controller writes the mesh flags from a namespace label and clears them, and names meshed pods in flows', () => {
 	const maps = new MemoryMaps();
 	const objects = {
@@ -217,30 +253,7 @@ test('the policy controller writes the mesh flags from a namespace label and cle
 	// Flows name the local pod as meshed.
 	const index = new FlowIndex('n1', () => 0);
 	index.update(objects.pods, c.verdictLookups());
-	const ev: DatapathEvent = {
-		tsNs: 0n,
-		type: 'policy-verdict',
-		direction: 'egress',
-		verdict: 'FORWARDED',
-		reason: 0,
-		reasonName: 'NONE',
-		protocol: 6,
-		tcpFlags: 2,
-		epId: 7,
-		srcIdentity: 0,
-		dstIdentity: 0,
-		ruleId: 0,
-		ifindex: 17,
-		pktLen: 60,
-		src: '10.0.0.1',
-		dst: '10.0.0.9',
-		sport: 40000,
-		dport: 80,
-		isReply: false,
-		match: 'not-isolated',
-		icmpType: 0,
-		icmpCode: 0,
-	};
+	const ev = tcpEvent({ type: 'policy-verdict', direction: 'egress', verdict: 'FORWARDED', src: '10.0.0.1', dst: '10.0.0.9', dport: 80 });
 	const flow = toFlow(ev, index.context());
 	assert.equal(flow.source.meshed, true);
 	assert.equal(flow.destination.meshed, undefined);
@@ -250,6 +263,112 @@ test('the policy controller writes the mesh flags from a namespace label and cle
 	assert.equal(maps.endpoints.get('10.0.0.1')!.flags, 0, 'mesh off on the node: flags cleared');
 	assert.deepEqual(addrFlags(), { '10.0.0.1/32': 0, '10.0.1.1/32': 0 });
 	assert.equal(c.verdictLookups().meshed('10.0.0.1'), false);
+});
+
+const strictPa = (spec: unknown, name = 'strict') => ({
+	apiVersion: 'security.istio.io/v1',
+	kind: 'PeerAuthentication',
+	metadata: { namespace: 'a', name, creationTimestamp: '2026-01-01T00:00:00Z' },
+	spec,
+});
+
+test('PeerAuthentication through the controller: STRICT and port entries written from the snapshot, cleared without it, problems logged once, and a MTLS_REQUIRED drop names the policy', () => {
+	const maps = new MemoryMaps();
+	const objects: Omit<Snapshot, 'synced'> = {
+		pods: [pod('a', 'web', '10.0.0.1', { app: 'web' })],
+		namespaces: [ns('a', { [MESH_KEY]: 'enabled' })],
+		policies: [],
+		nodes: [],
+	};
+	const warned: string[] = [];
+	const log = { ...quiet, warn: (_o: object, m: string) => void warned.push(m) };
+	const c = new PolicyController({
+		node: 'n1',
+		snapshot: () => ({ synced: true, ...objects }),
+		endpoints: () => [{ namespace: 'a', pod: 'web', ip: '10.0.0.1', epId: 7, ifindex: 17 }],
+		maps,
+		log,
+	});
+	const flags = (): number => maps.endpoints.get('10.0.0.1')!.flags;
+	assert.equal(c.run(), true);
+	assert.equal(flags(), EndpointFlags.Meshed, 'no PeerAuthentications listed (the CRD absent): none');
+
+	objects.peerAuthentications = [strictPa({ mtls: { mode: 'STRICT' }, portLevelMtls: { 8081: { mode: 'PERMISSIVE' } } })];
+	maps.writes.length = 0;
+	assert.equal(c.run(), true);
+	assert.equal(flags(), EndpointFlags.Meshed | EndpointFlags.MtlsStrict | EndpointFlags.MtlsPorts);
+	assert.deepEqual([...maps.mtlsPorts], [['7:8081', MtlsPortMode.Permissive]]);
+	assert.deepEqual(maps.writes, ['endpoint 10.0.0.1', 'mtls 7:8081=1'], 'the flags first, the port that loosens after them');
+	assert.equal(warned.filter((m) => m.startsWith('PeerAuthentication')).length, 1, 'portLevelMtls without a selector is a problem');
+	assert.equal(c.run(), true);
+	assert.equal(warned.filter((m) => m.startsWith('PeerAuthentication')).length, 1, 'logged once, not on every run');
+
+	// The flow of a refused connection names the PeerAuthentication, as a policy drop names its policy.
+	const index = new FlowIndex('n1', () => 0);
+	index.update(objects.pods, c.verdictLookups());
+	const drop = (dport: number): DatapathEvent =>
+		tcpEvent({
+			type: 'drop',
+			direction: 'ingress',
+			verdict: 'DROPPED',
+			reason: DropReason.MTLS_REQUIRED,
+			reasonName: 'MTLS_REQUIRED',
+			src: '10.0.9.9',
+			dst: '10.0.0.1',
+			dport,
+		});
+	const flow = toFlow(drop(8080), index.context());
+	assert.equal(flow.verdict, 'DROPPED');
+	assert.equal(flow.dropReasonDesc, DROP_REASON_TEXT.MTLS_REQUIRED);
+	assert.deepEqual(flow.isolatedBy, [{ kind: 'PeerAuthentication', namespace: 'a', name: 'strict' }]);
+	assert.match(flow.summary, /DROPPED \(MTLS_REQUIRED: the destination requires mutual TLS .*; isolated by PeerAuthentication a\/strict\)$/);
+	assert.equal(toFlow(drop(8081), index.context()).isolatedBy, undefined, 'a PERMISSIVE port names no policy');
+
+	objects.peerAuthentications = [];
+	maps.writes.length = 0;
+	assert.equal(c.run(), true);
+	assert.equal(flags(), EndpointFlags.Meshed, 'the policy deleted: cleared');
+	assert.deepEqual([...maps.mtlsPorts], []);
+	assert.deepEqual(maps.writes, ['mtls delete 7:8081', 'endpoint 10.0.0.1'], 'a PERMISSIVE entry goes before the flags');
+});
+
+test('the reconciler writes what makes a port stricter before the endpoint flags and what loosens one after: no step admits plaintext that a state refuses, an endpoint id reused included', () => {
+	const maps = new MemoryMaps();
+	const r = new MapReconciler(maps);
+	const ep = (flags: number): Map<string, EndpointInfo> => new Map([['10.0.0.1', { epId: 7, identity: 300, ifindex: 17, flags }]]);
+	const apply = (flags: number, ports: Array<[number, number]>) =>
+		r.apply({ ipcache: new Map(), endpoints: ep(flags), policy: new Map(), mtlsPorts: new Map(ports.map(([p, m]) => [`7:${p}`, m])) });
+	const S = EndpointFlags.MtlsStrict;
+	const P = EndpointFlags.MtlsPorts;
+	const { Strict, Permissive } = MtlsPortMode;
+	// An old pod with endpoint id 7: PERMISSIVE, its port 80 STRICT and its port 81 PERMISSIVE (under a STRICT pod before).
+	apply(P, [
+		[80, Strict],
+		[81, Permissive],
+	]);
+	maps.writes.length = 0;
+	// A new pod takes the id: STRICT, port 80 PERMISSIVE, no entry for 81.
+	const stats = apply(S | P, [[80, Permissive]]);
+	assert.deepEqual(maps.writes, ['mtls delete 7:81', 'endpoint 10.0.0.1', 'mtls 7:80=1'], 'the stale PERMISSIVE 81 goes before the flags make the pod STRICT');
+	assert.deepEqual([stats.mtlsPortsSet, stats.mtlsPortsRemoved], [1, 1]);
+	maps.writes.length = 0;
+	apply(0, [[443, Strict]]);
+	assert.deepEqual(
+		maps.writes,
+		['mtls 7:443=2', 'mtls delete 7:80', 'endpoint 10.0.0.1'],
+		'what makes a port stricter (a STRICT entry, a PERMISSIVE one removed) before the flags',
+	);
+	maps.writes.length = 0;
+	assert.equal(apply(0, [[443, Strict]]).mtlsPortsSet, 0, 'applied again: nothing');
+	apply(S, []);
+	assert.deepEqual(maps.writes, ['endpoint 10.0.0.1', 'mtls delete 7:443'], 'a STRICT entry removed after the flags');
+	maps.writes.length = 0;
+	apply(0, [[443, Strict]]);
+	// A restarted agent reads the entries back.
+	const again = new MapReconciler(maps);
+	assert.equal(again.apply({ ipcache: new Map(), endpoints: ep(0), policy: new Map(), mtlsPorts: new Map([['7:443', Strict]]) }).mtlsPortsSet, 0);
+	assert.equal(again.apply({ ipcache: new Map(), endpoints: ep(0), policy: new Map() }).mtlsPortsRemoved, 1, 'none desired: removed');
+	assert.deepEqual([...maps.mtlsPorts], []);
 });
 
 /** The socket LB's sources map in memory, with a log of writes. */

@@ -37,6 +37,19 @@
 #define WEIR_EP_INGRESS_ISOLATED (1u << 0)
 #define WEIR_EP_EGRESS_ISOLATED	 (1u << 1)
 #define WEIR_EP_MESHED		 (1u << 2)
+/*
+ * PeerAuthentication STRICT (docs/ztunnel.md, "mTLS mode"): a new TCP connection to
+ * the endpoint is admitted only from the node's ztunnel (a socket carrying its mark)
+ * or from this node; any other is dropped as WEIR_DROP_MTLS_REQUIRED. The agent sets
+ * it on meshed endpoints only (lib/mtls.h).
+ */
+#define WEIR_EP_MTLS_STRICT	 (1u << 3)
+/*
+ * Some ports of the endpoint have a mode of their own in weir_mtls_ports
+ * (portLevelMtls), which overrides WEIR_EP_MTLS_STRICT for those ports. Without it
+ * the map is not consulted.
+ */
+#define WEIR_EP_MTLS_PORTS	 (1u << 4)
 
 /*
  * Record types on the events ring buffer (the type field of struct weir_event_hdr):
@@ -110,6 +123,20 @@ struct weir_endpoint_info {
 	__u32 identity;
 	__u32 ifindex; /* host side of the pod's veth */
 	__u32 flags;   /* WEIR_EP_* */
+};
+
+/* mtls_ports: (endpoint, destination port) -> the port's mTLS mode (portLevelMtls). */
+struct weir_mtls_port_key {
+	__u32 ep_id;
+	__u16 dport; /* host order */
+	__u16 pad;
+};
+
+#define WEIR_MTLS_PERMISSIVE 1 /* plaintext admitted (PERMISSIVE, DISABLE) */
+#define WEIR_MTLS_STRICT     2 /* only the ztunnel and the node; any value but PERMISSIVE means this */
+
+struct weir_mtls_port_value {
+	__u32 mode; /* WEIR_MTLS_* */
 };
 
 /*
@@ -220,11 +247,12 @@ struct weir_metrics_value {
  * identifier of the map's variable in the lib/ headers, which libbpf takes as the
  * map's name and pin name: maps are declared and referenced only through these.
  */
-#define WEIR_MAP_IPCACHE   weir_ipcache
-#define WEIR_MAP_ENDPOINTS weir_endpoints
-#define WEIR_MAP_POLICY	   weir_policy
-#define WEIR_MAP_CT4	   weir_ct4
-#define WEIR_MAP_EVENTS	   weir_events
-#define WEIR_MAP_METRICS   weir_metrics_v2 /* v2: WEIR_REASON_MAX 140 -> 160 */
+#define WEIR_MAP_IPCACHE    weir_ipcache
+#define WEIR_MAP_ENDPOINTS  weir_endpoints
+#define WEIR_MAP_POLICY	    weir_policy
+#define WEIR_MAP_CT4	    weir_ct4
+#define WEIR_MAP_EVENTS	    weir_events
+#define WEIR_MAP_METRICS    weir_metrics_v2 /* v2: WEIR_REASON_MAX 140 -> 160 */
+#define WEIR_MAP_MTLS_PORTS weir_mtls_ports
 
 #endif /* WEIR_DATAPATH_H */

@@ -24,6 +24,7 @@
 #define WEIR_DROP_WRONG_INTERFACE    -138 /* destination pod is not behind the interface it reached */
 #define WEIR_DROP_NO_SERVICE_BACKEND -139 /* socket LB: the Service has no backend; its connect is refused */
 #define WEIR_DROP_PROXY_UNAVAILABLE  -140 /* meshed pod's TCP: no ztunnel socket to take it (fail closed) */
+#define WEIR_DROP_MTLS_REQUIRED	     -141 /* PeerAuthentication STRICT: a new TCP connection not from the ztunnel */
 
 /*
  * The metrics array covers -code in [0, 159]: room for codes up to -159 without

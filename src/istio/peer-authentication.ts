@@ -122,16 +122,44 @@ export function compilePeerAuthentications(objects: readonly unknown[], opts: { 
 	return { rootNamespace: opts.rootNamespace, mesh, byNamespace, problems };
 }
 
-/** The mTLS mode for connections to this workload's port, and the policy that set it. */
-export function mtlsMode(compiled: CompiledPeerAuthentications, w: MtlsWorkload): MtlsDecision {
-	let out: MtlsDecision = { mode: 'PERMISSIVE' };
+/** The policies that apply to a workload, least specific first: mesh-wide, namespace-wide, its workload policy. */
+function applicable(compiled: CompiledPeerAuthentications, w: Omit<MtlsWorkload, 'port'>): CompiledPeerAuthentication[] {
 	const ns = compiled.byNamespace.get(w.namespace);
 	const workload = ns?.workload.find((p) => selects(p.selector!, w.labels));
+	return [compiled.mesh, ns?.namespaceWide, workload].filter((p): p is CompiledPeerAuthentication => p !== undefined);
+}
+
+function decide(policies: readonly CompiledPeerAuthentication[], port: number): MtlsDecision {
+	let out: MtlsDecision = { mode: 'PERMISSIVE' };
 	// Least specific first; each level's port entry (only a workload policy has them, unless
 	// one without a selector was written with them) overrides its own mode.
-	for (const p of [compiled.mesh, ns?.namespaceWide, workload]) {
-		if (!p) continue;
-		for (const mode of [p.mode, p.ports.get(w.port) ?? 'UNSET']) if (mode !== 'UNSET') out = { mode, policy: p.key };
+	for (const p of policies) {
+		for (const mode of [p.mode, p.ports.get(port) ?? 'UNSET']) if (mode !== 'UNSET') out = { mode, policy: p.key };
 	}
 	return out;
+}
+
+/** The mTLS mode for connections to this workload's port, and the policy that set it. */
+export function mtlsMode(compiled: CompiledPeerAuthentications, w: MtlsWorkload): MtlsDecision {
+	return decide(applicable(compiled, w), w.port);
+}
+
+/** A workload's mode on every port, as a datapath holds it: one mode, and the ports that differ. */
+export interface WorkloadMtls {
+	/** the mode of a port no portLevelMtls entry names */
+	workload: MtlsDecision;
+	/** every port a portLevelMtls entry of an applicable policy names, with its mode (equal to `workload` or not) */
+	ports: ReadonlyMap<number, MtlsDecision>;
+}
+
+/**
+ * mtlsMode() for every port of a workload at once: `mtlsMode(c, {…w, port})` is
+ * `ports.get(port) ?? workload` for every port.
+ */
+export function workloadMtls(compiled: CompiledPeerAuthentications, w: Omit<MtlsWorkload, 'port'>): WorkloadMtls {
+	const policies = applicable(compiled, w);
+	const ports = new Map<number, MtlsDecision>();
+	for (const p of policies) for (const port of p.ports.keys()) if (!ports.has(port)) ports.set(port, decide(policies, port));
+	// Port 0 is no port: no portLevelMtls entry names it.
+	return { workload: decide(policies, 0), ports: new Map([...ports].sort(([a], [b]) => a - b)) };
 }
