@@ -334,6 +334,38 @@ describe('the ztunnel: meshed pods over HBONE', { timeout: 900_000 }, () => {
 			await waitFor('mesh-c allowed again', 20_000, async () => ((await get(k, other, `http://${server.ip}:8080/`)).code === 0 ? true : undefined), 500);
 		});
 
+		await t.test('PeerAuthentication STRICT: a plaintext client is refused, the meshed one gets in; PERMISSIVE again lets it in', async () => {
+			const strict = {
+				apiVersion: 'security.istio.io/v1',
+				kind: 'PeerAuthentication',
+				metadata: { name: 'mesh-b-strict', namespace: 'mesh-b' },
+				spec: { mtls: { mode: 'STRICT' } },
+			};
+			await k.kubectl(['apply', '-f', '-'], { input: JSON.stringify(strict) });
+			t.after(() => k.kubectl(['-n', 'mesh-b', 'delete', 'peerauthentication', 'mesh-b-strict', '--ignore-not-found']));
+			const plainGet = (): Promise<{ code: number; out: string }> => inPod(k, 'mesh-a', legacy.pod, `timeout 3 wget -q -O - http://${server.ip}:8080/ 2>&1`);
+			await waitFor('the opted-out client refused', 30_000, async () => ((await plainGet()).code !== 0 ? true : undefined), 1000);
+			const meshed = await get(k, client, `http://${server.ip}:8080/`);
+			assert.equal(meshed.code, 0, meshed.out);
+			assert.match(meshed.out, new RegExp(`client=${client.ip.replace(/\./g, '\\.')}`), 'delivered by the ztunnel with the client address');
+			const drops = await weirCli([
+				'observe',
+				'--kubeconfig',
+				k.kubeconfig,
+				'--to-namespace',
+				'mesh-b',
+				'--verdict',
+				'DROPPED',
+				'--drop-reason',
+				'MTLS_REQUIRED',
+				'--last',
+				'20',
+			]);
+			assert.match(drops.out, /MTLS_REQUIRED.*PeerAuthentication mesh-b\/mesh-b-strict/, drops.out);
+			await k.kubectl(['apply', '-f', '-'], { input: JSON.stringify({ ...strict, spec: { mtls: { mode: 'PERMISSIVE' } } }) });
+			await waitFor('the opted-out client admitted again', 30_000, async () => ((await plainGet()).code === 0 ? true : undefined), 1000);
+		});
+
 		await t.test('the ztunnel killed under traffic: meshed connections fail closed, then recover; others unaffected', async () => {
 			const loop = (ip: string, file: string): string =>
 				`(for i in $(seq 1 50); do if timeout 1 wget -q -O /dev/null http://${ip}:8080/; then echo ok; else echo fail; fi; sleep 0.2; done) > ${file} 2>&1 &`;
