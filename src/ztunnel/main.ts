@@ -4,6 +4,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { checkTrustDomain, SpiffeIdError } from '../identity/spiffe.js';
+import { checkedArg, stopOnSignals } from '../shared/cli.js';
 import { DEFAULT_ZTUNNEL_CONFIG, Ztunnel, type ZtunnelConfig } from './app.js';
 
 function port(v: string): number {
@@ -12,14 +13,7 @@ function port(v: string): number {
 	return n;
 }
 
-function trustDomain(v: string): string {
-	try {
-		return checkTrustDomain(v);
-	} catch (err) {
-		if (err instanceof SpiffeIdError) throw new InvalidArgumentError(err.message);
-		throw err;
-	}
-}
+const trustDomain = checkedArg(checkTrustDomain, (err) => err instanceof SpiffeIdError);
 
 function ipv4(v: string): string {
 	if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(v) || v.split('.').some((o) => Number(o) > 255)) throw new InvalidArgumentError('an IPv4 address');
@@ -78,18 +72,7 @@ program.action(async (o: Opts) => {
 	const log = pino({ level: cfg.logLevel, base: { component: 'ztunnel', node: cfg.nodeName } });
 	const z = new Ztunnel(cfg, log);
 	await z.start();
-	const shutdown = (sig: string): void => {
-		log.info({ sig }, 'stopping: meshed pods of this node fail closed until a ztunnel listens again');
-		z.stop().then(
-			() => process.exit(0),
-			(err: Error) => {
-				log.error({ err: err.message }, 'stop failed');
-				process.exit(1);
-			},
-		);
-	};
-	process.on('SIGTERM', () => shutdown('SIGTERM'));
-	process.on('SIGINT', () => shutdown('SIGINT'));
+	stopOnSignals(log, 'stopping: meshed pods of this node fail closed until a ztunnel listens again', () => z.stop());
 });
 
 program.parseAsync(process.argv).catch((err: Error) => {
