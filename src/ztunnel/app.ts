@@ -20,7 +20,7 @@ import { ZtunnelMetrics } from './metrics.js';
 import { FlowReporter } from './flows.js';
 import { fanOut, type ConnectionObserver } from './proxy/connections.js';
 import { DEFAULTS } from '../shared/defaults.js';
-import { InboundServer, type Authorize, type AuthzInput, type AuthzVerdict, type Deliver } from './proxy/inbound.js';
+import { InboundServer, type Authorize, type AuthzInput, type AuthzVerdict, type Deliver, type InboundLimits } from './proxy/inbound.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { HbonePool } from './proxy/pool.js';
 import { buildState, StateSnapshot, type Membership } from './state.js';
@@ -48,6 +48,8 @@ export interface ZtunnelConfig {
 	rootNamespace?: string;
 	/** the node agent's socket for connection records (docs/ztunnel.md, "Flows"); '' sends none */
 	flowSocket: string;
+	/** the HBONE server's timeouts and reset budget (DEFAULT_INBOUND_LIMITS) */
+	inboundLimits?: Partial<InboundLimits>;
 }
 
 export const DEFAULT_ZTUNNEL_CONFIG = {
@@ -149,8 +151,10 @@ export class Ztunnel {
 			authorize: parts.authorize ?? ((i) => this.authorize(i)),
 			deliver: parts.deliver ?? ((source, destination) => connectTransparent({ source, destination, timeoutMs: 5_000 })),
 			observer: this.observer,
+			events: this.metrics,
 			log: log.child({ component: 'inbound' }),
 			localAddresses: () => (config.nodeAddress ? [config.nodeAddress] : []),
+			...(config.inboundLimits ? { limits: config.inboundLimits } : {}),
 		});
 		this.outbound = new OutboundProxy({
 			node: config.nodeName,
