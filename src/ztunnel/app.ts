@@ -20,6 +20,7 @@ import { ZtunnelMetrics } from './metrics.js';
 import { FlowReporter } from './flows.js';
 import { fanOut, type ConnectionObserver } from './proxy/connections.js';
 import { DEFAULTS } from '../shared/defaults.js';
+import { drain } from './drain.js';
 import { InboundServer, type Authorize, type AuthzInput, type AuthzVerdict, type Deliver, type InboundLimits } from './proxy/inbound.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { HbonePool } from './proxy/pool.js';
@@ -262,11 +263,18 @@ export class Ztunnel {
 		});
 	}
 
-	async stop(): Promise<void> {
+	/**
+	 * Stops the node proxy. With `drainMs` (SIGTERM) it drains first: the capture
+	 * listener and the HBONE server stop accepting (readiness turns false), GOAWAY goes
+	 * out on every HBONE session both ways, and the connections already carried go on
+	 * for up to `drainMs` before they are ended (src/ztunnel/drain.ts).
+	 */
+	async stop(o: { drainMs?: number } = {}): Promise<void> {
 		clearImmediate(this.rebuild);
-		await this.capture?.close();
-		this.pool.close();
-		await this.inbound.close();
+		// (resolves once the captured connections are gone: their tunnels end in the drain)
+		const captureClosed = this.capture?.close();
+		await drain([this.inbound, this.pool], o.drainMs ?? 0, this.log.child({ component: 'drain' }));
+		await captureClosed;
 		this.certs.stop();
 		for (const i of this.informers) await i.stop();
 		await this.admin.close();

@@ -3,8 +3,8 @@
 // sent for real to the real InboundServer; each case checks that it is refused, logged
 // with its context (pino lines read back), counted (the Prometheus registry), that the
 // server is left with no connection, session or stream of it, and that a legitimate
-// client is served afterwards. docs/ztunnel.md, "Bad input", is the table these cases
-// check.
+// client is served afterwards. docs/ztunnel.md, "Bad input" and "Drain", is the table
+// these cases check.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -17,6 +17,11 @@ import { HbonePool } from '../../src/ztunnel/proxy/pool.js';
 import { parseSpiffeId } from '../../src/identity/spiffe.js';
 import type { WorkloadCertificate } from '../../src/identity/cert-manager.js';
 import type { ZtunnelMetrics } from '../../src/ztunnel/metrics.js';
+import { DEFAULT_DRAIN_MS, drain } from '../../src/ztunnel/drain.js';
+import { repoRoot } from '../../src/shared/package.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
 
 const PODS: LabPod[] = [
 	{ ns: 'x', name: 'client', sa: 'client', node: 'a', ip: '127.0.1.1' },
@@ -498,5 +503,103 @@ test('the HBONE client against bad servers: every error has a code and names the
 
 	await t.test('nothing of these is left in the pool but the idle connection to the server that answered', () => {
 		assert.deepEqual(pool.stats(), [{ key: `${id('x', 'client')}|${id('y', 'server')}|${NODE_IP.b}:${answering}`, connections: 1, streams: 0 }]);
+	});
+});
+
+test('drain: GOAWAY, open streams go on until the deadline, new CONNECTs are refused', async (t) => {
+	await t.test('the default deadline ends 5 s before the DaemonSet’s grace period does', () => {
+		const docs = parseAllDocuments(readFileSync(join(repoRoot, 'deploy/base/ztunnel.yaml'), 'utf8')).map((d) => d.toJSON() as Record<string, unknown>);
+		const ds = docs.find((d) => d['kind'] === 'DaemonSet') as { spec: { template: { spec: { terminationGracePeriodSeconds: number } } } };
+		assert.ok(DEFAULT_DRAIN_MS / 1000 + 5 <= ds.spec.template.spec.terminationGracePeriodSeconds);
+	});
+
+	/** A lab with one captured connection from x/client to y/server that has said hello. */
+	const withStream = async (tt: { after(fn: () => unknown): void }) => {
+		const cap = captureLog();
+		const lab = await HboneLab.start(PODS, { log: cap.log });
+		tt.after(() => lab.stop());
+		const port = await lab.podServer('127.0.1.2');
+		const app = await lab.nodes.a.capture('127.0.1.1', { address: '127.0.1.2', port });
+		assert.equal((await readAll(app, (d) => d.includes('\n'))).data, 'peer 127.0.1.1\n');
+		const echo = async (line: string): Promise<string> => {
+			app.write(line);
+			return (await readAll(app, (d) => d.includes(line))).data;
+		};
+		return { cap, lab, port, app, echo };
+	};
+
+	await t.test('inbound: the open stream flows during the drain and ends normally when its client closes; new CONNECTs are refused', async (tt) => {
+		const { cap, lab, port, app, echo } = await withStream(tt);
+		const b = lab.nodes.b;
+		// A session opened before the drain, by a client that will ignore its GOAWAY.
+		const s = tlsTo(lab.port, lab.nodes.a.certs.get(id('x', 'client')));
+		await secure(s);
+		const h = new RawH2(s);
+		await waitFor(() => b.inbound.stats().sessions === 2, 'both sessions');
+		const drained = drain([b.inbound], 5000, cap.log);
+		assert.equal(b.inbound.server.listening, false, 'the listener is closed at once');
+		await waitFor(() => h.goaway() !== undefined, 'GOAWAY on the idle session');
+		assert.equal(h.goaway()?.code, H2_ERROR.NO_ERROR);
+		// A stream the client opens after the GOAWAY is above its last stream ID: ignored (RFC 9113 §6.8), never delivered.
+		const ignored = h.open(connectHeaders(`127.0.1.2:${port}`, '127.0.1.1'));
+		await sleep(100);
+		assert.ok(!h.answered().has(ignored) && !h.resets().has(ignored));
+		assert.equal(b.inbound.stats().streams, 1, 'only the captured connection’s stream');
+		// New connections: refused by the kernel; the pool's connection got GOAWAY and left the pool.
+		const refused = netConnect({ host: NODE_IP.b, port: lab.port, localAddress: NODE_IP.a });
+		assert.equal((await closed(refused)).error, 'ECONNREFUSED');
+		await waitFor(() => lab.nodes.a.pool.stats().length === 0, 'the pooled connection out of the pool');
+		const late = await lab.nodes.a.capture('127.0.1.1', { address: '127.0.1.2', port });
+		assert.equal((await readAll(late)).data, '', 'a connection captured during the drain is refused');
+		assert.ok(lab.nodes.a.observer.events.some((e) => e.kind === 'refused' && e.code === 'WEIR_ERR_HBONE_CONNECT' && /ECONNREFUSED/.test(e.reason ?? '')));
+		// The open stream keeps flowing.
+		assert.equal(await echo('during the drain\n'), 'during the drain\n');
+		app.end();
+		const report = await drained;
+		assert.deepEqual(report.forced, {}, 'nothing left to force');
+		assert.ok(report.durationMs < 5000, `drained in ${report.durationMs} ms`);
+		const close = b.observer.events.find((e) => e.kind === 'closed');
+		assert.equal(close?.r?.error, undefined, 'the stream ended normally');
+		assert.deepEqual(b.inbound.stats(), { connections: 0, sessions: 0, streams: 0 });
+		assert.ok(cap.lines.some((l) => l['msg'] === 'drained'));
+	});
+
+	await t.test('inbound: a stream still open at the deadline is torn down, counted and logged', async (tt) => {
+		const { cap, lab, app } = await withStream(tt);
+		const b = lab.nodes.b;
+		const t0 = Date.now();
+		const report = await drain([b.inbound], 300, cap.log);
+		assert.ok(Date.now() - t0 >= 290 && Date.now() - t0 < 2000, `drain took ${Date.now() - t0} ms`);
+		assert.deepEqual(report.forced, { inbound: 1 });
+		const c = await closed(app);
+		assert.ok(c.afterMs < 2000, 'the client pod’s connection ends with it');
+		assert.equal(await counter(b.metrics, 'weir_ztunnel_hbone_sessions_terminated_total', { reason: 'drain_deadline' }), 1);
+		assert.ok(cap.lines.some((l) => l['reason'] === 'drain_deadline' && l['streams'] === 1));
+		assert.ok(cap.lines.some((l) => l['msg'] === 'drained; connections still open at the deadline were ended'));
+		assert.deepEqual(b.inbound.stats(), { connections: 0, sessions: 0, streams: 0 });
+	});
+
+	await t.test('outbound: the pool refuses new streams, keeps the open one flowing, and ends it at the deadline', async (tt) => {
+		const { cap, lab, port, app, echo } = await withStream(tt);
+		const a = lab.nodes.a;
+		const drained = drain([a.pool], 600, cap.log);
+		const late = await a.capture('127.0.1.1', { address: '127.0.1.2', port });
+		assert.equal((await readAll(late)).data, '');
+		assert.ok(a.observer.events.some((e) => e.kind === 'refused' && e.code === 'WEIR_ERR_HBONE_CLOSED'));
+		assert.equal(await echo('still here\n'), 'still here\n');
+		const report = await drained;
+		assert.deepEqual(report.forced, { outbound: 1 });
+		await closed(app);
+		assert.deepEqual(a.pool.stats(), []);
+		await waitFor(() => lab.nodes.b.inbound.stats().sessions === 0, 'the destination’s session gone too');
+	});
+
+	await t.test('outbound: a pool connection whose last stream ends closes at once, and the drain is done', async (tt) => {
+		const { cap, lab, app } = await withStream(tt);
+		const drained = drain([lab.nodes.a.pool], 5000, cap.log);
+		app.end();
+		const report = await drained;
+		assert.deepEqual(report.forced, {});
+		assert.ok(report.durationMs < 2000, `drained in ${report.durationMs} ms`);
 	});
 });
