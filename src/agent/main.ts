@@ -6,6 +6,7 @@ import { AgentConfig, buildAgent } from './app.js';
 import { MainOptions, buildMainCli, cniConfig } from './config.js';
 import { FileEndpointSource } from './endpoint-file.js';
 import type { EndpointSource } from '../shared/endpoint.js';
+import { stopOnSignals } from '../shared/cli.js';
 
 async function run(cfg: AgentConfig, o: MainOptions): Promise<void> {
 	const log = pino({ level: cfg.logLevel, base: { component: 'agent', node: cfg.nodeName } });
@@ -16,18 +17,7 @@ async function run(cfg: AgentConfig, o: MainOptions): Promise<void> {
 	const agent = await buildAgent(cfg, endpoints, log);
 	await agent.start();
 	log.info({ pinRoot: cfg.pinRoot }, 'agent started');
-	const shutdown = (sig: string): void => {
-		log.info({ sig }, 'stopping; the pinned datapath keeps enforcing');
-		agent.stop().then(
-			() => process.exit(0),
-			(err: Error) => {
-				log.error({ err: err.message }, 'stop failed');
-				process.exit(1);
-			},
-		);
-	};
-	process.on('SIGTERM', () => shutdown('SIGTERM'));
-	process.on('SIGINT', () => shutdown('SIGINT'));
+	stopOnSignals(log, 'stopping; the pinned datapath keeps enforcing', () => agent.stop());
 }
 
 buildMainCli(run)

@@ -8,6 +8,7 @@ import pino from 'pino';
 import { join } from 'node:path';
 import { RELAY_DEFAULTS as RELAY_BOUNDS } from '../relay/relay.js';
 import { DEFAULTS, RELAY_DEFAULTS } from '../shared/defaults.js';
+import { checkedArg } from '../shared/cli.js';
 import { repoRoot } from '../shared/package.js';
 import { CA_DEFAULTS } from '../ca/ca.js';
 import { checkTrustDomain, DEFAULT_TRUST_DOMAIN, SpiffeIdError } from '../identity/spiffe.js';
@@ -53,14 +54,7 @@ interface Opts {
 	logLevel: string;
 }
 
-function trustDomain(v: string): string {
-	try {
-		return checkTrustDomain(v);
-	} catch (err) {
-		if (err instanceof SpiffeIdError) throw new InvalidArgumentError(err.message);
-		throw err;
-	}
-}
+const trustDomain = checkedArg(checkTrustDomain, (err) => err instanceof SpiffeIdError);
 
 const program = new Command('weir-controller')
 	.description('the cluster-wide flow relay (every node agent’s flows, merged), the web UI and the workload CA')

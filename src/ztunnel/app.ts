@@ -20,7 +20,8 @@ import { ZtunnelMetrics } from './metrics.js';
 import { FlowReporter } from './flows.js';
 import { fanOut, type ConnectionObserver } from './proxy/connections.js';
 import { DEFAULTS } from '../shared/defaults.js';
-import { InboundServer, type Authorize, type AuthzInput, type AuthzVerdict, type Deliver } from './proxy/inbound.js';
+import { drain } from './drain.js';
+import { InboundServer, type Authorize, type AuthzInput, type AuthzVerdict, type Deliver, type InboundLimits } from './proxy/inbound.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { HbonePool } from './proxy/pool.js';
 import { buildState, StateSnapshot, type Membership } from './state.js';
@@ -48,6 +49,8 @@ export interface ZtunnelConfig {
 	rootNamespace?: string;
 	/** the node agent's socket for connection records (docs/ztunnel.md, "Flows"); '' sends none */
 	flowSocket: string;
+	/** the HBONE server's timeouts and reset budget (DEFAULT_INBOUND_LIMITS) */
+	inboundLimits?: Partial<InboundLimits>;
 }
 
 export const DEFAULT_ZTUNNEL_CONFIG = {
@@ -149,8 +152,10 @@ export class Ztunnel {
 			authorize: parts.authorize ?? ((i) => this.authorize(i)),
 			deliver: parts.deliver ?? ((source, destination) => connectTransparent({ source, destination, timeoutMs: 5_000 })),
 			observer: this.observer,
+			events: this.metrics,
 			log: log.child({ component: 'inbound' }),
 			localAddresses: () => (config.nodeAddress ? [config.nodeAddress] : []),
+			...(config.inboundLimits ? { limits: config.inboundLimits } : {}),
 		});
 		this.outbound = new OutboundProxy({
 			node: config.nodeName,
@@ -258,11 +263,18 @@ export class Ztunnel {
 		});
 	}
 
-	async stop(): Promise<void> {
+	/**
+	 * Stops the node proxy. With `drainMs` (SIGTERM) it drains first: the capture
+	 * listener and the HBONE server stop accepting (readiness turns false), GOAWAY goes
+	 * out on every HBONE session both ways, and the connections already carried go on
+	 * for up to `drainMs` before they are ended (src/ztunnel/drain.ts).
+	 */
+	async stop(o: { drainMs?: number } = {}): Promise<void> {
 		clearImmediate(this.rebuild);
-		await this.capture?.close();
-		this.pool.close();
-		await this.inbound.close();
+		// (resolves once the captured connections are gone: their tunnels end in the drain)
+		const captureClosed = this.capture?.close();
+		await drain([this.inbound, this.pool], o.drainMs ?? 0, this.log.child({ component: 'drain' }));
+		await captureClosed;
 		this.certs.stop();
 		for (const i of this.informers) await i.stop();
 		await this.admin.close();

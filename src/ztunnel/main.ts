@@ -4,7 +4,9 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { checkTrustDomain, SpiffeIdError } from '../identity/spiffe.js';
+import { checkedArg, stopOnSignals } from '../shared/cli.js';
 import { DEFAULT_ZTUNNEL_CONFIG, Ztunnel, type ZtunnelConfig } from './app.js';
+import { DEFAULT_DRAIN_MS } from './drain.js';
 
 function port(v: string): number {
 	const n = Number(v);
@@ -12,13 +14,12 @@ function port(v: string): number {
 	return n;
 }
 
-function trustDomain(v: string): string {
-	try {
-		return checkTrustDomain(v);
-	} catch (err) {
-		if (err instanceof SpiffeIdError) throw new InvalidArgumentError(err.message);
-		throw err;
-	}
+const trustDomain = checkedArg(checkTrustDomain, (err) => err instanceof SpiffeIdError);
+
+function seconds(v: string): number {
+	const n = Number(v);
+	if (!Number.isInteger(n) || n < 0 || n > 3600) throw new InvalidArgumentError('a whole number of seconds from 0 to 3600');
+	return n;
 }
 
 function ipv4(v: string): string {
@@ -39,6 +40,7 @@ interface Opts {
 	hbonePort: number;
 	metricsPort: number;
 	readinessPort: number;
+	drainSeconds: number;
 	logLevel: string;
 	flowSocket: string;
 }
@@ -59,6 +61,12 @@ const program = new Command('weir-ztunnel')
 	.option('--metrics-port <n>', 'Prometheus metrics and /status', port, d.ports.metrics)
 	.option('--readiness-port <n>', '/healthz/ready', port, d.ports.readiness)
 	.option('--flow-socket <path>', "the node agent's socket for connection records, which it makes flows ('' sends none)", d.flowSocket)
+	.option(
+		'--drain-seconds <s>',
+		'on SIGTERM, how long open connections may go on (keep it below terminationGracePeriodSeconds)',
+		seconds,
+		DEFAULT_DRAIN_MS / 1000,
+	)
 	.addOption(new Option('--log-level <level>').choices(['debug', 'info', 'warn', 'error']).default(d.logLevel));
 
 program.action(async (o: Opts) => {
@@ -78,18 +86,11 @@ program.action(async (o: Opts) => {
 	const log = pino({ level: cfg.logLevel, base: { component: 'ztunnel', node: cfg.nodeName } });
 	const z = new Ztunnel(cfg, log);
 	await z.start();
-	const shutdown = (sig: string): void => {
-		log.info({ sig }, 'stopping: meshed pods of this node fail closed until a ztunnel listens again');
-		z.stop().then(
-			() => process.exit(0),
-			(err: Error) => {
-				log.error({ err: err.message }, 'stop failed');
-				process.exit(1);
-			},
-		);
-	};
-	process.on('SIGTERM', () => shutdown('SIGTERM'));
-	process.on('SIGINT', () => shutdown('SIGINT'));
+	stopOnSignals(
+		log,
+		`stopping: draining for up to ${o.drainSeconds} s; new connections of meshed pods of this node fail closed until a ztunnel listens again`,
+		() => z.stop({ drainMs: o.drainSeconds * 1000 }),
+	);
 });
 
 program.parseAsync(process.argv).catch((err: Error) => {

@@ -1,10 +1,12 @@
 // The ztunnel's Prometheus metrics, named and labelled like Istio's standard TCP
 // metrics (istio_tcp_connections_opened_total, …_closed_total, istio_tcp_sent_bytes_total,
 // istio_tcp_received_bytes_total) so existing Istio dashboards read them, plus Weir's
-// own counters of refused connections and HBONE connections. A ConnectionObserver:
+// own counters of refused connections, HBONE connections and the HBONE server's
+// refusals of bad input (docs/ztunnel.md, "Bad input"). A ConnectionObserver:
 // counting happens when a connection opens and closes, never per chunk.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ConnectionInfo, ConnectionObserver, ConnectionResult, Peer } from './proxy/connections.js';
+import type { HandshakeRejection, InboundEvents, SessionTermination, StreamReset } from './proxy/inbound.js';
 
 const LABELS = [
 	'reporter',
@@ -46,13 +48,16 @@ export function istioLabels(c: ConnectionInfo, responseFlags = '-'): Labels {
 	} as Labels;
 }
 
-export class ZtunnelMetrics implements ConnectionObserver {
+export class ZtunnelMetrics implements ConnectionObserver, InboundEvents {
 	readonly registry = new Registry();
 	private readonly opened_: Counter<(typeof LABELS)[number]>;
 	private readonly closed_: Counter<(typeof LABELS)[number]>;
 	private readonly sent: Counter<(typeof LABELS)[number]>;
 	private readonly received: Counter<(typeof LABELS)[number]>;
 	private readonly refusals: Counter<'direction' | 'code'>;
+	private readonly rejectedHandshakes: Counter<'reason'>;
+	private readonly streamResets: Counter<'reason'>;
+	private readonly terminatedSessions: Counter<'reason'>;
 	readonly hboneConnections: Gauge;
 	readonly activeConnections: Gauge<'direction'>;
 
@@ -71,6 +76,24 @@ export class ZtunnelMetrics implements ConnectionObserver {
 			name: 'weir_ztunnel_refused_connections_total',
 			help: 'connections the ztunnel refused or could not establish, by direction and code (HTTP status or WEIR_ERR_*)',
 			labelNames: ['direction', 'code'],
+			registers: r,
+		});
+		this.rejectedHandshakes = new Counter({
+			name: 'weir_ztunnel_rejected_handshakes_total',
+			help: 'connections to the HBONE port closed before HTTP/2, by reason (not_tls, tls_version, untrusted_certificate, expired_certificate, …)',
+			labelNames: ['reason'],
+			registers: r,
+		});
+		this.streamResets = new Counter({
+			name: 'weir_ztunnel_hbone_stream_resets_total',
+			help: 'inbound HBONE streams that ended unanswered: reset by the client (client_reset) or refused by the HTTP/2 layer (http2_refused)',
+			labelNames: ['reason'],
+			registers: r,
+		});
+		this.terminatedSessions = new Counter({
+			name: 'weir_ztunnel_hbone_sessions_terminated_total',
+			help: 'inbound HBONE sessions the server ended, by reason (rapid_reset, protocol_error, idle_timeout, drain_deadline)',
+			labelNames: ['reason'],
 			registers: r,
 		});
 		this.hboneConnections = new Gauge({ name: 'weir_ztunnel_hbone_pool_connections', help: 'open outbound HBONE connections', registers: r });
@@ -98,5 +121,17 @@ export class ZtunnelMetrics implements ConnectionObserver {
 
 	refused(c: ConnectionInfo, code: string): void {
 		this.refusals.inc({ direction: c.direction, code });
+	}
+
+	handshakeRejected(reason: HandshakeRejection): void {
+		this.rejectedHandshakes.inc({ reason });
+	}
+
+	streamReset(reason: StreamReset, streams: number): void {
+		this.streamResets.inc({ reason }, streams);
+	}
+
+	sessionTerminated(reason: SessionTermination): void {
+		this.terminatedSessions.inc({ reason });
 	}
 }

@@ -4,16 +4,19 @@
 // client socket bound to the pod's address). Only the capture (a kernel matter,
 // test/kernel/ztunnel-capture.test.ts) and the transparent connect are replaced:
 // loopback addresses can be bound without IP_TRANSPARENT.
+import type { ClientHttp2Stream } from 'node:http2';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type * as k8s from '@kubernetes/client-node';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { checkCsr } from '../../src/ca/csr.js';
 import { createRoot, issueWorkloadCert, type CaRoot } from '../../src/ca/issue.js';
 import type { CaClient, SignedCertificate } from '../../src/identity/ca-client.js';
-import { CertificateManager } from '../../src/identity/cert-manager.js';
+import { CertificateManager, type WorkloadCertificate } from '../../src/identity/cert-manager.js';
+import { createCsr, generateKeyPair } from '../../src/identity/csr.js';
+import { privateKeyPem } from '../../src/identity/x509.js';
 import { parseSpiffeId } from '../../src/identity/spiffe.js';
 import { buildState, type StateSnapshot } from '../../src/ztunnel/state.js';
-import { InboundServer, type Authorize } from '../../src/ztunnel/proxy/inbound.js';
+import { InboundServer, type Authorize, type InboundLimits } from '../../src/ztunnel/proxy/inbound.js';
 import { OutboundProxy } from '../../src/ztunnel/proxy/outbound.js';
 import { HbonePool } from '../../src/ztunnel/proxy/pool.js';
 import { fanOut, type ConnectionInfo, type ConnectionObserver, type ConnectionResult } from '../../src/ztunnel/proxy/connections.js';
@@ -27,6 +30,20 @@ export class LocalCa implements CaClient {
 	constructor(readonly root: CaRoot) {}
 	static async create(): Promise<LocalCa> {
 		return new LocalCa(await createRoot(TD, Date.now()));
+	}
+	/** A certificate of `identity` issued as if the clock read `now` (in the past: an expired one). */
+	async issueAt(identity: string, now: number, ttlMs = 3600_000): Promise<WorkloadCertificate> {
+		const keys = await generateKeyPair();
+		const { publicKey } = await checkCsr(await createCsr(keys, parseSpiffeId(identity)), identity);
+		const c = await issueWorkloadCert(this.root, publicKey, identity, ttlMs, now);
+		return {
+			identity,
+			certChain: [c.pem],
+			keyPem: await privateKeyPem(keys.privateKey),
+			trustBundle: [this.root.certPem],
+			notBefore: c.cert.notBefore.getTime(),
+			notAfter: c.cert.notAfter.getTime(),
+		};
 	}
 	async sign(csrPem: string, identity: string): Promise<SignedCertificate> {
 		const { publicKey } = await checkCsr(csrPem, identity);
@@ -99,6 +116,22 @@ export interface LabNode {
 
 export const log = pino({ level: process.env.WEIR_TEST_LOG ?? 'silent' });
 
+/** A logger whose JSON lines the test reads (pino writing to an in-memory destination). */
+export function captureLog(): { log: Logger; lines: Record<string, unknown>[] } {
+	const lines: Record<string, unknown>[] = [];
+	const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+	return { log: logger, lines };
+}
+
+export interface LabOptions {
+	ca?: LocalCa;
+	/** the inbound servers' logger (default: silent unless WEIR_TEST_LOG) */
+	log?: Logger;
+	limits?: Partial<InboundLimits>;
+	/** one more ConnectionObserver per node, told after its metrics (e.g. a flow reporter) */
+	observer?: (node: 'a' | 'b') => ConnectionObserver;
+}
+
 export async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
 	const end = Date.now() + timeoutMs;
 	while (!cond()) {
@@ -121,9 +154,8 @@ export class HboneLab {
 		this.nodes = nodes;
 	}
 
-	/** `observer`: one more ConnectionObserver per node, told after its metrics (e.g. a flow reporter). */
-	static async start(pods: LabPod[], ca?: LocalCa, o: { observer?: (node: 'a' | 'b') => ConnectionObserver } = {}): Promise<HboneLab> {
-		const theCa = ca ?? (await LocalCa.create());
+	static async start(pods: LabPod[], o: LabOptions = {}): Promise<HboneLab> {
+		const theCa = o.ca ?? (await LocalCa.create());
 		const holder: { lab?: HboneLab } = {};
 		const state = (): StateSnapshot => holder.lab!.state;
 		const make = (name: 'a' | 'b'): LabNode => {
@@ -144,8 +176,10 @@ export class HboneLab {
 				authorize: (i) => holder.lab!.authorize(i),
 				deliver: (source, dst) => plainDeliver(source, dst),
 				observer,
-				log,
+				events: metrics,
+				log: o.log ?? log,
 				localAddresses: () => [NODE_IP[name]],
+				...(o.limits ? { limits: o.limits } : {}),
 			});
 			const node: LabNode = {
 				name,
@@ -180,6 +214,19 @@ export class HboneLab {
 		}
 		await waitFor(() => [nodes.a, nodes.b].every((n) => n.certs.identities().every((id) => n.certs.get(id))), 'workload certificates');
 		return lab;
+	}
+
+	/** One CONNECT from node a to node b's HBONE server as `cert`, through a pool of its own that closes with the stream. */
+	async tunnel(o: { cert: WorkloadCertificate; destinationIdentity: string; authority: string; clientIp: string }): Promise<ClientHttp2Stream> {
+		const pool = new HbonePool({ trustDomain: TD, localAddress: NODE_IP.a });
+		try {
+			const s = await pool.open({ ...o, node: { address: NODE_IP.b, port: this.port, name: 'b' }, timeoutMs: 3000 });
+			s.once('close', () => pool.close());
+			return s;
+		} catch (err) {
+			pool.close();
+			throw err;
+		}
 	}
 
 	/** A pod's server: answers "peer <ip>\n" with the address it sees, then echoes. */

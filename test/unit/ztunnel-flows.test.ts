@@ -410,7 +410,7 @@ test('HBONE on loopback: each ztunnel reports to its own node’s agent; a 403 i
 	const agents = { a: await agentSide(paths.a, 'a'), b: await agentSide(paths.b, 'b') };
 	t.after(() => Promise.all([agents.a.server.close(), agents.b.server.close()]));
 	const reporters: FlowReporter[] = [];
-	const lab = await HboneLab.start(PODS, undefined, {
+	const lab = await HboneLab.start(PODS, {
 		observer: (node) => {
 			const r = reporter(paths[node], node);
 			r.start();

@@ -10,7 +10,6 @@ import { HboneLab, LocalCa, NODE_IP, TD, readAll, waitFor, type LabPod } from '.
 import { HboneError, identitySni, forwardedFor, identityFromSni, parseAuthority, peerIdentity } from '../../src/ztunnel/proxy/hbone.js';
 import { parseSpiffeId } from '../../src/identity/spiffe.js';
 import { CertificateManager } from '../../src/identity/cert-manager.js';
-import { HbonePool } from '../../src/ztunnel/proxy/pool.js';
 
 const PODS: LabPod[] = [
 	{ ns: 'x', name: 'client', sa: 'client', node: 'a', ip: '127.0.1.1' },
@@ -153,31 +152,13 @@ test('HBONE on loopback', async (t) => {
 		const m = new CertificateManager({ ca: rogue });
 		m.setIdentities([parseSpiffeId(id('x', 'client'))]);
 		await waitFor(() => !!m.get(id('x', 'client')), 'rogue certificate');
-		// The rogue client trusts the real root (so only the server's check of the client certificate decides), on a pool of its own.
+		// The rogue client trusts the real root (so only the server's check of the client certificate decides).
 		const cert = { ...m.get(id('x', 'client'))!, trustBundle: clientCert()!.trustBundle };
-		const pool = new HbonePool({ trustDomain: TD, localAddress: NODE_IP.a });
-		t.after(() => pool.close());
-		await assert.rejects(
-			pool.open({
-				cert,
-				destinationIdentity: id('y', 'server'),
-				node: { address: NODE_IP.b, port: lab.port },
-				authority: `127.0.1.2:${serverPort}`,
-				clientIp: '127.0.1.1',
-				timeoutMs: 3000,
-			}),
-			(e: HboneError) => ['WEIR_ERR_HBONE_CONNECT', 'WEIR_ERR_HBONE_STREAM'].includes(e.code),
-		);
-		// The same pool with the real certificate works: the refusal was the root.
-		const ok = await pool.open({
-			cert: clientCert()!,
-			destinationIdentity: id('y', 'server'),
-			node: { address: NODE_IP.b, port: lab.port },
-			authority: `127.0.1.2:${serverPort}`,
-			clientIp: '127.0.1.1',
-			timeoutMs: 3000,
-		});
-		ok.close();
+		const tunnel = (c: NonNullable<ReturnType<CertificateManager['get']>>) =>
+			lab.tunnel({ cert: c, destinationIdentity: id('y', 'server'), authority: `127.0.1.2:${serverPort}`, clientIp: '127.0.1.1' });
+		await assert.rejects(tunnel(cert), (e: HboneError) => ['WEIR_ERR_HBONE_CONNECT', 'WEIR_ERR_HBONE_STREAM'].includes(e.code));
+		// The same request with the real certificate works: the refusal was the root.
+		(await tunnel(clientCert()!)).close();
 		m.stop();
 	});
 

@@ -25,11 +25,26 @@ export const HBONE_H2 = {
 	maxFrameSize: 1024 * 1024,
 } as const;
 
+/**
+ * An HBONE CONNECT carries five headers of a few dozen bytes (`:method`, `:scheme`?,
+ * `:authority`, `forwarded`, perhaps trace context); a header block beyond 16 KiB is
+ * not HBONE. Node's HTTP/2 layer resets a stream whose headers exceed it
+ * (ENHANCE_YOUR_CALM) before the proxy sees the stream.
+ */
+export const HBONE_MAX_HEADER_BYTES = 16 * 1024;
+
 export const HBONE_SETTINGS = {
 	initialWindowSize: HBONE_H2.initialWindowSize,
 	maxFrameSize: HBONE_H2.maxFrameSize,
 	maxConcurrentStreams: HBONE_H2.maxConcurrentStreams,
+	maxHeaderListSize: HBONE_MAX_HEADER_BYTES,
 };
+
+/**
+ * The HBONE server's other HTTP/2 limits: header pairs (pseudo-headers included) and
+ * the memory a session may hold before new streams are refused (Node's default, MiB).
+ */
+export const HBONE_SERVER_H2 = { maxHeaderListPairs: 32, maxSessionMemory: 10 } as const;
 
 /** The request header naming the client pod's address (RFC 7239 `for=`). */
 export const FORWARDED = 'forwarded';

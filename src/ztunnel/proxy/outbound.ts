@@ -70,7 +70,7 @@ export class OutboundProxy {
 			tunnel = await this.o.pool.open({
 				cert,
 				destinationIdentity: dst.identity,
-				node: { address: nodeAddress, port: this.o.hbonePort ?? PORTS.hbone },
+				node: { address: nodeAddress, port: this.o.hbonePort ?? PORTS.hbone, name: dst.node },
 				authority: `${c.originalDestination.address}:${c.originalDestination.port}`,
 				clientIp: c.source.address,
 				...(this.o.connectTimeoutMs ? { timeoutMs: this.o.connectTimeoutMs } : {}),

@@ -2,7 +2,10 @@
 // HTTP/2 connection per (source identity, destination identity, destination node)
 // carries many CONNECT streams; a full connection (100 streams) gets a sibling, a
 // connection that fails, closes or receives GOAWAY leaves the pool, an idle one is
-// closed. Concurrent first uses of a key share one handshake.
+// closed. Concurrent first uses of a key share one handshake, which must be done within
+// the request's timeout. Every error carries a WEIR_ERR_HBONE_* code and names the
+// destination node. drain() refuses new streams and closes each connection when its
+// last stream ends (src/ztunnel/drain.ts).
 import { ClientHttp2Session, ClientHttp2Stream, connect as h2connect, constants } from 'node:http2';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import type { WorkloadCertificate } from '../../identity/cert-manager.js';
@@ -14,8 +17,8 @@ export interface TunnelRequest {
 	cert: WorkloadCertificate;
 	/** the SPIFFE ID the destination must present */
 	destinationIdentity: string;
-	/** destination node's address and HBONE port */
-	node: { address: string; port: number };
+	/** destination node's address and HBONE port, and its name for messages */
+	node: { address: string; port: number; name?: string };
 	/** destination pod ip:port */
 	authority: string;
 	/** the client pod's address */
@@ -48,6 +51,8 @@ export interface PoolOptions {
 export class HbonePool {
 	private readonly conns = new Map<string, Conn[]>();
 	private readonly pending = new Map<string, Promise<Conn>>();
+	/** sessions still in their handshake (a drain's deadline ends them too) */
+	private readonly dialing = new Set<ClientHttp2Session>();
 	private closed = false;
 
 	constructor(private readonly o: PoolOptions) {}
@@ -63,7 +68,7 @@ export class HbonePool {
 	 * HboneError carrying the status or the transport failure.
 	 */
 	async open(req: TunnelRequest): Promise<ClientHttp2Stream> {
-		if (this.closed) throw new HboneError('WEIR_ERR_HBONE_CLOSED', 'the ztunnel is shutting down');
+		if (this.closed) throw new HboneError('WEIR_ERR_HBONE_CLOSED', `the ztunnel is draining: no new HBONE stream to ${nodeName(req.node)}`);
 		const conn = await this.acquire(req);
 		conn.streams++;
 		if (conn.idle) clearTimeout(conn.idle);
@@ -73,7 +78,9 @@ export class HbonePool {
 			stream = conn.session.request({ ':method': 'CONNECT', ':authority': req.authority, [FORWARDED]: `for=${req.clientIp}` }, { endStream: false });
 		} catch (cause) {
 			this.release(conn);
-			throw new HboneError('WEIR_ERR_HBONE_STREAM', `cannot open a stream to ${req.authority} over ${conn.key}: ${(cause as Error).message}`, { cause });
+			throw new HboneError('WEIR_ERR_HBONE_STREAM', `cannot open a stream to ${req.authority} on ${nodeName(req.node)}: ${(cause as Error).message}`, {
+				cause,
+			});
 		}
 		stream.once('close', () => this.release(conn));
 		return await new Promise<ClientHttp2Stream>((resolve, reject) => {
@@ -82,7 +89,7 @@ export class HbonePool {
 				reject(
 					new HboneError(
 						'WEIR_ERR_HBONE_TIMEOUT',
-						`the ztunnel of node ${req.node.address} did not answer CONNECT ${req.authority} in ${req.timeoutMs ?? 10_000} ms`,
+						`the ztunnel of ${nodeName(req.node)} did not answer CONNECT ${req.authority} in ${req.timeoutMs ?? 10_000} ms`,
 					),
 				);
 			}, req.timeoutMs ?? 10_000);
@@ -96,14 +103,14 @@ export class HbonePool {
 				reject(
 					new HboneError(
 						'WEIR_ERR_HBONE_REFUSED',
-						`the ztunnel of node ${req.node.address} answered ${status} to CONNECT ${req.authority}${reason ? `: ${reason}` : ''}`,
+						`the ztunnel of ${nodeName(req.node)} answered ${status} to CONNECT ${req.authority}${reason ? `: ${reason}` : ''}`,
 						{ status, ...(typeof policy === 'string' && policy ? { policy } : {}) },
 					),
 				);
 			});
 			stream.once('error', (err) => {
 				clearTimeout(timer);
-				reject(new HboneError('WEIR_ERR_HBONE_STREAM', `CONNECT ${req.authority} via node ${req.node.address} failed: ${err.message}`, { cause: err }));
+				reject(new HboneError('WEIR_ERR_HBONE_STREAM', `CONNECT ${req.authority} via ${nodeName(req.node)} failed: ${err.message}`, { cause: err }));
 			});
 			stream.once('close', () => {
 				clearTimeout(timer);
@@ -111,17 +118,44 @@ export class HbonePool {
 				reject(
 					new HboneError(
 						'WEIR_ERR_HBONE_STREAM',
-						`the HBONE connection to node ${req.node.address} closed before CONNECT ${req.authority} was answered (rst code ${stream.rstCode ?? 'none'})`,
+						`the HBONE connection to ${nodeName(req.node)} closed before CONNECT ${req.authority} was answered (rst code ${stream.rstCode ?? 'none'}; a client certificate the node did not accept ends the connection so)`,
 					),
 				);
 			});
 		});
 	}
 
+	/** Ends every connection now. */
 	close(): void {
+		this.beginDrain();
+		this.forceClose();
+	}
+
+	// Drainable (src/ztunnel/drain.ts)
+	readonly name = 'outbound';
+
+	/** Refuses new streams; idle connections close now, busy ones when their last stream ends. */
+	beginDrain(): void {
 		this.closed = true;
-		for (const cs of this.conns.values()) for (const c of cs) this.kill(c);
-		this.conns.clear();
+		for (const cs of this.conns.values()) for (const c of cs) if (c.streams === 0) this.kill(c);
+	}
+
+	async idle(): Promise<void> {
+		while (this.conns.size > 0 || this.dialing.size > 0) await new Promise((r) => setTimeout(r, 20));
+	}
+
+	/** Tears down what is left (streams with it); returns how many connections that was. */
+	forceClose(): number {
+		let n = 0;
+		for (const cs of [...this.conns.values()]) {
+			for (const c of cs) {
+				n++;
+				this.drop(c);
+				c.session.destroy();
+			}
+		}
+		for (const s of this.dialing) s.destroy();
+		return n;
 	}
 
 	private key(req: TunnelRequest): string {
@@ -147,6 +181,7 @@ export class HbonePool {
 		const td = this.o.trustDomain;
 		const dst = parseSpiffeId(req.destinationIdentity, td);
 		return new Promise<Conn>((resolve, reject) => {
+			const timeoutMs = req.timeoutMs ?? 10_000;
 			const session = h2connect(`https://${req.node.address}:${req.node.port}`, {
 				settings: HBONE_SETTINGS,
 				createConnection: () =>
@@ -163,7 +198,7 @@ export class HbonePool {
 							try {
 								const got = peerIdentity(cert, td);
 								if (got !== req.destinationIdentity)
-									return new HboneError('WEIR_ERR_HBONE_PEER_IDENTITY', `node ${req.node.address} presented ${got}, not ${req.destinationIdentity}`);
+									return new HboneError('WEIR_ERR_HBONE_PEER_IDENTITY', `the node presented ${got}, not ${req.destinationIdentity}`);
 								return undefined;
 							} catch (err) {
 								return err as Error;
@@ -171,19 +206,25 @@ export class HbonePool {
 						},
 					}),
 			});
-			const fail = (err: Error): void => {
+			this.dialing.add(session);
+			const fail = (err: Error, code = err instanceof HboneError ? err.code : 'WEIR_ERR_HBONE_CONNECT'): void => {
+				clearTimeout(timer);
+				this.dialing.delete(session);
 				session.destroy();
 				reject(
-					new HboneError(
-						'WEIR_ERR_HBONE_CONNECT',
-						`HBONE to node ${req.node.address}:${req.node.port} as ${req.cert.identity} for ${req.destinationIdentity} failed: ${err.message}`,
-						{ cause: err },
-					),
+					new HboneError(code, `HBONE to ${nodeName(req.node)} as ${req.cert.identity} for ${req.destinationIdentity} failed: ${err.message}`, { cause: err }),
 				);
 			};
+			// A node that accepts TCP but never finishes the handshake must not hold every stream of this key.
+			const timer = setTimeout(() => fail(new Error(`the TLS and HTTP/2 handshake did not complete in ${timeoutMs} ms`), 'WEIR_ERR_HBONE_TIMEOUT'), timeoutMs);
 			session.once('error', fail);
+			const closedEarly = (): void => fail(new Error('the connection closed during the handshake'));
+			session.once('close', closedEarly);
 			session.once('connect', () => {
+				clearTimeout(timer);
+				this.dialing.delete(session);
 				session.off('error', fail);
+				session.off('close', closedEarly);
 				session.setLocalWindowSize(HBONE_H2.connectionWindowSize);
 				const conn: Conn = { key, session, streams: 0, idle: undefined, dead: false };
 				const list = this.conns.get(key) ?? [];
@@ -202,6 +243,7 @@ export class HbonePool {
 	private release(conn: Conn): void {
 		conn.streams = Math.max(0, conn.streams - 1);
 		if (conn.streams > 0 || conn.dead) return;
+		if (this.closed) return this.kill(conn);
 		conn.idle = setTimeout(() => {
 			if (conn.streams === 0) this.kill(conn);
 		}, this.o.idleMs ?? 30_000);
@@ -222,4 +264,9 @@ export class HbonePool {
 		else this.conns.delete(conn.key);
 		this.o.onConnection?.('close', conn.key);
 	}
+}
+
+/** `node b (10.0.0.2:15008)`, or the address alone when the name is not known. */
+function nodeName(node: TunnelRequest['node']): string {
+	return node.name ? `node ${node.name} (${node.address}:${node.port})` : `node ${node.address}:${node.port}`;
 }
